@@ -1,0 +1,55 @@
+// The flowkernels operator library: every op schema in one greppable place,
+// plus the small Python module that reports how the extension was built.
+//
+// Kernels register themselves per dispatch key in cpu/<family>.cpp and
+// cuda/<family>.cu; fake (meta) kernels and autograd are registered from
+// Python in flowkernels/ops/<family>.py.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include <string>
+
+// Versions arrive from setup.py as numbers (strings do not survive the build
+// tools' quoting).
+#define FK_STR2(x) #x
+#define FK_STR(x) FK_STR2(x)
+
+TORCH_LIBRARY(flowkernels, m) {
+  // ---- coupling family -----------------------------------------------------
+  m.def("round_ste(Tensor x) -> Tensor");
+  m.def("integer_coupling(Tensor x, Tensor t, *, bool inverse=False, float scale=1.0) -> Tensor");
+  m.def(
+      "discretized_logistic_logp(Tensor x, Tensor mu, Tensor log_scale, Tensor? logit_pi, *, "
+      "float bin_width=1.0, float? lower=None, float? upper=None) -> Tensor");
+  m.def(
+      "discretized_logistic_logp_backward(Tensor grad, Tensor x, Tensor mu, Tensor log_scale, "
+      "Tensor? logit_pi, *, float bin_width=1.0, float? lower=None, float? upper=None) "
+      "-> (Tensor grad_mu, Tensor grad_log_scale, Tensor grad_logit_pi)");
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.doc() = "flowkernels compiled kernels (ops are under torch.ops.flowkernels)";
+  module.def(
+      "has_cuda_kernels", [] {
+#ifdef FLOWKERNELS_WITH_CUDA
+        return true;
+#else
+        return false;
+#endif
+      },
+      "Whether CUDA kernels were compiled into this build.");
+  module.def(
+      "built_cuda_version",
+      [] {
+#ifdef FLOWKERNELS_WITH_CUDA
+        return std::string(FK_STR(FLOWKERNELS_CUDA_MAJOR) "." FK_STR(FLOWKERNELS_CUDA_MINOR));
+#else
+        return std::string();
+#endif
+      },
+      "torch.version.cuda of the torch this extension was built against ('' for CPU builds).");
+  module.def(
+      "built_torch_version",
+      [] { return std::string(FK_STR(FLOWKERNELS_TORCH_MAJOR) "." FK_STR(FLOWKERNELS_TORCH_MINOR)); },
+      "major.minor of the torch this extension was built against.");
+}

@@ -1,0 +1,10 @@
+"""Typed wrappers of the compiled ops, with fake kernels and autograd registered.
+
+Every function here accepts and returns ordinary tensors, works under
+``torch.compile(fullgraph=True)``, and dispatches to the CPU or CUDA kernel by
+the device of its inputs.
+"""
+
+from .coupling import discretized_logistic_logp, integer_coupling, round_ste
+
+__all__ = ["round_ste", "integer_coupling", "discretized_logistic_logp"]
