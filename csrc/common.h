@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -52,6 +53,11 @@ inline void check_device(const char* op, const char* arg, const at::Tensor& t,
   TORCH_CHECK(t.device().type() == expected, "flowkernels.", op, ": argument '", arg,
               "' must be a ", c10::DeviceTypeName(expected), " tensor for this kernel, got ",
               t.device());
+}
+
+inline std::optional<at::Tensor> contiguous_opt(const std::optional<at::Tensor>& t) {
+  if (!t) return std::nullopt;
+  return t->contiguous();
 }
 
 }  // namespace flowkernels

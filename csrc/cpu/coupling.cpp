@@ -225,11 +225,6 @@ LogisticArgs<T> make_args(const at::Tensor& x, const at::Tensor& mu, const at::T
           make_bin_edges<T>(lower, upper)};
 }
 
-std::optional<at::Tensor> contiguous_opt(const std::optional<at::Tensor>& t) {
-  if (!t) return std::nullopt;
-  return t->contiguous();
-}
-
 at::Tensor discretized_logistic_logp_cpu(const at::Tensor& x_in, const at::Tensor& mu_in,
                                          const at::Tensor& log_scale_in,
                                          const std::optional<at::Tensor>& logit_pi_in,

@@ -1,0 +1,61 @@
+"""Microbenchmarks of every kernel family against its reference and outside peers.
+
+Run them with ``flowkernels bench`` (or ``python benchmarks/run_all.py`` from a
+checkout). Each family module exposes ``cases(quick=..., device=..., compile_peers=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+
+import torch
+
+from . import coupling
+from .harness import Case, Result, Target, format_table, run_cases
+
+SUITES = {"coupling": coupling}
+
+__all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "results_to_json"]
+
+
+def run(
+    families: Sequence[str] | None = None,
+    *,
+    quick: bool = False,
+    device: str = "cpu",
+    compile_peers: bool | None = None,
+    min_run_time: float | None = None,
+    progress: bool = True,
+) -> list[Result]:
+    """Run the benchmarks of ``families`` (default: all) and return their results."""
+    names = list(families or SUITES)
+    unknown = [name for name in names if name not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown benchmark families {unknown}; choose from {sorted(SUITES)}")
+    if compile_peers is None:
+        compile_peers = not quick
+    cases: list[Case] = []
+    for name in names:
+        cases += SUITES[name].cases(quick=quick, device=device, compile_peers=compile_peers)
+    if min_run_time is None:
+        min_run_time = 0.05 if quick else 1.0
+    return run_cases(cases, min_run_time=min_run_time, device=device, progress=progress)
+
+
+def results_to_json(results: Sequence[Result]) -> str:
+    """Machine-readable results, with the environment they were measured in."""
+    rows = [
+        {
+            "family": r.case.family, "op": r.case.op, "shape": r.case.shape, "mode": r.case.mode,
+            "reference_ms": r.reference_s * 1e3, "kernel_ms": r.kernel_s * 1e3, "speedup": r.speedup,
+            "reference_peak_bytes": r.reference_peak, "kernel_peak_bytes": r.kernel_peak,
+            "memory_ratio": r.memory_ratio, "peers_ms": {k: v * 1e3 for k, v in r.peer_s.items()},
+            "target": r.case.target.describe(), "target_met": r.target_met(),
+        }
+        for r in results
+    ]
+    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+           "processor": platform.processor(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return json.dumps({"environment": env, "results": rows}, indent=2)

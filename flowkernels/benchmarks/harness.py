@@ -1,0 +1,185 @@
+"""Microbenchmark harness: time a kernel against its reference and outside peers in one run.
+
+Every case is timed with :mod:`torch.utils.benchmark` in this process,
+alternating between the contenders over several rounds and keeping each one's
+best median, so that a ratio holds on a noisy machine. Peak memory is the
+high-water mark of tensor allocations during one call, read from the PyTorch
+profiler's memory events (CPU) or from the CUDA caching allocator (GPU); the
+inputs, allocated before the call, are not counted.
+
+Targets are ratios (``speedup >= 3``: reference time / kernel time). The table
+says whether each is met; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch.utils import benchmark as tbench
+
+__all__ = ["Case", "Target", "Result", "run_cases", "format_table", "peak_memory_bytes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A goal for the kernel relative to the reference, measured in the same run."""
+
+    min_speedup: float | None = None  # reference time / kernel time
+    min_memory_ratio: float | None = None  # reference peak memory / kernel peak memory
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_speedup is not None:
+            parts.append(f"speed >= {self.min_speedup:g}x")
+        if self.min_memory_ratio is not None:
+            parts.append(f"memory <= 1/{self.min_memory_ratio:g}")
+        return ", ".join(parts) or "-"
+
+
+@dataclasses.dataclass
+class Case:
+    """One row of the table: the same computation done by the kernel, the reference and peers."""
+
+    family: str
+    op: str
+    shape: str
+    mode: str  # "fwd" or "fwd+bwd"
+    kernel: Callable[[], object]
+    reference: Callable[[], object]
+    peers: dict[str, Callable[[], object]] = dataclasses.field(default_factory=dict)
+    target: Target = dataclasses.field(default_factory=Target)
+
+
+@dataclasses.dataclass
+class Result:
+    case: Case
+    kernel_s: float
+    reference_s: float
+    peer_s: dict[str, float]
+    kernel_peak: int | None
+    reference_peak: int | None
+
+    @property
+    def speedup(self) -> float:
+        return self.reference_s / self.kernel_s
+
+    @property
+    def memory_ratio(self) -> float | None:
+        if not self.kernel_peak or self.reference_peak is None:
+            return None
+        return self.reference_peak / self.kernel_peak
+
+    def target_met(self) -> bool | None:
+        target = self.case.target
+        if target.min_speedup is None and target.min_memory_ratio is None:
+            return None
+        ok = True
+        if target.min_speedup is not None:
+            ok &= self.speedup >= target.min_speedup
+        if target.min_memory_ratio is not None:
+            ratio = self.memory_ratio
+            ok &= ratio is not None and ratio >= target.min_memory_ratio
+        return ok
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int | None:
+    """Peak bytes of tensor memory allocated while ``fn()`` runs (None if not measurable)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        _synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _synchronize()
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        events = prof.profiler.kineto_results.events()
+        deltas = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    except AttributeError:  # the profiler's result API moved
+        return None
+    live = peak = 0
+    for _, nbytes in deltas:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _time_round(fn: Callable[[], object], min_run_time: float) -> float:
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn})
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def run_cases(
+    cases: Iterable[Case],
+    *,
+    min_run_time: float = 0.5,
+    rounds: int = 3,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[Result]:
+    """Time every case: contenders alternate over ``rounds``, each keeps its best median."""
+    cases = list(cases)
+    results = []
+    iterator: Iterable[Case] = cases
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(cases, desc="benchmarks", unit="case", leave=False)
+    for case in iterator:
+        contenders = {"kernel": case.kernel, "reference": case.reference, **case.peers}
+        for fn in contenders.values():  # warm up (first-call allocations, compilation)
+            fn()
+        best = dict.fromkeys(contenders, math.inf)
+        for _ in range(rounds):
+            for name, fn in contenders.items():
+                best[name] = min(best[name], _time_round(fn, min_run_time / rounds))
+        results.append(
+            Result(
+                case=case,
+                kernel_s=best.pop("kernel"),
+                reference_s=best.pop("reference"),
+                peer_s=best,
+                kernel_peak=peak_memory_bytes(case.kernel, device),
+                reference_peak=peak_memory_bytes(case.reference, device),
+            )
+        )
+    return results
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def _mib(nbytes: int | None) -> str:
+    return "n/a" if nbytes is None else f"{nbytes / 2**20:.1f}"
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """A plain-text table: op, shape, mode, times (ms), speed-up, peak memory (MiB), target."""
+    header = ["op", "shape", "mode", "ref ms", "kernel ms", "speedup", "ref MiB", "kernel MiB",
+              "mem ratio", "peers (ms, ref/peer... kernel speedup)", "target", "met"]
+    rows = []
+    for r in results:
+        peers = "; ".join(f"{name} {_ms(t)} ({t / r.kernel_s:.2f}x)" for name, t in r.peer_s.items()) or "-"
+        met = r.target_met()
+        mem = r.memory_ratio
+        rows.append([
+            r.case.op, r.case.shape, r.case.mode, _ms(r.reference_s), _ms(r.kernel_s), f"{r.speedup:.2f}x",
+            _mib(r.reference_peak), _mib(r.kernel_peak), "n/a" if mem is None else f"{mem:.2f}x", peers,
+            r.case.target.describe(), "-" if met is None else ("yes" if met else "NO"),
+        ])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])
