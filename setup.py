@@ -40,13 +40,15 @@ def cuda_decision() -> tuple[bool, str]:
     nvcc = CUDA_HOME is not None and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
     if torch.version.cuda is None:
         if forced:
-            sys.exit("flowkernels: FORCE_CUDA=1 needs a CUDA build of torch; this torch is "
-                     f"{torch.__version__} (CPU only).")
+            sys.exit(
+                f"flowkernels: FORCE_CUDA=1 needs a CUDA build of torch; this torch is {torch.__version__} (CPU only)."
+            )
         return False, f"torch {torch.__version__} is a CPU build"
     if not nvcc:
         if forced:
-            sys.exit("flowkernels: FORCE_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME "
-                     "to the folder holding bin/nvcc.")
+            sys.exit(
+                "flowkernels: FORCE_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME to the folder holding bin/nvcc."
+            )
         return False, "no CUDA toolkit (nvcc) found; set CUDA_HOME to build CUDA kernels"
     why = "FORCE_CUDA=1" if forced else f"torch has CUDA {torch.version.cuda} and nvcc is at {CUDA_HOME}"
     return True, why
@@ -72,7 +74,7 @@ def torch_version_numbers() -> list[tuple[str, str]]:
 def make_extension():
     with_cuda, why = cuda_decision()
     print(f"flowkernels: CUDA kernels {'ON' if with_cuda else 'OFF'} ({why})", flush=True)
-    sources = ["csrc/flowkernels.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     # -fopenmp at compile time only: at::parallel_for is an inline OpenMP loop, and
     # its runtime comes from the libgomp that torch itself loads.
     # -fno-trapping-math lets GCC turn the kernels' selects into SIMD blends (we never
@@ -81,18 +83,26 @@ def make_extension():
     macros = torch_version_numbers()
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not with_cuda:
-        return CppExtension("flowkernels._C", sources, include_dirs=include_dirs,
-                            define_macros=macros, extra_compile_args={"cxx": cxx})
+        return CppExtension(
+            "flowkernels._C", sources, include_dirs=include_dirs, define_macros=macros, extra_compile_args={"cxx": cxx}
+        )
     if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
         print("flowkernels: no GPU visible, TORCH_CUDA_ARCH_LIST=9.0 (H100/H200)", flush=True)
     cuda_major, cuda_minor = torch.version.cuda.split(".")[:2]
-    macros += [("FLOWKERNELS_WITH_CUDA", "1"), ("FLOWKERNELS_CUDA_MAJOR", cuda_major),
-               ("FLOWKERNELS_CUDA_MINOR", cuda_minor)]
+    macros += [
+        ("FLOWKERNELS_WITH_CUDA", "1"),
+        ("FLOWKERNELS_CUDA_MAJOR", cuda_major),
+        ("FLOWKERNELS_CUDA_MINOR", cuda_minor),
+    ]
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
-    return CUDAExtension("flowkernels._C", sources, include_dirs=include_dirs + nvidia_wheel_includes(),
-                         define_macros=macros,
-                         extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]})
+    return CUDAExtension(
+        "flowkernels._C",
+        sources,
+        include_dirs=include_dirs + nvidia_wheel_includes(),
+        define_macros=macros,
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]},
+    )
 
 
 setup(

@@ -1,6 +1,6 @@
 """Run every microbenchmark and print one table (same as ``flowkernels bench``).
 
-    python benchmarks/run_all.py [--quick] [--device cuda] [--no-compile] [--json PATH]
+python benchmarks/run_all.py [--quick] [--device cuda] [--no-compile] [--json PATH]
 """
 
 import sys

@@ -2,8 +2,8 @@
 // plus the small Python module that reports how the extension was built.
 //
 // Kernels register themselves per dispatch key in cpu/<family>.cpp and
-// cuda/<family>.cu; fake (meta) kernels and autograd are registered from
-// Python in flowkernels/ops/<family>.py.
+// cuda/<family>.cu, autograd (for every device) in autograd.cpp; fake (meta)
+// kernels are registered from Python in flowkernels/ops/<family>.py.
 #include <torch/extension.h>
 #include <torch/library.h>
 

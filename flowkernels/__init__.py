@@ -46,6 +46,6 @@ def has_cuda_kernels() -> bool:
     return bool(_C.has_cuda_kernels())
 
 
-from . import ops  # noqa: E402  (registers fake kernels and autograd on import)
+from . import ops  # noqa: E402  (registers the fake kernels on import)
 
 __all__ = ["__version__", "has_cuda_kernels", "ops"]

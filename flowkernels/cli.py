@@ -12,14 +12,18 @@ import torch
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from .benchmarks import SUITES
 
-    parser.add_argument("families", nargs="*", metavar="FAMILY",
-                        help=f"kernel families to benchmark (default: all of {', '.join(sorted(SUITES))})")
+    parser.add_argument(
+        "families",
+        nargs="*",
+        metavar="FAMILY",
+        help=f"kernel families to benchmark (default: all of {', '.join(sorted(SUITES))})",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny shapes and short timings (a smoke run)")
     parser.add_argument("--device", default="cpu", help="device to benchmark on (cpu or cuda)")
-    parser.add_argument("--no-compile", action="store_true",
-                        help="skip the torch.compile peers (they take a minute to compile)")
-    parser.add_argument("--min-run-time", type=float, default=None,
-                        help="seconds of timing per contender and case")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile peers (they take a minute to compile)"
+    )
+    parser.add_argument("--min-run-time", type=float, default=None, help="seconds of timing per contender and case")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
 
@@ -29,11 +33,17 @@ def _bench(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not (torch.cuda.is_available() and _has_cuda_kernels()):
         print("flowkernels bench: --device cuda needs a GPU and a build with CUDA kernels", file=sys.stderr)
         return 2
-    results = benchmarks.run(args.families or None, quick=args.quick, device=args.device,
-                             compile_peers=False if args.no_compile else None,
-                             min_run_time=args.min_run_time)
-    print(f"flowkernels microbenchmarks: torch {torch.__version__}, device {args.device}, "
-          f"{torch.get_num_threads()} threads; ratio = reference time / kernel time")
+    results = benchmarks.run(
+        args.families or None,
+        quick=args.quick,
+        device=args.device,
+        compile_peers=False if args.no_compile else None,
+        min_run_time=args.min_run_time,
+    )
+    print(
+        f"flowkernels microbenchmarks: torch {torch.__version__}, device {args.device}, "
+        f"{torch.get_num_threads()} threads; ratio = reference time / kernel time"
+    )
     print(benchmarks.format_table(results))
     if args.json:
         with open(args.json, "w") as handle:
@@ -49,8 +59,10 @@ def _has_cuda_kernels() -> bool:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print("flowkernels demo: the kernels against their pure-PyTorch references "
-          "(the compression demo arrives with the IDF codec)\n")
+    print(
+        "flowkernels demo: the kernels against their pure-PyTorch references "
+        "(the compression demo arrives with the IDF codec)\n"
+    )
     return _bench(args)
 
 

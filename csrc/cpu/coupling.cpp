@@ -7,6 +7,7 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
@@ -17,7 +18,11 @@
 namespace flowkernels {
 namespace {
 
-constexpr int64_t kGrain = 4096;  // elements per parallel task: well above the task overhead
+// Elements per parallel task for the elementwise ops: torch's own choice, so a
+// task is long enough to pay for waking a thread.
+constexpr int64_t kGrain = at::internal::GRAIN_SIZE;
+// The mixture costs ~20x an elementwise op per element, so its tasks can be shorter.
+constexpr int64_t kMixtureGrain = 2048;
 
 template <typename T>
 FK_MULTIVERSION void round_span(const T* __restrict x, T* __restrict y, int64_t n) {
@@ -240,7 +245,7 @@ at::Tensor discretized_logistic_logp_cpu(const at::Tensor& x_in, const at::Tenso
     const auto args = make_args<scalar_t>(x, mu, log_scale, logit_pi, shape.components, bin_width,
                                           lower, upper);
     scalar_t* outp = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, shape.rows, kGrain / std::max<int64_t>(shape.components, 1),
+    at::parallel_for(0, shape.rows, kMixtureGrain / std::max<int64_t>(shape.components, 1),
                      [&](int64_t begin, int64_t end) {
                        logistic_forward_rows(args, outp, begin, end);
                      });
@@ -271,7 +276,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discretized_logistic_logp_backwar
     scalar_t* gmu = grad_mu.mutable_data_ptr<scalar_t>();
     scalar_t* gls = grad_log_scale.mutable_data_ptr<scalar_t>();
     scalar_t* gpi = logit_pi ? grad_logit_pi.mutable_data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, shape.rows, kGrain / std::max<int64_t>(shape.components, 1),
+    at::parallel_for(0, shape.rows, kMixtureGrain / std::max<int64_t>(shape.components, 1),
                      [&](int64_t begin, int64_t end) {
                        logistic_backward_rows(args, gp, gmu, gls, gpi, begin, end);
                      });

@@ -48,14 +48,27 @@ def results_to_json(results: Sequence[Result]) -> str:
     """Machine-readable results, with the environment they were measured in."""
     rows = [
         {
-            "family": r.case.family, "op": r.case.op, "shape": r.case.shape, "mode": r.case.mode,
-            "reference_ms": r.reference_s * 1e3, "kernel_ms": r.kernel_s * 1e3, "speedup": r.speedup,
-            "reference_peak_bytes": r.reference_peak, "kernel_peak_bytes": r.kernel_peak,
-            "memory_ratio": r.memory_ratio, "peers_ms": {k: v * 1e3 for k, v in r.peer_s.items()},
-            "target": r.case.target.describe(), "target_met": r.target_met(),
+            "family": r.case.family,
+            "op": r.case.op,
+            "shape": r.case.shape,
+            "mode": r.case.mode,
+            "reference_ms": r.reference_s * 1e3,
+            "kernel_ms": r.kernel_s * 1e3,
+            "speedup": r.speedup,
+            "reference_peak_bytes": r.reference_peak,
+            "kernel_peak_bytes": r.kernel_peak,
+            "memory_ratio": r.memory_ratio,
+            "peers_ms": {k: v * 1e3 for k, v in r.peer_s.items()},
+            "target": r.case.target.describe(),
+            "target_met": r.target_met(),
         }
         for r in results
     ]
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-           "processor": platform.processor(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    env = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
     return json.dumps({"environment": env, "results": rows}, indent=2)

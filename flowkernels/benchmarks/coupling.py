@@ -69,45 +69,81 @@ def cases(*, quick: bool = False, device: str = "cpu", compile_peers: bool = Tru
     out = []
     # discretized logistic mixture (IDF prior / PixelCNN++ head)
     logistic_args = (x, mu, log_scale, logit_pi)
-    out.append(Case(
-        FAMILY, "discretized_logistic_logp", f"{label}, K={K}", "fwd",
-        kernel=_forward(ops.discretized_logistic_logp, *logistic_args, **bounds),
-        reference=_forward(ref.discretized_logistic_logp, *logistic_args, **bounds),
-        peers=peers(lambda f: _forward(f, *logistic_args, **bounds), ref.discretized_logistic_logp),
-    ))
-    out.append(Case(
-        FAMILY, "discretized_logistic_logp", f"{label}, K={K}", "fwd+bwd",
-        kernel=_forward_backward(ops.discretized_logistic_logp, params, *logistic_args, **bounds),
-        reference=_forward_backward(ref.discretized_logistic_logp, params, *logistic_args, **bounds),
-        peers=peers(lambda f: _forward_backward(f, params, *logistic_args, **bounds), ref.discretized_logistic_logp),
-        target=LOGISTIC_FWD_BWD,
-    ))
+    out.append(
+        Case(
+            FAMILY,
+            "discretized_logistic_logp",
+            f"{label}, K={K}",
+            "fwd",
+            kernel=_forward(ops.discretized_logistic_logp, *logistic_args, **bounds),
+            reference=_forward(ref.discretized_logistic_logp, *logistic_args, **bounds),
+            peers=peers(lambda f: _forward(f, *logistic_args, **bounds), ref.discretized_logistic_logp),
+        )
+    )
+    out.append(
+        Case(
+            FAMILY,
+            "discretized_logistic_logp",
+            f"{label}, K={K}",
+            "fwd+bwd",
+            kernel=_forward_backward(ops.discretized_logistic_logp, params, *logistic_args, **bounds),
+            reference=_forward_backward(ref.discretized_logistic_logp, params, *logistic_args, **bounds),
+            peers=peers(
+                lambda f: _forward_backward(f, params, *logistic_args, **bounds), ref.discretized_logistic_logp
+            ),
+            target=LOGISTIC_FWD_BWD,
+        )
+    )
     # integer coupling (IDF's additive coupling on the lattice 1/256)
     coupling = {"scale": 256.0}
     xs = x / 256.0
-    out.append(Case(
-        FAMILY, "integer_coupling", label, "fwd",
-        kernel=_forward(ops.integer_coupling, xs, t, **coupling),
-        reference=_forward(ref.integer_coupling, xs, t, **coupling),
-        peers=peers(lambda f: _forward(f, xs, t, **coupling), ref.integer_coupling),
-        target=NO_SLOWER,
-    ))
-    out.append(Case(
-        FAMILY, "integer_coupling", label, "fwd+bwd",
-        kernel=_forward_backward(ops.integer_coupling, [t], xs, t, **coupling),
-        reference=_forward_backward(ref.integer_coupling, [t], xs, t, **coupling),
-        peers=peers(lambda f: _forward_backward(f, [t], xs, t, **coupling), ref.integer_coupling),
-        target=NO_SLOWER,
-    ))
+    out.append(
+        Case(
+            FAMILY,
+            "integer_coupling",
+            label,
+            "fwd",
+            kernel=_forward(ops.integer_coupling, xs, t, **coupling),
+            reference=_forward(ref.integer_coupling, xs, t, **coupling),
+            peers=peers(lambda f: _forward(f, xs, t, **coupling), ref.integer_coupling),
+            target=NO_SLOWER,
+        )
+    )
+    out.append(
+        Case(
+            FAMILY,
+            "integer_coupling",
+            label,
+            "fwd+bwd",
+            kernel=_forward_backward(ops.integer_coupling, [t], xs, t, **coupling),
+            reference=_forward_backward(ref.integer_coupling, [t], xs, t, **coupling),
+            peers=peers(lambda f: _forward_backward(f, [t], xs, t, **coupling), ref.integer_coupling),
+            target=NO_SLOWER,
+        )
+    )
     # straight-through rounding
-    out.append(Case(
-        FAMILY, "round_ste", label, "fwd",
-        kernel=_forward(ops.round_ste, t), reference=_forward(ref.round_ste, t),
-        peers=peers(lambda f: _forward(f, t), ref.round_ste), target=NO_SLOWER,
-    ))
-    out.append(Case(
-        FAMILY, "round_ste", label, "fwd+bwd",
-        kernel=_forward_backward(ops.round_ste, [t], t), reference=_forward_backward(ref.round_ste, [t], t),
-        peers=peers(lambda f: _forward_backward(f, [t], t), ref.round_ste), target=NO_SLOWER,
-    ))
+    out.append(
+        Case(
+            FAMILY,
+            "round_ste",
+            label,
+            "fwd",
+            kernel=_forward(ops.round_ste, t),
+            reference=_forward(ref.round_ste, t),
+            peers=peers(lambda f: _forward(f, t), ref.round_ste),
+            target=NO_SLOWER,
+        )
+    )
+    out.append(
+        Case(
+            FAMILY,
+            "round_ste",
+            label,
+            "fwd+bwd",
+            kernel=_forward_backward(ops.round_ste, [t], t),
+            reference=_forward_backward(ref.round_ste, [t], t),
+            peers=peers(lambda f: _forward_backward(f, [t], t), ref.round_ste),
+            target=NO_SLOWER,
+        )
+    )
     return out

@@ -13,8 +13,11 @@ says whether each is met; nothing here asserts on time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -90,6 +93,21 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Kineto (the profiler behind the CPU memory figure) logs each start and stop
+    from C++ straight to file descriptor 2; hide those lines, nothing else runs here."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int | None:
     """Peak bytes of tensor memory allocated while ``fn()`` runs (None if not measurable)."""
     device = torch.device(device)
@@ -102,7 +120,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
         return torch.cuda.max_memory_allocated(device) - base
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     try:
         events = prof.profiler.kineto_results.events()
@@ -168,18 +186,41 @@ def _mib(nbytes: int | None) -> str:
 
 def format_table(results: Sequence[Result]) -> str:
     """A plain-text table: op, shape, mode, times (ms), speed-up, peak memory (MiB), target."""
-    header = ["op", "shape", "mode", "ref ms", "kernel ms", "speedup", "ref MiB", "kernel MiB",
-              "mem ratio", "peers (ms, ref/peer... kernel speedup)", "target", "met"]
+    header = [
+        "op",
+        "shape",
+        "mode",
+        "ref ms",
+        "kernel ms",
+        "speedup",
+        "ref MiB",
+        "kernel MiB",
+        "mem ratio",
+        "peers: ms (peer time / kernel time)",
+        "target",
+        "met",
+    ]
     rows = []
     for r in results:
         peers = "; ".join(f"{name} {_ms(t)} ({t / r.kernel_s:.2f}x)" for name, t in r.peer_s.items()) or "-"
         met = r.target_met()
         mem = r.memory_ratio
-        rows.append([
-            r.case.op, r.case.shape, r.case.mode, _ms(r.reference_s), _ms(r.kernel_s), f"{r.speedup:.2f}x",
-            _mib(r.reference_peak), _mib(r.kernel_peak), "n/a" if mem is None else f"{mem:.2f}x", peers,
-            r.case.target.describe(), "-" if met is None else ("yes" if met else "NO"),
-        ])
+        rows.append(
+            [
+                r.case.op,
+                r.case.shape,
+                r.case.mode,
+                _ms(r.reference_s),
+                _ms(r.kernel_s),
+                f"{r.speedup:.2f}x",
+                _mib(r.reference_peak),
+                _mib(r.kernel_peak),
+                "n/a" if mem is None else f"{mem:.2f}x",
+                peers,
+                r.case.target.describe(),
+                "-" if met is None else ("yes" if met else "NO"),
+            ]
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])

@@ -1,4 +1,4 @@
-"""Typed wrappers of the compiled ops, with fake kernels and autograd registered.
+"""Typed wrappers of the compiled ops, and their fake kernels (autograd is in C++).
 
 Every function here accepts and returns ordinary tensors, works under
 ``torch.compile(fullgraph=True)``, and dispatches to the CPU or CUDA kernel by

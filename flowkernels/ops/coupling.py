@@ -33,9 +33,7 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return _ops.round_ste(x)
 
 
-def integer_coupling(
-    x: torch.Tensor, t: torch.Tensor, *, inverse: bool = False, scale: float = 1.0
-) -> torch.Tensor:
+def integer_coupling(x: torch.Tensor, t: torch.Tensor, *, inverse: bool = False, scale: float = 1.0) -> torch.Tensor:
     """Additive integer coupling: ``x + round(t * scale) / scale`` (``-`` when ``inverse``).
 
     The translation is rounded to the lattice ``1 / scale`` with round-half-even,
@@ -115,8 +113,10 @@ def _check_params(op: str, x: torch.Tensor, **params: torch.Tensor | None) -> No
         if value is not None:
             torch._check(
                 tuple(value.shape) == expected,
-                lambda name=name, value=value: f"flowkernels.{op}: argument '{name}' must have shape "
-                f"x.shape + [K] = {list(expected)}, got {list(value.shape)}",
+                lambda name=name, value=value: (
+                    f"flowkernels.{op}: argument '{name}' must have shape "
+                    f"x.shape + [K] = {list(expected)}, got {list(value.shape)}"
+                ),
             )
 
 
@@ -129,8 +129,9 @@ def _round_ste_fake(x):
 def _integer_coupling_fake(x, t, *, inverse=False, scale=1.0):
     torch._check(
         t.shape == x.shape,
-        lambda: f"flowkernels.integer_coupling: argument 't' must have shape x.shape = "
-        f"{list(x.shape)}, got {list(t.shape)}",
+        lambda: (
+            f"flowkernels.integer_coupling: argument 't' must have shape x.shape = {list(x.shape)}, got {list(t.shape)}"
+        ),
     )
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
@@ -147,48 +148,6 @@ def _logistic_backward_fake(grad, x, mu, log_scale, logit_pi, *, bin_width=1.0, 
     grad_mu = torch.empty_like(mu, memory_format=torch.contiguous_format)
     grad_log_scale = torch.empty_like(mu, memory_format=torch.contiguous_format)
     grad_logit_pi = (
-        torch.empty_like(mu, memory_format=torch.contiguous_format)
-        if logit_pi is not None
-        else mu.new_empty(0)
+        torch.empty_like(mu, memory_format=torch.contiguous_format) if logit_pi is not None else mu.new_empty(0)
     )
     return grad_mu, grad_log_scale, grad_logit_pi
-
-
-# ---------------------------------------------------------------------------
-# Autograd.
-
-
-def _round_ste_backward(ctx, grad):
-    return grad
-
-
-def _integer_coupling_setup(ctx, inputs, keyword_only_inputs, output):
-    ctx.inverse = keyword_only_inputs.get("inverse", False)
-
-
-def _integer_coupling_backward(ctx, grad):
-    return grad, (-grad if ctx.inverse else grad)
-
-
-def _logistic_setup(ctx, inputs, keyword_only_inputs, output):
-    ctx.save_for_backward(*inputs)  # x, mu, log_scale, logit_pi
-    ctx.options = keyword_only_inputs  # bin_width, lower, upper
-
-
-def _logistic_backward(ctx, grad):
-    x, mu, log_scale, logit_pi = ctx.saved_tensors
-    grad_mu, grad_log_scale, grad_logit_pi = _ops.discretized_logistic_logp_backward(
-        grad, x, mu, log_scale, logit_pi, **ctx.options
-    )
-    # The bin is centred at x, so moving x moves every component like -mu.
-    grad_x = -grad_mu.sum(-1) if ctx.needs_input_grad[0] else None
-    return grad_x, grad_mu, grad_log_scale, (grad_logit_pi if logit_pi is not None else None)
-
-
-torch.library.register_autograd("flowkernels::round_ste", _round_ste_backward)
-torch.library.register_autograd(
-    "flowkernels::integer_coupling", _integer_coupling_backward, setup_context=_integer_coupling_setup
-)
-torch.library.register_autograd(
-    "flowkernels::discretized_logistic_logp", _logistic_backward, setup_context=_logistic_setup
-)

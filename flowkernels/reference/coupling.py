@@ -29,9 +29,7 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return _RoundSTE.apply(x)
 
 
-def integer_coupling(
-    x: torch.Tensor, t: torch.Tensor, *, inverse: bool = False, scale: float = 1.0
-) -> torch.Tensor:
+def integer_coupling(x: torch.Tensor, t: torch.Tensor, *, inverse: bool = False, scale: float = 1.0) -> torch.Tensor:
     """``x + round(t * scale) / scale`` (minus when ``inverse``), straight-through in ``t``."""
     shift = round_ste(t * scale) / scale
     return x - shift if inverse else x + shift

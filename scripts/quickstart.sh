@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# From a fresh machine (Python 3.10+ and a C++ compiler) to a working flowkernels,
+# in one command:
+#
+#   bash scripts/quickstart.sh demo   # set up, then run `flowkernels demo`
+#   bash scripts/quickstart.sh test   # set up, then run the whole test suite
+#
+# Set-up: a virtual environment in .venv, torch 2.13.0 (the CPU build on this
+# project's machines), the build tools, and flowkernels installed editable with
+# its compiled kernels (CUDA kernels too when torch has CUDA and nvcc is found).
+# Idempotent: a second run reuses the environment, and rebuilds only when the
+# C++/CUDA sources or the build files changed. Extra arguments go to the demo
+# or to pytest.
+#
+#   FLOWKERNELS_VENV   environment folder (default .venv)
+#   FLOWKERNELS_TORCH  torch requirement (default torch==2.13.0)
+#   PYTHON             interpreter to create the environment with (default python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command=${1:-demo}
+shift || true
+case "$command" in
+  demo|test) ;;
+  *) echo "usage: bash scripts/quickstart.sh demo|test [arguments for the demo or pytest]" >&2; exit 2 ;;
+esac
+
+venv=${FLOWKERNELS_VENV:-.venv}
+torch_requirement=${FLOWKERNELS_TORCH:-torch==2.13.0}
+step() { printf '== %s\n' "$*"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating the virtual environment $venv"
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+
+if ! python -c "import torch" 2>/dev/null; then
+  step "installing $torch_requirement"
+  pip install --quiet "$torch_requirement"
+fi
+build_tools=(numpy pybind11 ninja "setuptools>=64" wheel)
+if ! python -c "import numpy, pybind11, ninja, setuptools, wheel" 2>/dev/null; then
+  step "installing the build tools"
+  pip install --quiet "${build_tools[@]}"
+fi
+
+# Rebuild only when what the build reads has changed (or the package is missing).
+stamp="$venv/.flowkernels-build-stamp"
+fingerprint=$( { python -c "import torch; print(torch.__version__)"; cat setup.py pyproject.toml;
+                 find csrc -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$fingerprint" ] || ! python -c "import flowkernels" 2>/dev/null; then
+  step "building and installing flowkernels (a minute or two on 2 cores)"
+  MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install --quiet --no-build-isolation -e ".[test]"
+  echo "$fingerprint" > "$stamp"
+fi
+
+case "$command" in
+  demo) step "flowkernels demo"; exec flowkernels demo "$@" ;;
+  test) step "pytest"; exec python -m pytest "$@" ;;
+esac

@@ -1,0 +1,81 @@
+"""The benchmark harness and the CLI run end to end (timings are printed, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from flowkernels import benchmarks
+from flowkernels.benchmarks.harness import Case, Target, peak_memory_bytes, run_cases
+
+
+def test_peak_memory_counts_live_tensors():
+    def allocate():
+        a = torch.empty(1_000_000)  # 4 MB
+        b = torch.empty(2_000_000)  # 8 MB, 12 MB live
+        del a
+        c = torch.empty(500_000)  # 2 MB, 10 MB live
+        return b, c
+
+    peak = peak_memory_bytes(allocate)
+    if peak is None:
+        pytest.skip("this torch's profiler does not expose memory events")
+    assert 12_000_000 <= peak < 12_100_000
+
+
+def test_run_cases_measures_every_contender():
+    x = torch.randn(1000)
+    case = Case(
+        "demo",
+        "add",
+        "1000",
+        "fwd",
+        kernel=lambda: x + 1,
+        reference=lambda: x + 1,
+        peers={"other": lambda: x.add(1)},
+        target=Target(min_speedup=0.0),
+    )
+    (result,) = run_cases([case], min_run_time=0.01, rounds=1, progress=False)
+    assert result.kernel_s > 0 and result.reference_s > 0 and set(result.peer_s) == {"other"}
+    assert result.target_met() is True
+    table = benchmarks.format_table([result])
+    assert "add" in table.splitlines()[2] and "speed >= 0x" in table
+
+
+def test_quick_coupling_suite_covers_every_op():
+    results = benchmarks.run(["coupling"], quick=True, min_run_time=0.01, progress=False)
+    ops = {(r.case.op, r.case.mode) for r in results}
+    for op in ["round_ste", "integer_coupling", "discretized_logistic_logp"]:
+        assert {(op, "fwd"), (op, "fwd+bwd")} <= ops
+    payload = json.loads(benchmarks.results_to_json(results))
+    assert len(payload["results"]) == len(results)
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown benchmark families"):
+        benchmarks.run(["nope"], quick=True)
+
+
+def test_cli_bench_quick_prints_the_table(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowkernels.cli", "bench", "--quick", "--min-run-time", "0.01", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "discretized_logistic_logp" in proc.stdout and "speedup" in proc.stdout
+    assert json.loads(out.read_text())["results"]
+
+
+def test_cli_rejects_cuda_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowkernels.cli", "bench", "--device", "cuda"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "needs a GPU" in proc.stderr
