@@ -77,9 +77,19 @@ def make_extension():
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     # -fopenmp at compile time only: at::parallel_for is an inline OpenMP loop, and
     # its runtime comes from the libgomp that torch itself loads.
+    # -ffp-contract=off: no a*b+c fused into FMA behind our back, so floating-point
+    # results are the same on every x86 level and match the GPU (rANS models must).
     # -fno-trapping-math lets GCC turn the kernels' selects into SIMD blends (we never
     # read floating-point exception flags); it does not change any result.
-    cxx = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    cxx = [
+        "-O3",
+        "-ffp-contract=off",
+        "-fno-trapping-math",
+        "-fno-math-errno",
+        "-fopenmp",
+        "-Wall",
+        "-Wno-unknown-pragmas",
+    ]
     macros = torch_version_numbers()
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not with_cuda:

@@ -13,6 +13,13 @@
 #include <sstream>
 #include <string>
 
+// Functions shared by CPU and CUDA kernels.
+#ifdef __CUDACC__
+#define FK_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FK_HOST_DEVICE inline __attribute__((always_inline))
+#endif
+
 namespace flowkernels {
 
 inline std::string shape_str(c10::IntArrayRef sizes) {

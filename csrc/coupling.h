@@ -15,11 +15,6 @@
 #include <cmath>
 #include <limits>
 
-#ifdef __CUDACC__
-#define FK_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FK_HOST_DEVICE inline __attribute__((always_inline))
-#endif
 
 namespace flowkernels {
 

@@ -25,6 +25,23 @@ TORCH_LIBRARY(flowkernels, m) {
       "discretized_logistic_logp_backward(Tensor grad, Tensor x, Tensor mu, Tensor log_scale, "
       "Tensor? logit_pi, *, float bin_width=1.0, float? lower=None, float? upper=None) "
       "-> (Tensor grad_mu, Tensor grad_log_scale, Tensor grad_logit_pi)");
+
+  // ---- rans family ------------------------------------------------------------
+  // A coder is (state int64 [N], words int32 [N, capacity], lengths int64 [N]);
+  // pushes and pops update it in place (flowkernels.rans.RansCoder owns one).
+  m.def(
+      "rans_push_categorical(Tensor(a!) state, Tensor(b!) words, Tensor(c!) lengths, Tensor symbols, "
+      "Tensor cdf, int precision, bool validate=True) -> ()");
+  m.def(
+      "rans_pop_categorical(Tensor(a!) state, Tensor words, Tensor(c!) lengths, Tensor cdf, int precision, "
+      "int count) -> Tensor");
+  m.def(
+      "rans_push_logistic(Tensor(a!) state, Tensor(b!) words, Tensor(c!) lengths, Tensor symbols, Tensor mu, "
+      "Tensor log_scale, Tensor? logit_pi, float bin_width, int? lower, int? upper, int precision) -> ()");
+  m.def(
+      "rans_pop_logistic(Tensor(a!) state, Tensor words, Tensor(c!) lengths, Tensor mu, Tensor log_scale, "
+      "Tensor? logit_pi, float bin_width, int? lower, int? upper, int precision) -> Tensor");
+  m.def("rans_quantize_pdf(Tensor probs, int precision, bool logits) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

@@ -46,6 +46,7 @@ def has_cuda_kernels() -> bool:
     return bool(_C.has_cuda_kernels())
 
 
-from . import ops  # noqa: E402  (registers the fake kernels on import)
+# Imported after the extension is loaded: ops registers the fake kernels.
+from . import ops, rans  # noqa: E402
 
-__all__ = ["__version__", "has_cuda_kernels", "ops"]
+__all__ = ["__version__", "has_cuda_kernels", "ops", "rans"]

@@ -5,6 +5,7 @@ Every function here accepts and returns ordinary tensors, works under
 the device of its inputs.
 """
 
+from . import rans as _rans  # noqa: F401  (fake kernels of the rans ops)
 from .coupling import discretized_logistic_logp, integer_coupling, round_ste
 
 __all__ = ["round_ste", "integer_coupling", "discretized_logistic_logp"]

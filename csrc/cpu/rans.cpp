@@ -1,0 +1,290 @@
+// CPU kernels of the rans family: lanes are independent, so they are coded in
+// parallel (at::parallel_for over lanes); within a lane the coder is serial.
+// Every push validates all of its input before touching the coder, so a bad
+// argument raises and leaves the coder as it was.
+#include "../rans_args.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <limits>
+#include <vector>
+
+namespace flowkernels {
+namespace rans {
+namespace {
+
+constexpr int64_t kNoError = std::numeric_limits<int64_t>::max();
+
+// Records the smallest failing index seen by any thread.
+void record_error(std::atomic<int64_t>& first, int64_t index) {
+  int64_t seen = first.load();
+  while (index < seen && !first.compare_exchange_weak(seen, index)) {
+  }
+}
+
+// Grain for parallel loops over lanes of L symbols each.
+int64_t lane_grain(int64_t L) { return std::max<int64_t>(1, 2048 / std::max<int64_t>(L, 1)); }
+
+Lane load_lane(const at::Tensor& state, const at::Tensor& words, const at::Tensor& lengths, int64_t lane) {
+  const int64_t capacity = words.size(1);
+  return {static_cast<uint64_t>(state.data_ptr<int64_t>()[lane]),
+          reinterpret_cast<uint32_t*>(words.data_ptr<int32_t>()) + lane * capacity,
+          lengths.data_ptr<int64_t>()[lane], capacity, false};
+}
+
+void store_lane(const Lane& l, const at::Tensor& state, const at::Tensor& lengths, int64_t lane) {
+  state.data_ptr<int64_t>()[lane] = static_cast<int64_t>(l.state);
+  lengths.data_ptr<int64_t>()[lane] = l.length;
+}
+
+void check_room(const char* op, const at::Tensor& words, const at::Tensor& lengths, int64_t needed) {
+  const int64_t longest = lengths.numel() ? lengths.max().item<int64_t>() : 0;
+  TORCH_CHECK(longest + needed <= words.size(1), "flowkernels.", op, ": 'words' has room for ",
+              words.size(1) - longest, " more words per lane, this push may need ", needed,
+              " (RansCoder grows it; call the op through flowkernels.rans)");
+}
+
+void check_not_exhausted(const char* op, const std::atomic<int64_t>& exhausted) {
+  TORCH_CHECK_VALUE(exhausted.load() == kNoError, "flowkernels.", op, ": lane ", exhausted.load(),
+                    " ran out of data: the stream does not match the model it is decoded with "
+                    "(or was truncated)");
+}
+
+// ---------------------------------------------------------------------------
+// Categorical
+
+void push_categorical_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
+                          const at::Tensor& cdf_in, int64_t precision, bool validate) {
+  const char* op = "rans_push_categorical";
+  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
+  check_precision(op, precision, 1);
+  const int64_t L = check_symbols(op, symbols_in, lanes, state);
+  const TableLayout table = check_cdf(op, cdf_in, lanes, L, state);
+  const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
+  const at::Tensor cdf = cdf_in.contiguous();
+  const int64_t* sym = symbols.const_data_ptr<int64_t>();
+  const int32_t* table_ptr = cdf.const_data_ptr<int32_t>();
+  const int64_t width = table.K + 1, total = int64_t(1) << precision;
+
+  if (validate) {  // every row: 0 = c[0] < c[1] < ... < c[K] = 2^precision
+    std::atomic<int64_t> bad_row{kNoError};
+    at::parallel_for(0, table.rows, std::max<int64_t>(1, 16384 / width), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int32_t* c = table_ptr + r * width;
+        bool ok = c[0] == 0 && c[table.K] == total;
+        for (int64_t i = 0; i < table.K; ++i) ok &= c[i + 1] > c[i];
+        if (!ok) record_error(bad_row, r);
+      }
+    });
+    TORCH_CHECK_VALUE(bad_row.load() == kNoError, "flowkernels.", op, ": cdf row ", bad_row.load(),
+                      " is not strictly increasing from 0 to 2^precision = ", total);
+  }
+  // Every symbol in its alphabet, with a usable interval (even when validate=False).
+  std::atomic<int64_t> bad_symbol{kNoError};
+  at::parallel_for(0, lanes * L, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t s = sym[i];
+      const int32_t* c = table_ptr + (i / std::max<int64_t>(L, 1)) * table.lane_stride + (i % std::max<int64_t>(L, 1)) * table.pos_stride;
+      if (s < 0 || s >= table.K || c[s] < 0 || c[s + 1] <= c[s] || c[s + 1] > total) record_error(bad_symbol, i);
+    }
+  });
+  if (bad_symbol.load() != kNoError) {
+    const int64_t i = bad_symbol.load();
+    TORCH_CHECK_VALUE(false, "flowkernels.", op, ": symbol ", sym[i], " at lane ", i / L, ", position ", i % L,
+                      " is outside the alphabet [0, ", table.K, ") or has an empty or invalid cdf interval; "
+                      "categorical symbols are not escaped (use push_logistic for unbounded integers)");
+  }
+  check_room(op, words, lengths, L);
+  at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      Lane lane = load_lane(state, words, lengths, n);
+      for (int64_t pos = L - 1; pos >= 0; --pos) {  // reversed: pop returns positions in order
+        const int64_t s = sym[n * L + pos];
+        const int32_t* c = table_ptr + n * table.lane_stride + pos * table.pos_stride;
+        lane.push(static_cast<uint32_t>(c[s]), static_cast<uint32_t>(c[s + 1] - c[s]), static_cast<int>(precision));
+      }
+      store_lane(lane, state, lengths, n);
+    }
+  });
+}
+
+at::Tensor pop_categorical_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths,
+                               const at::Tensor& cdf_in, int64_t precision, int64_t count) {
+  const char* op = "rans_pop_categorical";
+  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
+  check_precision(op, precision, 1);
+  TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
+  const TableLayout table = check_cdf(op, cdf_in, lanes, count, state);
+  const at::Tensor cdf = cdf_in.contiguous();
+  const int32_t* table_ptr = cdf.const_data_ptr<int32_t>();
+  at::Tensor out = at::empty({lanes, count}, state.options());
+  int64_t* sym = out.data_ptr<int64_t>();
+  std::atomic<int64_t> exhausted{kNoError};
+  at::parallel_for(0, lanes, lane_grain(count), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      Lane lane = load_lane(state, words, lengths, n);
+      for (int64_t pos = 0; pos < count; ++pos) {
+        const int32_t* c = table_ptr + n * table.lane_stride + pos * table.pos_stride;
+        const int64_t s = search_cdf(c, table.K, lane.peek(static_cast<int>(precision)));
+        // A table that is not a valid cdf (unvalidated) must not wrap the state: clamp.
+        const int32_t lo = c[s], hi = c[s + 1];
+        lane.advance(static_cast<uint32_t>(lo), static_cast<uint32_t>(hi > lo ? hi - lo : 1),
+                     static_cast<int>(precision));
+        sym[n * count + pos] = s;
+      }
+      if (lane.exhausted) record_error(exhausted, n);
+      store_lane(lane, state, lengths, n);
+    }
+  });
+  check_not_exhausted(op, exhausted);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Discretized logistic mixture
+
+template <typename T>
+struct LogisticParams {
+  const T* mu;
+  const T* log_scale;
+  const T* logit;  // nullptr: one component
+  int64_t K;
+
+  void model_at(int64_t index, LogisticModel<kMaxComponents>& model, const LogisticSupport& sup) const {
+    model.init(mu + index * K, log_scale + index * K, logit ? logit + index * K : nullptr, static_cast<int>(K), sup);
+  }
+};
+
+template <typename T>
+LogisticParams<T> logistic_params(const at::Tensor& mu, const at::Tensor& log_scale,
+                                  const std::optional<at::Tensor>& logit_pi, int64_t K) {
+  return {mu.const_data_ptr<T>(), log_scale.const_data_ptr<T>(), logit_pi ? logit_pi->const_data_ptr<T>() : nullptr,
+          K};
+}
+
+void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
+                       const at::Tensor& mu_in, const at::Tensor& log_scale_in,
+                       const std::optional<at::Tensor>& logit_pi_in, double bin_width, std::optional<int64_t> lower,
+                       std::optional<int64_t> upper, int64_t precision) {
+  const char* op = "rans_push_logistic";
+  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
+  check_precision(op, precision, 8);
+  const int64_t L = check_symbols(op, symbols_in, lanes, state);
+  const int64_t K = check_logistic_params(op, mu_in, log_scale_in, logit_pi_in, lanes, L, state);
+  const LogisticSupport sup = check_support(op, bin_width, lower, upper, precision);
+  check_finite(op, "mu", mu_in);
+  check_finite(op, "log_scale", log_scale_in);
+  if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
+  const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
+  const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
+  const auto logit_pi = contiguous_opt(logit_pi_in);
+  TORCH_CHECK_VALUE(symbols.numel() == 0 || (symbols.min().item<int64_t>() >= std::numeric_limits<int32_t>::min() &&
+                                             symbols.max().item<int64_t>() <= std::numeric_limits<int32_t>::max()),
+                    "flowkernels.", op, ": symbols must be int32 values");
+  check_room(op, words, lengths, 3 * L);  // an escaped symbol takes up to 3 words
+  const int64_t* sym = symbols.const_data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_push_logistic_cpu", [&] {
+    const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
+    at::parallel_for(0, lanes, lane_grain(4 * L), [&](int64_t begin, int64_t end) {
+      LogisticModel<kMaxComponents> model;
+      for (int64_t n = begin; n < end; ++n) {
+        Lane lane = load_lane(state, words, lengths, n);
+        for (int64_t pos = L - 1; pos >= 0; --pos) {
+          params.model_at(n * L + pos, model, sup);
+          push_logistic_symbol(lane, model, sym[n * L + pos], static_cast<int>(precision));
+        }
+        store_lane(lane, state, lengths, n);
+      }
+    });
+  });
+}
+
+at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& mu_in,
+                            const at::Tensor& log_scale_in, const std::optional<at::Tensor>& logit_pi_in,
+                            double bin_width, std::optional<int64_t> lower, std::optional<int64_t> upper,
+                            int64_t precision) {
+  const char* op = "rans_pop_logistic";
+  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
+  check_precision(op, precision, 8);
+  TORCH_CHECK(mu_in.dim() >= 2, "flowkernels.", op, ": argument 'mu' must be [lanes, L] or [lanes, L, K]");
+  const int64_t L = mu_in.size(1);
+  const int64_t K = check_logistic_params(op, mu_in, log_scale_in, logit_pi_in, lanes, L, state);
+  const LogisticSupport sup = check_support(op, bin_width, lower, upper, precision);
+  check_finite(op, "mu", mu_in);
+  check_finite(op, "log_scale", log_scale_in);
+  if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
+  const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
+  const auto logit_pi = contiguous_opt(logit_pi_in);
+  at::Tensor out = at::empty({lanes, L}, state.options());
+  int64_t* sym = out.data_ptr<int64_t>();
+  std::atomic<int64_t> exhausted{kNoError};
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_pop_logistic_cpu", [&] {
+    const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
+    at::parallel_for(0, lanes, lane_grain(8 * L), [&](int64_t begin, int64_t end) {
+      LogisticModel<kMaxComponents> model;
+      for (int64_t n = begin; n < end; ++n) {
+        Lane lane = load_lane(state, words, lengths, n);
+        for (int64_t pos = 0; pos < L; ++pos) {
+          params.model_at(n * L + pos, model, sup);
+          sym[n * L + pos] = pop_logistic_symbol(lane, model, static_cast<int>(precision));
+        }
+        if (lane.exhausted) record_error(exhausted, n);
+        store_lane(lane, state, lengths, n);
+      }
+    });
+  });
+  check_not_exhausted(op, exhausted);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// quantize_pdf
+
+at::Tensor quantize_pdf_cpu(const at::Tensor& probs_in, int64_t precision, bool logits) {
+  const char* op = "rans_quantize_pdf";
+  check_floating(op, "probs", probs_in);
+  check_device(op, "probs", probs_in, c10::DeviceType::CPU);
+  check_precision(op, precision, 1);
+  TORCH_CHECK(probs_in.dim() >= 1 && probs_in.size(-1) >= 1, "flowkernels.", op,
+              ": argument 'probs' must have a last dimension of K >= 1 symbols, got ", shape_str(probs_in.sizes()));
+  const int64_t K = probs_in.size(-1);
+  TORCH_CHECK_VALUE(K <= (int64_t(1) << precision), "flowkernels.", op, ": ", K,
+                    " symbols do not fit in precision ", precision, " (at most 2^precision)");
+  const at::Tensor probs = probs_in.contiguous();
+  std::vector<int64_t> shape(probs.sizes().begin(), probs.sizes().end());
+  shape.back() = K + 1;
+  at::Tensor cdf = at::empty(shape, probs.options().dtype(at::kInt));
+  const int64_t rows = probs.numel() / K;
+  std::atomic<int64_t> bad_row{kNoError};
+  AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rans_quantize_pdf_cpu", [&] {
+    const scalar_t* in = probs.const_data_ptr<scalar_t>();
+    int32_t* out = cdf.mutable_data_ptr<int32_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / K), [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> scratch(K);
+      for (int64_t r = begin; r < end; ++r)
+        if (!quantize_row(in + r * K, K, logits, static_cast<int>(precision), scratch.data(), out + r * (K + 1)))
+          record_error(bad_row, r);
+    });
+  });
+  TORCH_CHECK_VALUE(bad_row.load() == kNoError, "flowkernels.", op, ": row ", bad_row.load(), " is not a valid ",
+                    logits ? "set of logits (NaN or +inf, or all -inf)"
+                           : "distribution (NaN, inf or negative entries, or no positive entry)");
+  return cdf;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(flowkernels, CPU, m) {
+  m.impl("rans_push_categorical", &push_categorical_cpu);
+  m.impl("rans_pop_categorical", &pop_categorical_cpu);
+  m.impl("rans_push_logistic", &push_logistic_cpu);
+  m.impl("rans_pop_logistic", &pop_logistic_cpu);
+  m.impl("rans_quantize_pdf", &quantize_pdf_cpu);
+}
+
+}  // namespace rans
+}  // namespace flowkernels

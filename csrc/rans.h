@@ -1,0 +1,340 @@
+// The rans kernel family: what the CPU and CUDA kernels share.
+//
+// The coder, the logistic quantization and the byte layout are specified in
+// flowkernels/reference/rans.py, whose pure-Python implementation is the test
+// oracle; this header is the same algorithm for uint64 states and doubles.
+//
+// Bit-exactness across devices: every double operation in the model
+// quantization goes through dadd/dsub/dmul/ddiv, which on the GPU are the
+// round-to-nearest intrinsics (never contracted into FMA) and on the CPU plain
+// operators in translation units built with -ffp-contract=off. exp is det_exp,
+// built from those operations alone, so CPU and GPU compute the same integers.
+#pragma once
+
+#include "common.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace flowkernels {
+namespace rans {
+
+constexpr uint64_t kStateLower = uint64_t(1) << 32;
+constexpr int kWordBits = 32;
+constexpr int kMaxPrecision = 24;
+constexpr int kEscapePrecision = 16;
+constexpr double kLogScaleLimit = 30.0;
+constexpr double kWindowScales = 16.0;
+
+// ---------------------------------------------------------------------------
+// IEEE basic operations that are never fused.
+
+FK_HOST_DEVICE double dadd(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+FK_HOST_DEVICE double dsub(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+FK_HOST_DEVICE double dmul(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FK_HOST_DEVICE double ddiv(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+FK_HOST_DEVICE double drint(double x) {
+#ifdef __CUDA_ARCH__
+  return ::rint(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
+FK_HOST_DEVICE double dmin(double a, double b) { return b < a ? b : a; }
+FK_HOST_DEVICE double dmax(double a, double b) { return b > a ? b : a; }
+
+FK_HOST_DEVICE double pow2(int64_t k) {  // 2^k for |k| <= 1022, exactly
+  const uint64_t bits = static_cast<uint64_t>(k + 1023) << 52;
+#ifdef __CUDA_ARCH__
+  return __longlong_as_double(static_cast<long long>(bits));
+#else
+  double out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+#endif
+}
+
+// exp(x) from basic operations only; the same algorithm as reference.det_exp.
+FK_HOST_DEVICE double det_exp(double x) {
+  constexpr double kLog2e = 0x1.71547652b82fep+0;
+  constexpr double kLn2Hi = 0x1.62e42fee00000p-1;
+  constexpr double kLn2Lo = 0x1.a39ef35793c76p-33;
+  constexpr double kCoeffs[14] = {
+      0x1.6124613a86d09p-33, 0x1.1eed8eff8d898p-29, 0x1.ae64567f544e4p-26, 0x1.27e4fb7789f5cp-22,
+      0x1.71de3a556c734p-19, 0x1.a01a01a01a01ap-16, 0x1.a01a01a01a01ap-13, 0x1.6c16c16c16c17p-10,
+      0x1.1111111111111p-7,  0x1.5555555555555p-5,  0x1.5555555555555p-3,  0x1.0000000000000p-1,
+      0x1.0000000000000p+0,  0x1.0000000000000p+0};
+  x = dmin(dmax(x, -700.0), 700.0);
+  const double k = drint(dmul(x, kLog2e));
+  const double r = dsub(dsub(x, dmul(k, kLn2Hi)), dmul(k, kLn2Lo));
+  double p = kCoeffs[0];
+#pragma unroll
+  for (int i = 1; i < 14; ++i) p = dadd(dmul(p, r), kCoeffs[i]);
+  // 2^k in two normal factors; the result (>= e^-700) is normal, so both products are exact.
+  const int64_t ki = static_cast<int64_t>(k);
+  const int64_t half = ki / 2;
+  return dmul(dmul(p, pow2(half)), pow2(ki - half));
+}
+
+FK_HOST_DEVICE double det_sigmoid(double z) { return ddiv(1.0, dadd(1.0, det_exp(-z))); }
+
+// ---------------------------------------------------------------------------
+// One lane of the stack coder.
+
+struct Lane {
+  uint64_t state;
+  uint32_t* words;  // the lane's stack
+  int64_t length;   // words on the stack
+  int64_t capacity;
+  bool exhausted;   // a pop needed a word the stack did not have
+
+  FK_HOST_DEVICE void push(uint32_t start, uint32_t freq, int precision) {
+    uint64_t x = state;
+    if (x >= (static_cast<uint64_t>(freq) << (64 - precision))) {
+      // Capacity was reserved by the caller; the check only guards memory.
+      if (length < capacity) words[length++] = static_cast<uint32_t>(x);
+      x >>= kWordBits;
+    }
+    state = ((x / freq) << precision) + x % freq + start;
+  }
+
+  FK_HOST_DEVICE uint32_t peek(int precision) const {
+    return static_cast<uint32_t>(state & ((uint64_t(1) << precision) - 1));
+  }
+
+  FK_HOST_DEVICE void advance(uint32_t start, uint32_t freq, int precision) {
+    const uint64_t mask = (uint64_t(1) << precision) - 1;
+    uint64_t x = static_cast<uint64_t>(freq) * (state >> precision) + (state & mask) - start;
+    if (x < kStateLower) {
+      if (length > 0) {
+        x = (x << kWordBits) | words[--length];
+      } else {
+        exhausted = true;
+        x = kStateLower;  // keep the state valid; the caller reports the error
+      }
+    }
+    state = x;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Categorical tables: cdf rows of K + 1 int32 values, 0 = c[0] < ... < c[K] = 2^p.
+
+// Binary search for s with cdf[s] <= slot < cdf[s + 1].
+FK_HOST_DEVICE int64_t search_cdf(const int32_t* cdf, int64_t K, uint32_t slot) {
+  int64_t lo = 0, hi = K - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (static_cast<uint32_t>(cdf[mid]) <= slot) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+
+// ---------------------------------------------------------------------------
+// Discretized logistic mixture, quantized (reference.LogisticModel).
+
+struct LogisticSupport {
+  bool has_lower, has_upper;
+  int64_t lower, upper;  // in symbols
+  double bin_width;
+  int precision;
+};
+
+template <int MaxK>
+struct LogisticModel {
+  double mu[MaxK];  // in bins
+  double t[MaxK];   // bin_width / s_k
+  double weight[MaxK];
+  int K;
+  int64_t lo, hi, free;
+  uint32_t escape;
+
+  template <typename T>
+  FK_HOST_DEVICE void init(const T* mu_in, const T* log_scale_in, const T* logit_in, int K_in,
+                           const LogisticSupport& sup) {
+    K = K_in;
+    const double inv_w = ddiv(1.0, sup.bin_width);
+    double spread = 0.0;
+    for (int k = 0; k < K; ++k) {
+      mu[k] = dmul(static_cast<double>(mu_in[k]), inv_w);
+      const double ls = dmin(dmax(static_cast<double>(log_scale_in[k]), -kLogScaleLimit), kLogScaleLimit);
+      t[k] = dmul(sup.bin_width, det_exp(-ls));
+      spread = dmax(spread, ddiv(1.0, t[k]));
+    }
+    if (logit_in == nullptr) {
+      for (int k = 0; k < K; ++k) weight[k] = 1.0;
+    } else {
+      double top = static_cast<double>(logit_in[0]);
+      for (int k = 1; k < K; ++k) top = dmax(top, static_cast<double>(logit_in[k]));
+      double z = 0.0;
+      for (int k = 0; k < K; ++k) {
+        weight[k] = det_exp(dsub(static_cast<double>(logit_in[k]), top));
+        z = dadd(z, weight[k]);
+      }
+      for (int k = 0; k < K; ++k) weight[k] = ddiv(weight[k], z);
+    }
+    int heaviest = 0;
+    for (int k = 1; k < K; ++k)
+      if (weight[k] > weight[heaviest]) heaviest = k;
+    constexpr double kLimit = 1099511627776.0;  // 2^40
+    int64_t rounded_min = 0, rounded_max = 0, rounded_heavy = 0;
+    for (int k = 0; k < K; ++k) {
+      const int64_t r = static_cast<int64_t>(drint(dmin(dmax(mu[k], -kLimit), kLimit)));
+      rounded_min = k == 0 ? r : (r < rounded_min ? r : rounded_min);
+      rounded_max = k == 0 ? r : (r > rounded_max ? r : rounded_max);
+      if (k == heaviest) rounded_heavy = r;
+    }
+    const int64_t max_window = int64_t(1) << (sup.precision - 6);
+    int64_t half = static_cast<int64_t>(ceil(dmin(dmul(kWindowScales, spread), static_cast<double>(max_window))));
+    half = half < 1 ? 1 : (half > max_window ? max_window : half);
+    lo = sup.has_lower ? sup.lower : rounded_min - half;
+    hi = sup.has_upper ? sup.upper : rounded_max + half;
+    if (hi - lo + 1 > max_window && !(sup.has_lower && sup.has_upper)) {
+      if (!sup.has_lower && !sup.has_upper) {
+        lo = rounded_heavy - max_window / 2;
+        hi = lo + max_window - 1;
+      } else if (!sup.has_lower) {
+        lo = hi - max_window + 1;
+      } else {
+        hi = lo + max_window - 1;
+      }
+    }
+    constexpr int64_t kMin = -(int64_t(1) << 31), kMax = (int64_t(1) << 31) - 1;
+    lo = lo < kMin ? kMin : (lo > kMax ? kMax : lo);
+    hi = hi < kMin ? kMin : (hi > kMax ? kMax : hi);
+    if (hi < lo) {
+      if (!sup.has_upper) {
+        hi = lo;
+      } else {
+        lo = hi;
+      }
+    }
+    const int64_t total = int64_t(1) << sup.precision;
+    free = total - 1 - 2 * (hi - lo + 1);
+    escape = static_cast<uint32_t>(total - 1);
+  }
+
+  // C(b) for lo <= b <= hi + 1.
+  FK_HOST_DEVICE uint32_t cdf(int64_t b) const {
+    if (b <= lo) return 0;
+    if (b > hi) return escape;
+    const double edge = dsub(static_cast<double>(b), 0.5);
+    double f = 0.0;
+    for (int k = 0; k < K; ++k) f = dadd(f, dmul(weight[k], det_sigmoid(dmul(dsub(edge, mu[k]), t[k]))));
+    return static_cast<uint32_t>(static_cast<int64_t>(floor(dmul(f, static_cast<double>(free)))) + 2 * (b - lo));
+  }
+
+  FK_HOST_DEVICE int64_t search(uint32_t slot) const {
+    int64_t a = lo, b = hi;
+    while (a < b) {
+      const int64_t mid = a + (b - a + 1) / 2;
+      if (cdf(mid) <= slot) {
+        a = mid;
+      } else {
+        b = mid - 1;
+      }
+    }
+    return a;
+  }
+};
+
+// Pushes symbol s under the model (the escape path for s outside [lo, hi]).
+template <int MaxK>
+FK_HOST_DEVICE void push_logistic_symbol(Lane& lane, const LogisticModel<MaxK>& model, int64_t s,
+                                         int precision) {
+  if (s >= model.lo && s <= model.hi) {
+    const uint32_t start = model.cdf(s);
+    lane.push(start, model.cdf(s + 1) - start, precision);
+  } else {
+    const uint32_t raw = static_cast<uint32_t>(static_cast<int32_t>(s));
+    lane.push(raw & 0xFFFFu, 1, kEscapePrecision);
+    lane.push(raw >> 16, 1, kEscapePrecision);
+    lane.push(model.escape, 1, precision);
+  }
+}
+
+template <int MaxK>
+FK_HOST_DEVICE int64_t pop_logistic_symbol(Lane& lane, const LogisticModel<MaxK>& model, int precision) {
+  const uint32_t slot = lane.peek(precision);
+  if (slot >= model.escape) {
+    lane.advance(model.escape, 1, precision);
+    const uint32_t high = lane.peek(kEscapePrecision);
+    lane.advance(high, 1, kEscapePrecision);
+    const uint32_t low = lane.peek(kEscapePrecision);
+    lane.advance(low, 1, kEscapePrecision);
+    return static_cast<int32_t>((high << 16) | low);
+  }
+  const int64_t s = model.search(slot);
+  const uint32_t start = model.cdf(s);
+  lane.advance(start, model.cdf(s + 1) - start, precision);
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// quantize_pdf: one row of K probabilities (or logits) -> K + 1 cdf values.
+// Integer arithmetic after one IEEE division per entry, so every device agrees.
+// Returns false for an invalid row (NaN, negative, +inf, or no positive entry).
+
+template <typename T>
+FK_HOST_DEVICE bool quantize_row(const T* in, int64_t K, bool logits, int precision, int64_t* scratch,
+                                 int32_t* cdf) {
+  double top = -INFINITY;
+  for (int64_t i = 0; i < K; ++i) {
+    const double v = static_cast<double>(in[i]);
+    if (v != v || v == INFINITY || (!logits && v < 0.0)) return false;
+    top = dmax(top, v);
+  }
+  if (!(top > (logits ? -INFINITY : 0.0))) return false;
+  // q_i = floor(p_i / max p * 2^32), in [0, 2^32]; for logits p_i / max p = exp(l_i - max l).
+  int64_t total = 0, argmax = 0;
+  for (int64_t i = 0; i < K; ++i) {
+    const double v = static_cast<double>(in[i]);
+    const double ratio = logits ? det_exp(dsub(v, top)) : ddiv(v, top);
+    scratch[i] = static_cast<int64_t>(floor(dmul(ratio, 4294967296.0)));
+    total += scratch[i];
+    if (scratch[i] > scratch[argmax]) argmax = i;
+  }
+  const int64_t M = int64_t(1) << precision;
+  const int64_t spare = M - K;  // every symbol gets 1, the rest by weight
+  int64_t used = 0;
+  for (int64_t i = 0; i < K; ++i) {
+    scratch[i] = 1 + scratch[i] * spare / total;
+    used += scratch[i];
+  }
+  scratch[argmax] += M - used;  // the rounding remainder goes to the heaviest symbol
+  cdf[0] = 0;
+  for (int64_t i = 0; i < K; ++i) cdf[i + 1] = static_cast<int32_t>(cdf[i] + scratch[i]);
+  return true;
+}
+
+}  // namespace rans
+}  // namespace flowkernels

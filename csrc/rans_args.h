@@ -1,0 +1,136 @@
+// Argument checks and shape bookkeeping of the rans ops, shared by the CPU and
+// CUDA kernels (host code only).
+#pragma once
+
+#include "common.h"
+#include "rans.h"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/all.h>
+#include <ATen/ops/isfinite.h>
+
+namespace flowkernels {
+namespace rans {
+
+constexpr int kMaxComponents = 16;  // mixture components of push/pop_logistic
+
+// The coder's storage: state int64 [N] (uint64 bits), words int32 [N, capacity]
+// (uint32 bits), lengths int64 [N].
+inline int64_t check_coder(const char* op, c10::DeviceType device, const at::Tensor& state,
+                           const at::Tensor& words, const at::Tensor& lengths) {
+  check_device(op, "state", state, device);
+  TORCH_CHECK(state.scalar_type() == at::kLong && state.dim() == 1 && state.is_contiguous(), "flowkernels.",
+              op, ": 'state' must be a contiguous int64 tensor [lanes]");
+  const int64_t lanes = state.size(0);
+  TORCH_CHECK(words.scalar_type() == at::kInt && words.dim() == 2 && words.size(0) == lanes &&
+                  words.is_contiguous() && words.device() == state.device(),
+              "flowkernels.", op, ": 'words' must be a contiguous int32 tensor [lanes, capacity] on ",
+              state.device());
+  TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.dim() == 1 && lengths.size(0) == lanes &&
+                  lengths.is_contiguous() && lengths.device() == state.device(),
+              "flowkernels.", op, ": 'lengths' must be a contiguous int64 tensor [lanes] on ", state.device());
+  return lanes;
+}
+
+inline void check_precision(const char* op, int64_t precision, int64_t minimum) {
+  TORCH_CHECK_VALUE(precision >= minimum && precision <= kMaxPrecision, "flowkernels.", op,
+                    ": 'precision' must be in [", minimum, ", ", kMaxPrecision, "], got ", precision);
+}
+
+// symbols: int32/int64 [N, L] on the coder's device.
+inline int64_t check_symbols(const char* op, const at::Tensor& symbols, int64_t lanes, const at::Tensor& state) {
+  TORCH_CHECK(symbols.scalar_type() == at::kInt || symbols.scalar_type() == at::kLong, "flowkernels.", op,
+              ": argument 'symbols' must be int32 or int64, got ", symbols.scalar_type());
+  check_same_device(op, "symbols", symbols, state);
+  TORCH_CHECK(symbols.dim() == 2 && symbols.size(0) == lanes, "flowkernels.", op,
+              ": argument 'symbols' must have shape [lanes, L] = [", lanes, ", L], got ",
+              shape_str(symbols.sizes()));
+  return symbols.size(1);
+}
+
+// Strides (in rows) of a categorical table [N, L, K+1], [L, K+1] or [K+1].
+struct TableLayout {
+  int64_t K;             // alphabet size
+  int64_t lane_stride;   // elements between lanes (0 when shared)
+  int64_t pos_stride;    // elements between positions (0 when shared)
+  int64_t rows;          // distinct rows
+};
+
+inline TableLayout check_cdf(const char* op, const at::Tensor& cdf, int64_t lanes, int64_t L,
+                             const at::Tensor& state) {
+  TORCH_CHECK(cdf.scalar_type() == at::kInt, "flowkernels.", op, ": argument 'cdf' must be int32, got ",
+              cdf.scalar_type());
+  check_same_device(op, "cdf", cdf, state);
+  TORCH_CHECK(cdf.dim() >= 1 && cdf.dim() <= 3 && cdf.size(-1) >= 2, "flowkernels.", op,
+              ": argument 'cdf' must have shape [lanes, L, K+1], [L, K+1] or [K+1] with K >= 1, got ",
+              shape_str(cdf.sizes()));
+  const int64_t width = cdf.size(-1);
+  if (cdf.dim() == 3) {
+    TORCH_CHECK(cdf.size(0) == lanes && cdf.size(1) == L, "flowkernels.", op,
+                ": argument 'cdf' [lanes, L, K+1] must match symbols [", lanes, ", ", L, "], got ",
+                shape_str(cdf.sizes()));
+    return {width - 1, L * width, width, lanes * L};
+  }
+  if (cdf.dim() == 2) {
+    TORCH_CHECK(cdf.size(0) == L, "flowkernels.", op, ": argument 'cdf' [L, K+1] must have L = ", L,
+                " rows, got ", shape_str(cdf.sizes()));
+    return {width - 1, 0, width, L};
+  }
+  return {width - 1, 0, 0, 1};
+}
+
+// Logistic parameters: mu / log_scale [N, L] or [N, L, K], logit_pi [N, L, K].
+inline int64_t check_logistic_params(const char* op, const at::Tensor& mu, const at::Tensor& log_scale,
+                                     const std::optional<at::Tensor>& logit_pi, int64_t lanes, int64_t L,
+                                     const at::Tensor& state) {
+  check_floating(op, "mu", mu);
+  check_same_device(op, "mu", mu, state);
+  check_same_dtype(op, "log_scale", log_scale, mu);
+  check_same_device(op, "log_scale", log_scale, state);
+  TORCH_CHECK((mu.dim() == 2 || mu.dim() == 3) && mu.size(0) == lanes && mu.size(1) == L, "flowkernels.", op,
+              ": argument 'mu' must have shape [lanes, L] or [lanes, L, K] = [", lanes, ", ", L, ", ...], got ",
+              shape_str(mu.sizes()));
+  check_shape(op, "log_scale", log_scale, mu.sizes(), "mu.shape");
+  const int64_t K = mu.dim() == 3 ? mu.size(2) : 1;
+  TORCH_CHECK_VALUE(K >= 1 && K <= kMaxComponents, "flowkernels.", op, ": mixtures of 1 to ", kMaxComponents,
+                    " components are supported, got K = ", K);
+  if (logit_pi) {
+    check_same_dtype(op, "logit_pi", *logit_pi, mu);
+    check_same_device(op, "logit_pi", *logit_pi, state);
+    TORCH_CHECK(logit_pi->dim() == 3 && mu.dim() == 3, "flowkernels.", op,
+                ": with 'logit_pi', 'mu', 'log_scale' and 'logit_pi' must all be [lanes, L, K]");
+    check_shape(op, "logit_pi", *logit_pi, mu.sizes(), "mu.shape");
+  } else {
+    TORCH_CHECK(K == 1, "flowkernels.", op, ": without 'logit_pi' the mixture has one component, got K = ", K);
+  }
+  return K;
+}
+
+inline void check_finite(const char* op, const char* arg, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(t.numel() == 0 || at::isfinite(t).all().item<bool>(), "flowkernels.", op, ": argument '", arg,
+                    "' has NaN or infinite entries");
+}
+
+inline LogisticSupport check_support(const char* op, double bin_width, std::optional<int64_t> lower,
+                                     std::optional<int64_t> upper, int64_t precision) {
+  TORCH_CHECK_VALUE(bin_width > 0.0 && std::isfinite(bin_width), "flowkernels.", op,
+                    ": 'bin_width' must be positive and finite, got ", bin_width);
+  constexpr int64_t kMin = -(int64_t(1) << 31), kMax = (int64_t(1) << 31) - 1;
+  for (const auto& bound : {lower, upper}) {
+    TORCH_CHECK_VALUE(!bound || (*bound >= kMin && *bound <= kMax), "flowkernels.", op,
+                      ": bounds must be int32 symbol indices, got ", *bound);
+  }
+  if (lower && upper) {
+    TORCH_CHECK_VALUE(*lower <= *upper, "flowkernels.", op, ": 'lower' (", *lower, ") must not exceed 'upper' (",
+                      *upper, ")");
+    TORCH_CHECK_VALUE(2 * (*upper - *lower + 1) + 1 <= (int64_t(1) << precision), "flowkernels.", op, ": ",
+                      *upper - *lower + 1, " symbols need a precision of at least ",
+                      static_cast<int64_t>(std::ceil(std::log2(2.0 * (*upper - *lower + 1) + 1))), ", got ",
+                      precision);
+  }
+  return {lower.has_value(), upper.has_value(), lower.value_or(0), upper.value_or(0), bin_width,
+          static_cast<int>(precision)};
+}
+
+}  // namespace rans
+}  // namespace flowkernels

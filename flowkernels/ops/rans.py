@@ -1,0 +1,37 @@
+"""Fake kernels of the rans ops (the user-facing API is :mod:`flowkernels.rans`).
+
+The ops work on a coder held as three tensors, ``state`` int64 [N], ``words``
+int32 [N, capacity] and ``lengths`` int64 [N], which pushes and pops update in
+place; :class:`flowkernels.rans.RansCoder` owns them and grows ``words``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__: list[str] = []
+
+
+@torch.library.register_fake("flowkernels::rans_push_categorical")
+def _push_categorical_fake(state, words, lengths, symbols, cdf, precision, validate=True):
+    return None
+
+
+@torch.library.register_fake("flowkernels::rans_pop_categorical")
+def _pop_categorical_fake(state, words, lengths, cdf, precision, count):
+    return state.new_empty((state.shape[0], count))
+
+
+@torch.library.register_fake("flowkernels::rans_push_logistic")
+def _push_logistic_fake(state, words, lengths, symbols, mu, log_scale, logit_pi, bin_width, lower, upper, precision):
+    return None
+
+
+@torch.library.register_fake("flowkernels::rans_pop_logistic")
+def _pop_logistic_fake(state, words, lengths, mu, log_scale, logit_pi, bin_width, lower, upper, precision):
+    return state.new_empty((state.shape[0], mu.shape[1]))
+
+
+@torch.library.register_fake("flowkernels::rans_quantize_pdf")
+def _quantize_pdf_fake(probs, precision, logits):
+    return probs.new_empty((*probs.shape[:-1], probs.shape[-1] + 1), dtype=torch.int32)
