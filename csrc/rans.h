@@ -115,7 +115,8 @@ struct Lane {
 
   FK_HOST_DEVICE void push(uint32_t start, uint32_t freq, int precision) {
     uint64_t x = state;
-    if (x >= (static_cast<uint64_t>(freq) << (64 - precision))) {
+    // x >= freq * 2^(64 - p), written so that freq = 2^p cannot overflow.
+    if ((x >> (64 - precision)) >= freq) {
       // Capacity was reserved by the caller; the check only guards memory.
       if (length < capacity) words[length++] = static_cast<uint32_t>(x);
       x >>= kWordBits;

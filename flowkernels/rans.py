@@ -209,8 +209,10 @@ class RansCoder:
 
     @staticmethod
     def _table_precision(cdf: torch.Tensor) -> int:
-        if cdf.dtype != torch.int32 or cdf.dim() < 1 or cdf.shape[-1] < 2 or cdf.numel() == 0:
+        if cdf.dtype != torch.int32 or cdf.dim() < 1 or cdf.shape[-1] < 2:
             raise ValueError(f"cdf must be an int32 tensor [..., K+1] with K >= 1, got {cdf.dtype} {list(cdf.shape)}")
+        if cdf.numel() == 0:  # no positions (L = 0): nothing is coded, any precision will do
+            return MAX_PRECISION
         total = int(cdf.reshape(-1, cdf.shape[-1])[0, -1])
         if total < 2 or total & (total - 1) or total > 1 << MAX_PRECISION:
             raise ValueError(f"cdf must end at 2**precision with precision in [1, {MAX_PRECISION}], got {total}")

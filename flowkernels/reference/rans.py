@@ -14,7 +14,7 @@ The coder (per lane)
 * A symbol with cumulative range ``[start, start + freq)`` out of ``2**p``
   (precision ``p`` in ``[1, 24]``) is pushed by::
 
-      if x >= freq << (64 - p): stack.append(x & 0xFFFFFFFF); x >>= 32
+      if x >> (64 - p) >= freq: stack.append(x & 0xFFFFFFFF); x >>= 32
       x = ((x // freq) << p) + x % freq + start
 
   and popped by the inverse (``slot = x % 2**p`` selects the symbol).
@@ -60,6 +60,7 @@ __all__ = [
     "pop_categorical",
     "push_logistic",
     "pop_logistic",
+    "quantize_pdf",
 ]
 
 WORD_BITS = 32
@@ -122,7 +123,7 @@ class RansLane:
 
     def push(self, start: int, freq: int, precision: int) -> None:
         x = self.state
-        if x >= freq << (64 - precision):
+        if x >> (64 - precision) >= freq:
             self.words.append(x & WORD_MASK)
             x >>= WORD_BITS
         self.state = ((x // freq) << precision) + x % freq + start
@@ -319,3 +320,25 @@ def pop_logistic(
             lane.advance(start, model.cdf(s + 1) - start, precision)
             out.append(s)
     return out
+
+
+# ---------------------------------------------------------------------------
+# quantize_pdf
+
+
+def quantize_pdf(row: Sequence[float], precision: int, logits: bool = False) -> list[int]:
+    """One row of probabilities (or logits) to a CDF of ``len(row) + 1`` integers (see flowkernels.rans)."""
+    top = max(row)
+    if logits:
+        ratios = [det_exp(v - top) for v in row]
+    else:
+        ratios = [v / top for v in row]
+    q = [math.floor(r * 4294967296.0) for r in ratios]
+    total, argmax = sum(q), q.index(max(q))
+    size = 1 << precision
+    freqs = [1 + v * (size - len(row)) // total for v in q]
+    freqs[argmax] += size - sum(freqs)
+    cdf = [0]
+    for f in freqs:
+        cdf.append(cdf[-1] + f)
+    return cdf
