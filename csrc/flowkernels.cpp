@@ -42,6 +42,14 @@ TORCH_LIBRARY(flowkernels, m) {
       "rans_pop_logistic(Tensor(a!) state, Tensor words, Tensor(c!) lengths, Tensor mu, Tensor log_scale, "
       "Tensor? logit_pi, float bin_width, int? lower, int? upper, int precision) -> Tensor");
   m.def("rans_quantize_pdf(Tensor probs, int precision, bool logits) -> Tensor");
+  // Fused: quantize float probabilities [N, L, K] / [L, K] / [K] exactly like
+  // rans_quantize_pdf and code with them, without materialising the tables.
+  m.def(
+      "rans_push_probs(Tensor(a!) state, Tensor(b!) words, Tensor(c!) lengths, Tensor symbols, Tensor probs, "
+      "int precision) -> ()");
+  m.def(
+      "rans_pop_probs(Tensor(a!) state, Tensor words, Tensor(c!) lengths, Tensor probs, int precision, int count) "
+      "-> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

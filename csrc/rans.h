@@ -68,8 +68,18 @@ FK_HOST_DEVICE double drint(double x) {
 FK_HOST_DEVICE double dmin(double a, double b) { return b < a ? b : a; }
 FK_HOST_DEVICE double dmax(double a, double b) { return b > a ? b : a; }
 
-FK_HOST_DEVICE double pow2(int64_t k) {  // 2^k for |k| <= 1022, exactly
-  const uint64_t bits = static_cast<uint64_t>(k + 1023) << 52;
+// 2^k for an integral double |k| <= 1022, exactly. The exponent bits come from
+// the "add 1.5 * 2^52" trick rather than a double -> int64 conversion (which
+// AVX2 lacks), so loops over det_exp vectorise.
+FK_HOST_DEVICE double pow2(double k) {
+  const double shifted = k + 6755399441055744.0;  // 1.5 * 2^52: k lands in the low mantissa bits
+  uint64_t bits;
+#ifdef __CUDA_ARCH__
+  bits = static_cast<uint64_t>(__double_as_longlong(shifted));
+#else
+  std::memcpy(&bits, &shifted, sizeof bits);
+#endif
+  bits = (bits - 0x4338000000000000ull + 1023ull) << 52;
 #ifdef __CUDA_ARCH__
   return __longlong_as_double(static_cast<long long>(bits));
 #else
@@ -84,21 +94,19 @@ FK_HOST_DEVICE double det_exp(double x) {
   constexpr double kLog2e = 0x1.71547652b82fep+0;
   constexpr double kLn2Hi = 0x1.62e42fee00000p-1;
   constexpr double kLn2Lo = 0x1.a39ef35793c76p-33;
-  constexpr double kCoeffs[14] = {
-      0x1.6124613a86d09p-33, 0x1.1eed8eff8d898p-29, 0x1.ae64567f544e4p-26, 0x1.27e4fb7789f5cp-22,
-      0x1.71de3a556c734p-19, 0x1.a01a01a01a01ap-16, 0x1.a01a01a01a01ap-13, 0x1.6c16c16c16c17p-10,
-      0x1.1111111111111p-7,  0x1.5555555555555p-5,  0x1.5555555555555p-3,  0x1.0000000000000p-1,
-      0x1.0000000000000p+0,  0x1.0000000000000p+0};
+  constexpr double kCoeffs[11] = {0x1.27e4fb7789f5cp-22, 0x1.71de3a556c734p-19, 0x1.a01a01a01a01ap-16,
+                                  0x1.a01a01a01a01ap-13, 0x1.6c16c16c16c17p-10, 0x1.1111111111111p-7,
+                                  0x1.5555555555555p-5,  0x1.5555555555555p-3,  0x1.0000000000000p-1,
+                                  0x1.0000000000000p+0,  0x1.0000000000000p+0};
   x = dmin(dmax(x, -700.0), 700.0);
   const double k = drint(dmul(x, kLog2e));
   const double r = dsub(dsub(x, dmul(k, kLn2Hi)), dmul(k, kLn2Lo));
   double p = kCoeffs[0];
 #pragma unroll
-  for (int i = 1; i < 14; ++i) p = dadd(dmul(p, r), kCoeffs[i]);
+  for (int i = 1; i < 11; ++i) p = dadd(dmul(p, r), kCoeffs[i]);
   // 2^k in two normal factors; the result (>= e^-700) is normal, so both products are exact.
-  const int64_t ki = static_cast<int64_t>(k);
-  const int64_t half = ki / 2;
-  return dmul(dmul(p, pow2(half)), pow2(ki - half));
+  const double half = trunc(dmul(k, 0.5));
+  return dmul(dmul(p, pow2(half)), pow2(dsub(k, half)));
 }
 
 FK_HOST_DEVICE double det_sigmoid(double z) { return ddiv(1.0, dadd(1.0, det_exp(-z))); }
@@ -254,17 +262,47 @@ struct LogisticModel {
     return static_cast<uint32_t>(static_cast<int64_t>(floor(dmul(f, static_cast<double>(free)))) + 2 * (b - lo));
   }
 
+  // The b in [lo, hi] with C(b) <= slot < C(b + 1) (slot below the escape).
+  // Starts from the heaviest component's inverse CDF (usually right or off by
+  // one, so two evaluations), then gallops and bisects: the guess only steers
+  // the search, the answer is exact, so an inexact log here cannot matter.
   FK_HOST_DEVICE int64_t search(uint32_t slot) const {
-    int64_t a = lo, b = hi;
-    while (a < b) {
-      const int64_t mid = a + (b - a + 1) / 2;
-      if (cdf(mid) <= slot) {
-        a = mid;
-      } else {
-        b = mid - 1;
+    int64_t below = lo, above = hi + 1;  // C(below) <= slot < C(above)
+    const double u = (static_cast<double>(slot) + 0.5) / static_cast<double>(escape + 1);
+    int64_t h = 0;
+    for (int k = 1; k < K; ++k) h = weight[k] > weight[h] ? k : h;
+    double guess = mu[h] + log(u / (1.0 - u)) / t[h] + 0.5;
+    guess = guess < static_cast<double>(lo) ? static_cast<double>(lo) : guess;
+    guess = guess > static_cast<double>(hi) ? static_cast<double>(hi) : guess;
+    const int64_t g = static_cast<int64_t>(floor(guess));
+    if (cdf(g) <= slot) {
+      below = g;
+      for (int64_t step = 1; below + step < above; step *= 2) {
+        if (cdf(below + step) > slot) {
+          above = below + step;
+          break;
+        }
+        below += step;
+      }
+    } else {
+      above = g;
+      for (int64_t step = 1; above - step > below; step *= 2) {
+        if (cdf(above - step) <= slot) {
+          below = above - step;
+          break;
+        }
+        above -= step;
       }
     }
-    return a;
+    while (above - below > 1) {
+      const int64_t mid = below + (above - below) / 2;
+      if (cdf(mid) <= slot) {
+        below = mid;
+      } else {
+        above = mid;
+      }
+    }
+    return below;
   }
 };
 
@@ -301,39 +339,89 @@ FK_HOST_DEVICE int64_t pop_logistic_symbol(Lane& lane, const LogisticModel<MaxK>
 }
 
 // ---------------------------------------------------------------------------
-// quantize_pdf: one row of K probabilities (or logits) -> K + 1 cdf values.
-// Integer arithmetic after one IEEE division per entry, so every device agrees.
-// Returns false for an invalid row (NaN, negative, +inf, or no positive entry).
+// Quantizing float probabilities (reference.quantize_pdf): fixed-point weights
+// q_i = floor(p_i / max p * 2^shift), prefix sums Q_i (exact integers, held in
+// doubles, so any summation order gives the same value), and
+// C(i) = i + floor(Q_i (2^p - K) / Q_K): every symbol gets at least 1 and
+// C(K) = 2^p exactly. One symbol's interval needs only Q_s and q_s.
 
+FK_HOST_DEVICE int quantize_shift(int64_t K, int precision) {
+  int bits = 0;
+  while ((int64_t(1) << bits) < K) ++bits;
+  int shift = 32;
+  shift = shift < 62 - precision - bits ? shift : 62 - precision - bits;  // Q * spare fits int64
+  shift = shift < 52 - bits ? shift : 52 - bits;                          // Q is exact in a double
+  return shift;
+}
+
+struct QuantizedRow {
+  double top;    // the row's maximum
+  double scale;  // 2^shift / top (probabilities) or 2^shift (logits)
+  bool logits;
+  int64_t spare;  // 2^p - K
+
+  // Validates the row (no NaN or +inf; probabilities >= 0 with one > 0; logits
+  // not all -inf) and prepares the weights.
+  template <typename T>
+  FK_HOST_DEVICE bool init(const T* in, int64_t K, bool is_logits, int precision) {
+    double m = -INFINITY;
+    bool bad = false;
+    for (int64_t i = 0; i < K; ++i) {
+      const double v = static_cast<double>(in[i]);
+      bad |= (v != v) | (v == INFINITY) | (!is_logits & (v < 0.0));
+      m = v > m ? v : m;
+    }
+    return finish(m, bad, K, is_logits, precision);
+  }
+
+  FK_HOST_DEVICE bool finish(double m, bool bad, int64_t K, bool is_logits, int precision) {
+    top = m;
+    logits = is_logits;
+    spare = (int64_t(1) << precision) - K;
+    const double unit = pow2(static_cast<double>(quantize_shift(K, precision)));
+    scale = logits ? unit : ddiv(unit, top);
+    return !bad && top > (logits ? -INFINITY : 0.0);
+  }
+
+  FK_HOST_DEVICE double weight(double v) const {
+    return floor(logits ? dmul(det_exp(dsub(v, top)), scale) : dmul(v, scale));
+  }
+
+  // C(i) from the prefix sum Q_i and the total Q_K.
+  FK_HOST_DEVICE int64_t cumulative(int64_t i, double prefix, double total) const {
+    return i + static_cast<int64_t>(prefix) * spare / static_cast<int64_t>(total);
+  }
+
+  // C(i) <= slot, without a division: Q_i (2^p - K) < (slot - i + 1) Q_K (both sides < 2^62).
+  FK_HOST_DEVICE bool cumulative_at_most(int64_t i, double prefix, double total, uint32_t slot) const {
+    const int64_t room = static_cast<int64_t>(slot) - i + 1;
+    return room > 0 && static_cast<int64_t>(prefix) * spare < room * static_cast<int64_t>(total);
+  }
+};
+
+// Pushes symbol s of a row of probabilities (the same interval as quantize_row's table).
 template <typename T>
-FK_HOST_DEVICE bool quantize_row(const T* in, int64_t K, bool logits, int precision, int64_t* scratch,
-                                 int32_t* cdf) {
-  double top = -INFINITY;
-  for (int64_t i = 0; i < K; ++i) {
-    const double v = static_cast<double>(in[i]);
-    if (v != v || v == INFINITY || (!logits && v < 0.0)) return false;
-    top = dmax(top, v);
-  }
-  if (!(top > (logits ? -INFINITY : 0.0))) return false;
-  // q_i = floor(p_i / max p * 2^32), in [0, 2^32]; for logits p_i / max p = exp(l_i - max l).
-  int64_t total = 0, argmax = 0;
-  for (int64_t i = 0; i < K; ++i) {
-    const double v = static_cast<double>(in[i]);
-    const double ratio = logits ? det_exp(dsub(v, top)) : ddiv(v, top);
-    scratch[i] = static_cast<int64_t>(floor(dmul(ratio, 4294967296.0)));
-    total += scratch[i];
-    if (scratch[i] > scratch[argmax]) argmax = i;
-  }
-  const int64_t M = int64_t(1) << precision;
-  const int64_t spare = M - K;  // every symbol gets 1, the rest by weight
-  int64_t used = 0;
-  for (int64_t i = 0; i < K; ++i) {
-    scratch[i] = 1 + scratch[i] * spare / total;
-    used += scratch[i];
-  }
-  scratch[argmax] += M - used;  // the rounding remainder goes to the heaviest symbol
+FK_HOST_DEVICE void interval_of(const QuantizedRow& row, const T* in, int64_t s, double prefix, double total,
+                                uint32_t* start, uint32_t* freq) {
+  const int64_t lo = row.cumulative(s, prefix, total);
+  const int64_t hi = row.cumulative(s + 1, dadd(prefix, row.weight(static_cast<double>(in[s]))), total);
+  *start = static_cast<uint32_t>(lo);
+  *freq = static_cast<uint32_t>(hi - lo);
+}
+
+// The whole table of one row (quantize_pdf).
+template <typename T>
+FK_HOST_DEVICE bool quantize_row(const T* in, int64_t K, bool logits, int precision, int32_t* cdf) {
+  QuantizedRow row;
+  if (!row.init(in, K, logits, precision)) return false;
+  double total = 0.0;
+  for (int64_t i = 0; i < K; ++i) total = dadd(total, row.weight(static_cast<double>(in[i])));
+  double prefix = 0.0;
   cdf[0] = 0;
-  for (int64_t i = 0; i < K; ++i) cdf[i + 1] = static_cast<int32_t>(cdf[i] + scratch[i]);
+  for (int64_t i = 0; i < K; ++i) {
+    prefix = dadd(prefix, row.weight(static_cast<double>(in[i])));
+    cdf[i + 1] = static_cast<int32_t>(row.cumulative(i + 1, prefix, total));
+  }
   return true;
 }
 

@@ -6,6 +6,9 @@
 #include "rans.h"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/max.h>
+
+#include <limits>
 #include <ATen/ops/all.h>
 #include <ATen/ops/isfinite.h>
 
@@ -13,6 +16,7 @@ namespace flowkernels {
 namespace rans {
 
 constexpr int kMaxComponents = 16;  // mixture components of push/pop_logistic
+constexpr int64_t kNoError = std::numeric_limits<int64_t>::max();  // "no failing index"
 
 // The coder's storage: state int64 [N] (uint64 bits), words int32 [N, capacity]
 // (uint32 bits), lengths int64 [N].
@@ -79,6 +83,29 @@ inline TableLayout check_cdf(const char* op, const at::Tensor& cdf, int64_t lane
   return {width - 1, 0, 0, 1};
 }
 
+// Probability tables for the fused coders: [N, L, K], [L, K] or [K] floats.
+inline TableLayout check_probs(const char* op, const at::Tensor& probs, int64_t lanes, int64_t L,
+                               const at::Tensor& state) {
+  check_floating(op, "probs", probs);
+  check_same_device(op, "probs", probs, state);
+  TORCH_CHECK(probs.dim() >= 1 && probs.dim() <= 3 && probs.size(-1) >= 1, "flowkernels.", op,
+              ": argument 'probs' must have shape [lanes, L, K], [L, K] or [K] with K >= 1, got ",
+              shape_str(probs.sizes()));
+  const int64_t K = probs.size(-1);
+  if (probs.dim() == 3) {
+    TORCH_CHECK(probs.size(0) == lanes && probs.size(1) == L, "flowkernels.", op,
+                ": argument 'probs' [lanes, L, K] must match symbols [", lanes, ", ", L, "], got ",
+                shape_str(probs.sizes()));
+    return {K, L * K, K, lanes * L};
+  }
+  if (probs.dim() == 2) {
+    TORCH_CHECK(probs.size(0) == L, "flowkernels.", op, ": argument 'probs' [L, K] must have L = ", L,
+                " rows, got ", shape_str(probs.sizes()));
+    return {K, 0, K, L};
+  }
+  return {K, 0, 0, 1};
+}
+
 // Logistic parameters: mu / log_scale [N, L] or [N, L, K], logit_pi [N, L, K].
 inline int64_t check_logistic_params(const char* op, const at::Tensor& mu, const at::Tensor& log_scale,
                                      const std::optional<at::Tensor>& logit_pi, int64_t lanes, int64_t L,
@@ -130,6 +157,19 @@ inline LogisticSupport check_support(const char* op, double bin_width, std::opti
   }
   return {lower.has_value(), upper.has_value(), lower.value_or(0), upper.value_or(0), bin_width,
           static_cast<int>(precision)};
+}
+
+inline void check_room(const char* op, const at::Tensor& words, const at::Tensor& lengths, int64_t needed) {
+  const int64_t longest = lengths.numel() ? lengths.max().item<int64_t>() : 0;
+  TORCH_CHECK(longest + needed <= words.size(1), "flowkernels.", op, ": 'words' has room for ",
+              words.size(1) - longest, " more words per lane, this push may need ", needed,
+              " (RansCoder grows it; call the op through flowkernels.rans)");
+}
+
+inline void check_not_exhausted(const char* op, int64_t exhausted_lane) {
+  TORCH_CHECK_VALUE(exhausted_lane == kNoError, "flowkernels.", op, ": lane ", exhausted_lane,
+                    " ran out of data: the stream does not match the model it is decoded with "
+                    "(or was truncated)");
 }
 
 }  // namespace rans

@@ -6,7 +6,9 @@ position). Two kinds of models:
 
 * categorical tables (``push`` / ``pop``): int32 CDFs ``[N, L, K+1]``,
   ``[L, K+1]`` or ``[K+1]``, strictly increasing from 0 to ``2**precision``;
-  :func:`quantize_pdf` builds them from float probabilities or logits.
+  :func:`quantize_pdf` builds them from float probabilities or logits, and
+  ``push_probs`` / ``pop_probs`` code straight from float probabilities with the
+  same quantization, without building tables.
   Symbols must lie in ``[0, K)``: anything else raises ``ValueError`` (no escape).
 * discretized logistic mixtures (``push_logistic`` / ``pop_logistic``), the
   distribution of :func:`flowkernels.ops.discretized_logistic_logp`, quantized
@@ -245,6 +247,30 @@ class RansCoder:
         snapshot = self._snapshot()
         try:
             return _ops.rans_pop_categorical(self.state, self.words, self.lengths, cdf, precision, int(count))
+        except Exception:
+            self._restore(snapshot)
+            raise
+
+    def push_probs(self, symbols: torch.Tensor, probs: torch.Tensor, *, precision: int = 16) -> None:
+        """Push ``symbols`` [N, L] under float probabilities ``probs`` ([N, L, K], [L, K] or [K]).
+
+        Exactly ``push(symbols, quantize_pdf(probs, precision=precision))`` (the same
+        bytes), but the tables are never materialised: each symbol's interval comes from
+        two prefix sums of the fixed-point weights. This is the fast path for models that
+        output probabilities.
+        """
+        self._reserve(symbols.shape[1] if symbols.dim() == 2 else 0)
+        _ops.rans_push_probs(self.state, self.words, self.lengths, symbols, probs, int(precision))
+
+    def pop_probs(self, probs: torch.Tensor, *, precision: int = 16, count: int | None = None) -> torch.Tensor:
+        """Pop symbols pushed by :meth:`push_probs` (int64 ``[N, count]``, in push order)."""
+        if count is None:
+            if probs.dim() == 1:
+                raise ValueError("pop_probs with a shared [K] distribution needs 'count'")
+            count = probs.shape[-2]
+        snapshot = self._snapshot()
+        try:
+            return _ops.rans_pop_probs(self.state, self.words, self.lengths, probs, int(precision), int(count))
         except Exception:
             self._restore(snapshot)
             raise

@@ -135,6 +135,39 @@ def sample(cdf: torch.Tensor, lanes: int, L: int, generator) -> torch.Tensor:
     return torch.searchsorted(cdf, slots.unsqueeze(-1), right=True).long().squeeze(-1) - 1
 
 
+@pytest.mark.parametrize("K", [1, 2, 17, 256, 5000])
+@pytest.mark.parametrize("layout", ["shared", "per_position", "full"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_push_probs_equals_push_of_quantized_tables(K, layout, dtype, generator):
+    lanes, L, precision = 3, 20, 16
+    shape = {"shared": (), "per_position": (L,), "full": (lanes, L)}[layout]
+    probs = random_probs(shape, K, generator, peaked=True).to(dtype)
+    if K > 1:
+        probs[..., 0] = 0.0
+    cdf = quantize_pdf(probs, precision=precision)
+    symbols = sample(cdf, lanes, L, generator)
+    tables, fused = RansCoder(lanes), RansCoder(lanes)
+    tables.push(symbols, cdf)
+    fused.push_probs(symbols, probs, precision=precision)
+    assert fused.to_bytes() == tables.to_bytes()
+    assert torch.equal(RansCoder.from_bytes(fused.to_bytes()).pop_probs(probs, precision=precision, count=L), symbols)
+
+
+def test_push_probs_bad_input_raises_and_loses_nothing():
+    coder = RansCoder(2)
+    probs = torch.tensor([0.2, 0.3, 0.5])
+    coder.push_probs(torch.tensor([[0], [2]]), probs)
+    before = coder.to_bytes()
+    with pytest.raises(ValueError, match=r"symbol 3 at lane 1, position 0 is outside the alphabet \[0, 3\)"):
+        coder.push_probs(torch.tensor([[0], [3]]), probs)
+    with pytest.raises(ValueError, match="not a valid distribution"):
+        coder.push_probs(torch.tensor([[0], [1]]), torch.tensor([[[0.2, float("nan"), 0.1]], [[1.0, 0.0, 0.0]]]))
+    with pytest.raises(ValueError, match="not a valid distribution"):
+        coder.pop_probs(torch.tensor([[[0.2, -1.0, 0.1]], [[1.0, 0.0, 0.0]]]))
+    assert coder.to_bytes() == before
+    assert torch.equal(coder.pop_probs(probs, count=1), torch.tensor([[0], [2]]))
+
+
 def test_probability_one_and_frequency_one_symbols():
     precision = 24
     M = 1 << precision
@@ -422,6 +455,10 @@ def test_cpu_and_cuda_write_identical_bytes_and_read_each_other(generator):
     cpu.push(symbols, cdf_cpu)
     gpu.push(symbols.cuda(), cdf_gpu)
     assert cpu.to_bytes() == gpu.to_bytes()
+    fused = RansCoder(lanes, device="cuda")
+    fused.push_probs(symbols.cuda(), probs.cuda())
+    assert fused.to_bytes() == cpu.to_bytes()
+    assert torch.equal(RansCoder.from_bytes(cpu.to_bytes(), device="cuda").pop_probs(probs.cuda()).cpu(), symbols)
     assert torch.equal(RansCoder.from_bytes(cpu.to_bytes(), device="cuda").pop(cdf_gpu).cpu(), symbols)
     mu, log_scale, logit_pi = logistic_case(lanes, L, 4, generator)
     sym = mu[..., 0].round().long()

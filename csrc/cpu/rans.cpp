@@ -3,6 +3,7 @@
 // Every push validates all of its input before touching the coder, so a bad
 // argument raises and leaves the coder as it was.
 #include "../rans_args.h"
+#include "fastmath.h"  // FK_MULTIVERSION, FK_INLINE
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -16,8 +17,6 @@
 namespace flowkernels {
 namespace rans {
 namespace {
-
-constexpr int64_t kNoError = std::numeric_limits<int64_t>::max();
 
 // Records the smallest failing index seen by any thread.
 void record_error(std::atomic<int64_t>& first, int64_t index) {
@@ -39,19 +38,6 @@ Lane load_lane(const at::Tensor& state, const at::Tensor& words, const at::Tenso
 void store_lane(const Lane& l, const at::Tensor& state, const at::Tensor& lengths, int64_t lane) {
   state.data_ptr<int64_t>()[lane] = static_cast<int64_t>(l.state);
   lengths.data_ptr<int64_t>()[lane] = l.length;
-}
-
-void check_room(const char* op, const at::Tensor& words, const at::Tensor& lengths, int64_t needed) {
-  const int64_t longest = lengths.numel() ? lengths.max().item<int64_t>() : 0;
-  TORCH_CHECK(longest + needed <= words.size(1), "flowkernels.", op, ": 'words' has room for ",
-              words.size(1) - longest, " more words per lane, this push may need ", needed,
-              " (RansCoder grows it; call the op through flowkernels.rans)");
-}
-
-void check_not_exhausted(const char* op, const std::atomic<int64_t>& exhausted) {
-  TORCH_CHECK_VALUE(exhausted.load() == kNoError, "flowkernels.", op, ": lane ", exhausted.load(),
-                    " ran out of data: the stream does not match the model it is decoded with "
-                    "(or was truncated)");
 }
 
 // ---------------------------------------------------------------------------
@@ -140,7 +126,7 @@ at::Tensor pop_categorical_cpu(at::Tensor& state, const at::Tensor& words, at::T
       store_lane(lane, state, lengths, n);
     }
   });
-  check_not_exhausted(op, exhausted);
+  check_not_exhausted(op, exhausted.load());
   return out;
 }
 
@@ -237,7 +223,178 @@ at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tens
       }
     });
   });
-  check_not_exhausted(op, exhausted);
+  check_not_exhausted(op, exhausted.load());
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Fused categorical coding from float probabilities (quantize_pdf's tables,
+// never materialised). Each row is read twice while it sits in L1: a SIMD pass
+// for its maximum (and validity), a SIMD pass for the prefix sums. Both are
+// exact (a maximum, and sums of integers held in doubles), so the
+// vectorised summation order cannot change a bit.
+
+template <typename T>
+FK_INLINE bool row_scale(const T* in, int64_t K, int precision, QuantizedRow& row) {
+  double m = -INFINITY;
+  int bad = 0;
+#pragma omp simd reduction(max : m) reduction(| : bad)
+  for (int64_t i = 0; i < K; ++i) {
+    const double v = static_cast<double>(in[i]);
+    bad |= (v != v) | (v == INFINITY) | (v < 0.0);
+    m = v > m ? v : m;
+  }
+  return row.finish(m, bad != 0, K, false, precision);
+}
+
+template <typename T>
+FK_INLINE double weight_sum(const T* in, int64_t begin, int64_t end, double scale) {
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = begin; i < end; ++i) sum += std::floor(static_cast<double>(in[i]) * scale);
+  return sum;
+}
+
+template <typename T>
+struct ProbsArgs {
+  const T* probs;
+  TableLayout table;
+  int precision;
+
+  FK_INLINE const T* row(int64_t n, int64_t pos) const {
+    return probs + n * table.lane_stride + pos * table.pos_stride;
+  }
+};
+
+// Phase 1 of a push: every symbol's interval, in parallel over symbols, so
+// that invalid input raises before any lane moves. interval[2 i] = start,
+// interval[2 i + 1] = freq; failures are recorded by symbol index.
+template <typename T>
+FK_MULTIVERSION void intervals_of(const ProbsArgs<T>& a, const int64_t* sym, int64_t L, int64_t begin, int64_t end,
+                                  uint32_t* interval, std::atomic<int64_t>& bad) {
+  const int64_t K = a.table.K;
+  for (int64_t i = begin; i < end; ++i) {
+    const T* in = a.row(i / L, i % L);
+    const int64_t s = sym[i];
+    QuantizedRow row;
+    if (s < 0 || s >= K || !row_scale(in, K, a.precision, row)) {
+      record_error(bad, i);
+      continue;
+    }
+    const double prefix = weight_sum(in, 0, s, row.scale);
+    const double total = prefix + weight_sum(in, s, K, row.scale);  // exact: integers below 2^52
+    interval_of(row, in, s, prefix, total, &interval[2 * i], &interval[2 * i + 1]);
+  }
+}
+
+template <typename T>
+FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_t L, const at::Tensor& state,
+                                     const at::Tensor& words, const at::Tensor& lengths, int64_t begin, int64_t end,
+                                     std::atomic<int64_t>& exhausted, std::atomic<int64_t>& bad) {
+  constexpr int64_t kBlock = 16;
+  const int64_t K = a.table.K, blocks = (K + kBlock - 1) / kBlock;
+  std::vector<double> block_sum(blocks);
+  for (int64_t n = begin; n < end; ++n) {
+    Lane lane = load_lane(state, words, lengths, n);
+    for (int64_t pos = 0; pos < L; ++pos) {
+      const T* in = a.row(n, pos);
+      QuantizedRow row;
+      if (!row_scale(in, K, a.precision, row)) {
+        record_error(bad, n * L + pos);
+        break;
+      }
+      double total = 0.0;
+      for (int64_t b = 0; b < blocks; ++b) {
+        block_sum[b] = weight_sum(in, b * kBlock, std::min(K, (b + 1) * kBlock), row.scale);
+        total += block_sum[b];
+      }
+      // The symbol s has C(s) <= slot < C(s + 1): find its block, then walk the block.
+      const uint32_t slot = lane.peek(a.precision);
+      double prefix = 0.0;
+      int64_t b = 0;
+      for (; b + 1 < blocks && row.cumulative_at_most((b + 1) * kBlock, prefix + block_sum[b], total, slot); ++b)
+        prefix += block_sum[b];
+      int64_t s = b * kBlock;
+      for (const int64_t last = std::min(K, (b + 1) * kBlock) - 1; s < last; ++s) {
+        const double next = prefix + std::floor(static_cast<double>(in[s]) * row.scale);
+        if (!row.cumulative_at_most(s + 1, next, total, slot)) break;
+        prefix = next;
+      }
+      uint32_t start, freq;
+      interval_of(row, in, s, prefix, total, &start, &freq);
+      lane.advance(start, freq, a.precision);
+      sym[n * L + pos] = s;
+    }
+    if (lane.exhausted) record_error(exhausted, n);
+    store_lane(lane, state, lengths, n);
+  }
+}
+
+void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
+                    const at::Tensor& probs_in, int64_t precision) {
+  const char* op = "rans_push_probs";
+  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
+  check_precision(op, precision, 1);
+  const int64_t L = check_symbols(op, symbols_in, lanes, state);
+  const TableLayout table = check_probs(op, probs_in, lanes, L, state);
+  TORCH_CHECK_VALUE(table.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", table.K,
+                    " symbols do not fit in precision ", precision);
+  if (lanes * L == 0) return;
+  const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
+  const at::Tensor probs = probs_in.contiguous();
+  const int64_t* sym = symbols.const_data_ptr<int64_t>();
+  std::vector<uint32_t> intervals(2 * lanes * L);
+  std::atomic<int64_t> bad{kNoError};
+  AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rans_push_probs_cpu", [&] {
+    const ProbsArgs<scalar_t> args{probs.const_data_ptr<scalar_t>(), table, static_cast<int>(precision)};
+    at::parallel_for(0, lanes * L, std::max<int64_t>(1, 65536 / table.K), [&](int64_t begin, int64_t end) {
+      intervals_of(args, sym, L, begin, end, intervals.data(), bad);
+    });
+  });
+  if (bad.load() != kNoError) {
+    const int64_t i = bad.load();
+    TORCH_CHECK_VALUE(false, "flowkernels.", op, ": symbol ", sym[i], " at lane ", i / L, ", position ", i % L,
+                      " is outside the alphabet [0, ", table.K, ") or its probability row is not a valid ",
+                      "distribution (NaN, inf or negative entries, or no positive entry)");
+  }
+  check_room(op, words, lengths, L);
+  at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      Lane lane = load_lane(state, words, lengths, n);
+      for (int64_t pos = L - 1; pos >= 0; --pos) {
+        const uint32_t* iv = &intervals[2 * (n * L + pos)];
+        lane.push(iv[0], iv[1], static_cast<int>(precision));
+      }
+      store_lane(lane, state, lengths, n);
+    }
+  });
+}
+
+at::Tensor pop_probs_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& probs_in,
+                         int64_t precision, int64_t count) {
+  const char* op = "rans_pop_probs";
+  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
+  check_precision(op, precision, 1);
+  TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
+  const TableLayout table = check_probs(op, probs_in, lanes, count, state);
+  TORCH_CHECK_VALUE(table.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", table.K,
+                    " symbols do not fit in precision ", precision);
+  const at::Tensor probs = probs_in.contiguous();
+  at::Tensor out = at::empty({lanes, count}, state.options());
+  if (lanes * count == 0) return out;
+  std::atomic<int64_t> exhausted{kNoError}, bad{kNoError};
+  AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rans_pop_probs_cpu", [&] {
+    const ProbsArgs<scalar_t> args{probs.const_data_ptr<scalar_t>(), table, static_cast<int>(precision)};
+    at::parallel_for(0, lanes, lane_grain(count * std::max<int64_t>(1, table.K / 16)),
+                     [&](int64_t begin, int64_t end) {
+                       pop_probs_lanes(args, out.data_ptr<int64_t>(), count, state, words, lengths, begin, end,
+                                       exhausted, bad);
+                     });
+  });
+  TORCH_CHECK_VALUE(bad.load() == kNoError, "flowkernels.", op, ": the probability row at lane ",
+                    bad.load() / std::max<int64_t>(count, 1), ", position ", bad.load() % std::max<int64_t>(count, 1),
+                    " is not a valid distribution (NaN, inf or negative entries, or no positive entry)");
+  check_not_exhausted(op, exhausted.load());
   return out;
 }
 
@@ -264,9 +421,8 @@ at::Tensor quantize_pdf_cpu(const at::Tensor& probs_in, int64_t precision, bool 
     const scalar_t* in = probs.const_data_ptr<scalar_t>();
     int32_t* out = cdf.mutable_data_ptr<int32_t>();
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / K), [&](int64_t begin, int64_t end) {
-      std::vector<int64_t> scratch(K);
       for (int64_t r = begin; r < end; ++r)
-        if (!quantize_row(in + r * K, K, logits, static_cast<int>(precision), scratch.data(), out + r * (K + 1)))
+        if (!quantize_row(in + r * K, K, logits, static_cast<int>(precision), out + r * (K + 1)))
           record_error(bad_row, r);
     });
   });
@@ -284,6 +440,8 @@ TORCH_LIBRARY_IMPL(flowkernels, CPU, m) {
   m.impl("rans_push_logistic", &push_logistic_cpu);
   m.impl("rans_pop_logistic", &pop_logistic_cpu);
   m.impl("rans_quantize_pdf", &quantize_pdf_cpu);
+  m.impl("rans_push_probs", &push_probs_cpu);
+  m.impl("rans_pop_probs", &pop_probs_cpu);
 }
 
 }  // namespace rans

@@ -35,3 +35,13 @@ def _pop_logistic_fake(state, words, lengths, mu, log_scale, logit_pi, bin_width
 @torch.library.register_fake("flowkernels::rans_quantize_pdf")
 def _quantize_pdf_fake(probs, precision, logits):
     return probs.new_empty((*probs.shape[:-1], probs.shape[-1] + 1), dtype=torch.int32)
+
+
+@torch.library.register_fake("flowkernels::rans_push_probs")
+def _push_probs_fake(state, words, lengths, symbols, probs, precision):
+    return None
+
+
+@torch.library.register_fake("flowkernels::rans_pop_probs")
+def _pop_probs_fake(state, words, lengths, probs, precision, count):
+    return state.new_empty((state.shape[0], count))

@@ -78,9 +78,6 @@ _LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
 _EXP_COEFFS = [
     float.fromhex(h)
     for h in (
-        "0x1.6124613a86d09p-33",
-        "0x1.1eed8eff8d898p-29",
-        "0x1.ae64567f544e4p-26",
         "0x1.27e4fb7789f5cp-22",
         "0x1.71de3a556c734p-19",
         "0x1.a01a01a01a01ap-16",
@@ -93,7 +90,7 @@ _EXP_COEFFS = [
         "0x1.0000000000000p+0",
         "0x1.0000000000000p+0",
     )
-]  # highest degree (13) first
+]  # 1/n!, highest degree (10) first: relative error < 3e-13, plenty for CDFs of 2^24 counts
 
 
 def det_exp(x: float) -> float:
@@ -107,7 +104,7 @@ def det_exp(x: float) -> float:
     p = _EXP_COEFFS[0]
     for c in _EXP_COEFFS[1:]:
         p = p * r + c
-    return math.ldexp(p, int(k))
+    return math.ldexp(p, int(k))  # exact: the result is a normal double
 
 
 def _sigmoid(z: float) -> float:
@@ -326,19 +323,33 @@ def pop_logistic(
 # quantize_pdf
 
 
-def quantize_pdf(row: Sequence[float], precision: int, logits: bool = False) -> list[int]:
-    """One row of probabilities (or logits) to a CDF of ``len(row) + 1`` integers (see flowkernels.rans)."""
+def quantize_shift(K: int, precision: int) -> int:
+    """Fixed-point bits of the weights: sums stay exact in doubles and products in int64."""
+    bits = (K - 1).bit_length()  # ceil(log2 K)
+    return min(32, 62 - precision - bits, 52 - bits)
+
+
+def quantize_weights(row: Sequence[float], precision: int, logits: bool = False) -> list[int]:
+    """q_i = floor(p_i / max p * 2^shift) (for logits, p_i / max p = det_exp(l_i - max l))."""
+    shift = quantize_shift(len(row), precision)
     top = max(row)
     if logits:
-        ratios = [det_exp(v - top) for v in row]
-    else:
-        ratios = [v / top for v in row]
-    q = [math.floor(r * 4294967296.0) for r in ratios]
-    total, argmax = sum(q), q.index(max(q))
-    size = 1 << precision
-    freqs = [1 + v * (size - len(row)) // total for v in q]
-    freqs[argmax] += size - sum(freqs)
-    cdf = [0]
-    for f in freqs:
-        cdf.append(cdf[-1] + f)
+        return [math.floor(det_exp(v - top) * float(1 << shift)) for v in row]
+    ratio = float(1 << shift) / top
+    return [math.floor(v * ratio) for v in row]
+
+
+def quantize_pdf(row: Sequence[float], precision: int, logits: bool = False) -> list[int]:
+    """One row of probabilities (or logits) to a CDF of ``len(row) + 1`` integers.
+
+    ``C(i) = i + floor(Q_i (2^p - K) / Q_K)`` with ``Q_i`` the prefix sums of the
+    fixed-point weights: every symbol gets at least 1, ``C(K) = 2^p`` exactly, and
+    a symbol's interval needs only two prefix sums (the fused coders use that).
+    """
+    q = quantize_weights(row, precision, logits)
+    K, total, spare = len(row), sum(q), (1 << precision) - len(row)
+    cdf, prefix = [0], 0
+    for i, v in enumerate(q):
+        prefix += v
+        cdf.append(i + 1 + prefix * spare // total)
     return cdf
