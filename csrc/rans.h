@@ -173,10 +173,90 @@ FK_HOST_DEVICE int64_t search_cdf(const int32_t* cdf, int64_t K, uint32_t slot) 
 
 struct LogisticSupport {
   bool has_lower, has_upper;
-  int64_t lower, upper;  // in symbols
+  double lower, upper;  // in symbols (int32 values, exact as doubles)
   double bin_width;
   int precision;
 };
+
+// The model is built from small free functions of scalars, with doubles and
+// selects only (every integer here is below 2^53, so exact): LogisticModel
+// composes them for any K, and the CPU's single-component fast path calls them
+// directly inside a SIMD loop over symbols.
+
+// bin_width / s for a component's log-scale (clamped to +-30).
+FK_HOST_DEVICE double logistic_t(double log_scale, double bin_width) {
+  return dmul(bin_width, det_exp(-dmin(dmax(log_scale, -kLogScaleLimit), kLogScaleLimit)));
+}
+
+FK_HOST_DEVICE double logistic_rounded(double mu_bins) {
+  constexpr double kLimit = 1099511627776.0;  // 2^40
+  return drint(dmin(dmax(mu_bins, -kLimit), kLimit));
+}
+
+// The support [lo, hi] and count budget of a model whose components span the
+// rounded locations [rounded_min, rounded_max] with the largest scale `spread`
+// (in bins), the heaviest at rounded_heavy.
+struct LogisticWindow {
+  double lo, hi;  // the support, in symbols
+  double free;    // 2^p - 1 - 2 n: the counts distributed by the CDF
+  double escape;  // 2^p - 1: the escape's start
+};
+
+// Which sides are bounded is a template argument, so that in a SIMD loop over
+// symbols (where it is the same for all) no condition on it is left.
+template <bool HasLower, bool HasUpper>
+FK_HOST_DEVICE LogisticWindow logistic_window(double rounded_min, double rounded_max, double rounded_heavy,
+                                              double spread, const LogisticSupport& sup) {
+  const double max_window = pow2(static_cast<double>(sup.precision - 6));
+  double half = ceil(dmin(dmul(kWindowScales, spread), max_window));
+  half = half < 1.0 ? 1.0 : (half > max_window ? max_window : half);
+  double a = HasLower ? sup.lower : rounded_min - half;
+  double b = HasUpper ? sup.upper : rounded_max + half;
+  if (!(HasLower && HasUpper)) {
+    // An unbounded window holds at most 2^(p-6) bins (around the heaviest component).
+    const bool wide = b - a + 1.0 > max_window;
+    const double new_a = HasLower ? a : (HasUpper ? b - max_window + 1.0
+                                                  : rounded_heavy - pow2(static_cast<double>(sup.precision - 7)));
+    const double new_b = HasUpper ? b : new_a + max_window - 1.0;
+    a = wide ? new_a : a;
+    b = wide ? new_b : b;
+  }
+  // Inside int32; a window beyond a given bound collapses onto it.
+  constexpr double kMin = -2147483648.0, kMax = 2147483647.0;
+  a = dmin(dmax(a, kMin), kMax);
+  b = dmin(dmax(b, kMin), kMax);
+  const bool crossed = b < a;
+  LogisticWindow w;
+  w.lo = crossed ? (HasUpper ? b : a) : a;
+  w.hi = crossed ? (HasUpper ? b : a) : b;
+  const double total = pow2(static_cast<double>(sup.precision));
+  w.free = total - 1.0 - 2.0 * (w.hi - w.lo + 1.0);
+  w.escape = total - 1.0;
+  return w;
+}
+
+FK_HOST_DEVICE LogisticWindow logistic_window(double rounded_min, double rounded_max, double rounded_heavy,
+                                              double spread, const LogisticSupport& sup) {
+  if (sup.has_lower) {
+    return sup.has_upper ? logistic_window<true, true>(rounded_min, rounded_max, rounded_heavy, spread, sup)
+                         : logistic_window<true, false>(rounded_min, rounded_max, rounded_heavy, spread, sup);
+  }
+  return sup.has_upper ? logistic_window<false, true>(rounded_min, rounded_max, rounded_heavy, spread, sup)
+                       : logistic_window<false, false>(rounded_min, rounded_max, rounded_heavy, spread, sup);
+}
+
+// sigmoid((b - 1/2 - mu) t): one component's CDF at the lower edge of bin b.
+FK_HOST_DEVICE double logistic_edge_cdf(double b, double mu_bins, double t) {
+  return det_sigmoid(dmul(dsub(dsub(b, 0.5), mu_bins), t));
+}
+
+// C(b) from the mixture CDF f at b's lower edge.
+FK_HOST_DEVICE double logistic_count(double b, double f, const LogisticWindow& w) {
+  const double inner = floor(dmul(f, w.free)) + 2.0 * (b - w.lo);
+  return b <= w.lo ? 0.0 : (b > w.hi ? w.escape : inner);
+}
+
+FK_HOST_DEVICE uint32_t to_count(double c) { return static_cast<uint32_t>(static_cast<int32_t>(c)); }
 
 template <int MaxK>
 struct LogisticModel {
@@ -184,8 +264,7 @@ struct LogisticModel {
   double t[MaxK];   // bin_width / s_k
   double weight[MaxK];
   int K;
-  int64_t lo, hi, free;
-  uint32_t escape;
+  LogisticWindow window;
 
   template <typename T>
   FK_HOST_DEVICE void init(const T* mu_in, const T* log_scale_in, const T* logit_in, int K_in,
@@ -195,8 +274,7 @@ struct LogisticModel {
     double spread = 0.0;
     for (int k = 0; k < K; ++k) {
       mu[k] = dmul(static_cast<double>(mu_in[k]), inv_w);
-      const double ls = dmin(dmax(static_cast<double>(log_scale_in[k]), -kLogScaleLimit), kLogScaleLimit);
-      t[k] = dmul(sup.bin_width, det_exp(-ls));
+      t[k] = logistic_t(static_cast<double>(log_scale_in[k]), sup.bin_width);
       spread = dmax(spread, ddiv(1.0, t[k]));
     }
     if (logit_in == nullptr) {
@@ -211,74 +289,42 @@ struct LogisticModel {
       }
       for (int k = 0; k < K; ++k) weight[k] = ddiv(weight[k], z);
     }
-    int heaviest = 0;
-    for (int k = 1; k < K; ++k)
-      if (weight[k] > weight[heaviest]) heaviest = k;
-    constexpr double kLimit = 1099511627776.0;  // 2^40
-    int64_t rounded_min = 0, rounded_max = 0, rounded_heavy = 0;
+    double rounded_min = 0.0, rounded_max = 0.0, rounded_heavy = 0.0, heaviest = -1.0;
     for (int k = 0; k < K; ++k) {
-      const int64_t r = static_cast<int64_t>(drint(dmin(dmax(mu[k], -kLimit), kLimit)));
-      rounded_min = k == 0 ? r : (r < rounded_min ? r : rounded_min);
-      rounded_max = k == 0 ? r : (r > rounded_max ? r : rounded_max);
-      if (k == heaviest) rounded_heavy = r;
+      const double r = logistic_rounded(mu[k]);
+      rounded_min = k == 0 ? r : dmin(rounded_min, r);
+      rounded_max = k == 0 ? r : dmax(rounded_max, r);
+      rounded_heavy = weight[k] > heaviest ? r : rounded_heavy;  // the first heaviest component
+      heaviest = dmax(heaviest, weight[k]);
     }
-    const int64_t max_window = int64_t(1) << (sup.precision - 6);
-    int64_t half = static_cast<int64_t>(ceil(dmin(dmul(kWindowScales, spread), static_cast<double>(max_window))));
-    half = half < 1 ? 1 : (half > max_window ? max_window : half);
-    lo = sup.has_lower ? sup.lower : rounded_min - half;
-    hi = sup.has_upper ? sup.upper : rounded_max + half;
-    if (hi - lo + 1 > max_window && !(sup.has_lower && sup.has_upper)) {
-      if (!sup.has_lower && !sup.has_upper) {
-        lo = rounded_heavy - max_window / 2;
-        hi = lo + max_window - 1;
-      } else if (!sup.has_lower) {
-        lo = hi - max_window + 1;
-      } else {
-        hi = lo + max_window - 1;
-      }
-    }
-    constexpr int64_t kMin = -(int64_t(1) << 31), kMax = (int64_t(1) << 31) - 1;
-    lo = lo < kMin ? kMin : (lo > kMax ? kMax : lo);
-    hi = hi < kMin ? kMin : (hi > kMax ? kMax : hi);
-    if (hi < lo) {
-      if (!sup.has_upper) {
-        hi = lo;
-      } else {
-        lo = hi;
-      }
-    }
-    const int64_t total = int64_t(1) << sup.precision;
-    free = total - 1 - 2 * (hi - lo + 1);
-    escape = static_cast<uint32_t>(total - 1);
+    window = logistic_window(rounded_min, rounded_max, rounded_heavy, spread, sup);
   }
 
-  // C(b) for lo <= b <= hi + 1.
-  FK_HOST_DEVICE uint32_t cdf(int64_t b) const {
-    if (b <= lo) return 0;
-    if (b > hi) return escape;
-    const double edge = dsub(static_cast<double>(b), 0.5);
+  // C(b) for lo <= b <= hi + 1 (an integer below 2^24, as a double).
+  FK_HOST_DEVICE double cdf(double b) const {
     double f = 0.0;
-    for (int k = 0; k < K; ++k) f = dadd(f, dmul(weight[k], det_sigmoid(dmul(dsub(edge, mu[k]), t[k]))));
-    return static_cast<uint32_t>(static_cast<int64_t>(floor(dmul(f, static_cast<double>(free)))) + 2 * (b - lo));
+    for (int k = 0; k < K; ++k) f = dadd(f, dmul(weight[k], logistic_edge_cdf(b, mu[k], t[k])));
+    return logistic_count(b, f, window);
   }
+
+  FK_HOST_DEVICE uint32_t cdf_at(int64_t b) const { return to_count(cdf(static_cast<double>(b))); }
 
   // The b in [lo, hi] with C(b) <= slot < C(b + 1) (slot below the escape).
   // Starts from the heaviest component's inverse CDF (usually right or off by
   // one, so two evaluations), then gallops and bisects: the guess only steers
   // the search, the answer is exact, so an inexact log here cannot matter.
   FK_HOST_DEVICE int64_t search(uint32_t slot) const {
-    int64_t below = lo, above = hi + 1;  // C(below) <= slot < C(above)
-    const double u = (static_cast<double>(slot) + 0.5) / static_cast<double>(escape + 1);
+    int64_t below = static_cast<int64_t>(window.lo), above = static_cast<int64_t>(window.hi) + 1;  // C(below) <= slot < C(above)
+    const double u = (static_cast<double>(slot) + 0.5) / (window.escape + 1.0);
     int64_t h = 0;
     for (int k = 1; k < K; ++k) h = weight[k] > weight[h] ? k : h;
     double guess = mu[h] + log(u / (1.0 - u)) / t[h] + 0.5;
-    guess = guess < static_cast<double>(lo) ? static_cast<double>(lo) : guess;
-    guess = guess > static_cast<double>(hi) ? static_cast<double>(hi) : guess;
+    guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
     const int64_t g = static_cast<int64_t>(floor(guess));
-    if (cdf(g) <= slot) {
+    if (cdf_at(g) <= slot) {
       below = g;
       for (int64_t step = 1; below + step < above; step *= 2) {
-        if (cdf(below + step) > slot) {
+        if (cdf_at(below + step) > slot) {
           above = below + step;
           break;
         }
@@ -287,7 +333,7 @@ struct LogisticModel {
     } else {
       above = g;
       for (int64_t step = 1; above - step > below; step *= 2) {
-        if (cdf(above - step) <= slot) {
+        if (cdf_at(above - step) <= slot) {
           below = above - step;
           break;
         }
@@ -296,7 +342,7 @@ struct LogisticModel {
     }
     while (above - below > 1) {
       const int64_t mid = below + (above - below) / 2;
-      if (cdf(mid) <= slot) {
+      if (cdf_at(mid) <= slot) {
         below = mid;
       } else {
         above = mid;
@@ -306,26 +352,39 @@ struct LogisticModel {
   }
 };
 
-// Pushes symbol s under the model (the escape path for s outside [lo, hi]).
+// The interval of symbol s under the model; s outside [lo, hi] gets the
+// escape interval (and is then pushed raw, see push_escaped).
+struct LogisticInterval {
+  uint32_t start, freq;
+  bool escaped;
+};
+
+// From C(s) and C(s + 1).
+FK_HOST_DEVICE LogisticInterval logistic_interval(double s, double start, double end, const LogisticWindow& w) {
+  const bool inside = s >= w.lo && s <= w.hi;
+  return {to_count(inside ? start : w.escape), to_count(inside ? end - start : 1.0), !inside};
+}
+
 template <int MaxK>
-FK_HOST_DEVICE void push_logistic_symbol(Lane& lane, const LogisticModel<MaxK>& model, int64_t s,
-                                         int precision) {
-  if (s >= model.lo && s <= model.hi) {
-    const uint32_t start = model.cdf(s);
-    lane.push(start, model.cdf(s + 1) - start, precision);
-  } else {
+FK_HOST_DEVICE LogisticInterval interval_of(const LogisticModel<MaxK>& model, double s) {
+  return logistic_interval(s, model.cdf(s), model.cdf(s + 1.0), model.window);
+}
+
+FK_HOST_DEVICE void push_logistic_interval(Lane& lane, const LogisticInterval& iv, int64_t s, int precision) {
+  if (iv.escaped) {
     const uint32_t raw = static_cast<uint32_t>(static_cast<int32_t>(s));
     lane.push(raw & 0xFFFFu, 1, kEscapePrecision);
     lane.push(raw >> 16, 1, kEscapePrecision);
-    lane.push(model.escape, 1, precision);
   }
+  lane.push(iv.start, iv.freq, precision);
 }
 
 template <int MaxK>
 FK_HOST_DEVICE int64_t pop_logistic_symbol(Lane& lane, const LogisticModel<MaxK>& model, int precision) {
   const uint32_t slot = lane.peek(precision);
-  if (slot >= model.escape) {
-    lane.advance(model.escape, 1, precision);
+  const uint32_t escape = to_count(model.window.escape);
+  if (slot >= escape) {
+    lane.advance(escape, 1, precision);
     const uint32_t high = lane.peek(kEscapePrecision);
     lane.advance(high, 1, kEscapePrecision);
     const uint32_t low = lane.peek(kEscapePrecision);
@@ -333,8 +392,8 @@ FK_HOST_DEVICE int64_t pop_logistic_symbol(Lane& lane, const LogisticModel<MaxK>
     return static_cast<int32_t>((high << 16) | low);
   }
   const int64_t s = model.search(slot);
-  const uint32_t start = model.cdf(s);
-  lane.advance(start, model.cdf(s + 1) - start, precision);
+  const uint32_t start = model.cdf_at(s);
+  lane.advance(start, model.cdf_at(s + 1) - start, precision);
   return s;
 }
 

@@ -155,7 +155,8 @@ inline LogisticSupport check_support(const char* op, double bin_width, std::opti
                       static_cast<int64_t>(std::ceil(std::log2(2.0 * (*upper - *lower + 1) + 1))), ", got ",
                       precision);
   }
-  return {lower.has_value(), upper.has_value(), lower.value_or(0), upper.value_or(0), bin_width,
+  return {lower.has_value(), upper.has_value(), static_cast<double>(lower.value_or(0)),
+          static_cast<double>(upper.value_or(0)), bin_width,
           static_cast<int>(precision)};
 }
 

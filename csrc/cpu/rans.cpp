@@ -152,6 +152,100 @@ LogisticParams<T> logistic_params(const at::Tensor& mu, const at::Tensor& log_sc
           K};
 }
 
+// The single-component fast path, by chunks of at most kChunk symbols: plain
+// loops over doubles that GCC vectorises (fused into one loop, the window's
+// selects defeat it). Models of a chunk are kept as arrays.
+constexpr int64_t kChunk = 256;
+
+struct SingleLogisticChunk {
+  double mu[kChunk], t[kChunk], lo[kChunk], hi[kChunk], free[kChunk], escape[kChunk];
+
+  template <bool HasLower, bool HasUpper>
+  FK_INLINE void build(const double* mu_in, const double* log_scale, int64_t n, const LogisticSupport& sup_ref) {
+    const LogisticSupport sup = sup_ref;  // a local copy: no aliasing with the outputs
+    const double inv_w = ddiv(1.0, sup.bin_width);
+    double rounded[kChunk], spread[kChunk];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      mu[j] = dmul(mu_in[j], inv_w);
+      t[j] = logistic_t(log_scale[j], sup.bin_width);
+      rounded[j] = logistic_rounded(mu[j]);
+      spread[j] = dmax(0.0, ddiv(1.0, t[j]));
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      const LogisticWindow w = logistic_window<HasLower, HasUpper>(rounded[j], rounded[j], rounded[j], spread[j], sup);
+      lo[j] = w.lo;
+      hi[j] = w.hi;
+      free[j] = w.free;
+      escape[j] = w.escape;
+    }
+  }
+
+  // Loads parameters [c, c + n) as doubles and builds their models.
+  template <typename T>
+  FK_INLINE void load(const T* mu_in, const T* log_scale_in, int64_t c, int64_t n, const LogisticSupport& sup) {
+    double m[kChunk], ls[kChunk];
+    for (int64_t j = 0; j < n; ++j) {
+      m[j] = static_cast<double>(mu_in[c + j]);
+      ls[j] = static_cast<double>(log_scale_in[c + j]);
+    }
+    if (sup.has_lower) {
+      sup.has_upper ? build<true, true>(m, ls, n, sup) : build<true, false>(m, ls, n, sup);
+    } else {
+      sup.has_upper ? build<false, true>(m, ls, n, sup) : build<false, false>(m, ls, n, sup);
+    }
+  }
+
+  LogisticWindow window(int64_t j) const { return {lo[j], hi[j], free[j], escape[j]}; }
+
+  LogisticModel<1> model(int64_t j) const {
+    LogisticModel<1> out;
+    out.mu[0] = mu[j];
+    out.t[0] = t[j];
+    out.weight[0] = 1.0;
+    out.K = 1;
+    out.window = window(j);
+    return out;
+  }
+
+  // Intervals of symbols sym[0, n) under the chunk's models.
+  FK_INLINE void intervals(const double* sym, int64_t n, LogisticInterval* out) const {
+    double below[kChunk], above[kChunk];  // C(s) and C(s + 1)
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      const LogisticWindow w{lo[j], hi[j], free[j], escape[j]};
+      below[j] = logistic_count(sym[j], logistic_edge_cdf(sym[j], mu[j], t[j]), w);
+      above[j] = logistic_count(sym[j] + 1.0, logistic_edge_cdf(sym[j] + 1.0, mu[j], t[j]), w);
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] = logistic_interval(sym[j], below[j], above[j], window(j));
+  }
+};
+
+// Intervals of symbols [begin, end) (models do not depend on the coder, so this
+// runs in parallel over all symbols before the serial pushes). A single
+// component without logits, the common case, takes the SIMD path above.
+template <typename T>
+FK_MULTIVERSION void logistic_intervals(const LogisticParams<T>& params, const LogisticSupport& sup,
+                                        const int64_t* sym, int64_t begin, int64_t end, LogisticInterval* out) {
+  if (params.K == 1 && params.logit == nullptr) {
+    SingleLogisticChunk chunk;
+    double symbol[kChunk];
+    for (int64_t c = begin; c < end; c += kChunk) {
+      const int64_t n = std::min(kChunk, end - c);
+      chunk.load(params.mu, params.log_scale, c, n, sup);
+      for (int64_t j = 0; j < n; ++j) symbol[j] = static_cast<double>(static_cast<int32_t>(sym[c + j]));
+      chunk.intervals(symbol, n, out + c);
+    }
+    return;
+  }
+  LogisticModel<kMaxComponents> model;
+  for (int64_t i = begin; i < end; ++i) {
+    params.model_at(i, model, sup);
+    out[i] = interval_of(model, static_cast<double>(sym[i]));
+  }
+}
+
 void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                        const at::Tensor& mu_in, const at::Tensor& log_scale_in,
                        const std::optional<at::Tensor>& logit_pi_in, double bin_width, std::optional<int64_t> lower,
@@ -173,20 +267,47 @@ void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths
                     "flowkernels.", op, ": symbols must be int32 values");
   check_room(op, words, lengths, 3 * L);  // an escaped symbol takes up to 3 words
   const int64_t* sym = symbols.const_data_ptr<int64_t>();
+  // Phase 1, in parallel over all symbols: each one's interval (models do not
+  // depend on the coder). Phase 2, in parallel over lanes: the serial pushes.
+  std::vector<LogisticInterval> intervals(lanes * L);
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_push_logistic_cpu", [&] {
     const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
-    at::parallel_for(0, lanes, lane_grain(4 * L), [&](int64_t begin, int64_t end) {
-      LogisticModel<kMaxComponents> model;
-      for (int64_t n = begin; n < end; ++n) {
-        Lane lane = load_lane(state, words, lengths, n);
-        for (int64_t pos = L - 1; pos >= 0; --pos) {
-          params.model_at(n * L + pos, model, sup);
-          push_logistic_symbol(lane, model, sym[n * L + pos], static_cast<int>(precision));
-        }
-        store_lane(lane, state, lengths, n);
-      }
+    at::parallel_for(0, lanes * L, 1024, [&](int64_t begin, int64_t end) {
+      logistic_intervals(params, sup, sym, begin, end, intervals.data());
     });
   });
+  at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      Lane lane = load_lane(state, words, lengths, n);
+      for (int64_t pos = L - 1; pos >= 0; --pos)
+        push_logistic_interval(lane, intervals[n * L + pos], sym[n * L + pos], static_cast<int>(precision));
+      store_lane(lane, state, lengths, n);
+    }
+  });
+}
+
+template <typename T>
+FK_MULTIVERSION void pop_logistic_lanes(const LogisticParams<T>& params, const LogisticSupport& sup, int64_t* sym,
+                                        int64_t L, const at::Tensor& state, const at::Tensor& words,
+                                        const at::Tensor& lengths, int64_t begin, int64_t end,
+                                        std::atomic<int64_t>& exhausted) {
+  const bool single = params.K == 1 && params.logit == nullptr;
+  SingleLogisticChunk chunk;
+  LogisticModel<kMaxComponents> model;
+  for (int64_t n = begin; n < end; ++n) {
+    Lane lane = load_lane(state, words, lengths, n);
+    for (int64_t pos = 0; pos < L; ++pos) {
+      if (single) {  // models of the next chunk of positions, built with SIMD
+        if (pos % kChunk == 0) chunk.load(params.mu, params.log_scale, n * L + pos, std::min(kChunk, L - pos), sup);
+        sym[n * L + pos] = pop_logistic_symbol(lane, chunk.model(pos % kChunk), sup.precision);
+      } else {
+        params.model_at(n * L + pos, model, sup);
+        sym[n * L + pos] = pop_logistic_symbol(lane, model, sup.precision);
+      }
+    }
+    if (lane.exhausted) record_error(exhausted, n);
+    store_lane(lane, state, lengths, n);
+  }
 }
 
 at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& mu_in,
@@ -211,16 +332,7 @@ at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tens
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_pop_logistic_cpu", [&] {
     const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
     at::parallel_for(0, lanes, lane_grain(8 * L), [&](int64_t begin, int64_t end) {
-      LogisticModel<kMaxComponents> model;
-      for (int64_t n = begin; n < end; ++n) {
-        Lane lane = load_lane(state, words, lengths, n);
-        for (int64_t pos = 0; pos < L; ++pos) {
-          params.model_at(n * L + pos, model, sup);
-          sym[n * L + pos] = pop_logistic_symbol(lane, model, static_cast<int>(precision));
-        }
-        if (lane.exhausted) record_error(exhausted, n);
-        store_lane(lane, state, lengths, n);
-      }
+      pop_logistic_lanes(params, sup, sym, L, state, words, lengths, begin, end, exhausted);
     });
   });
   check_not_exhausted(op, exhausted.load());

@@ -175,7 +175,8 @@ __global__ void push_logistic_kernel(int64_t* state, int32_t* words, int64_t* le
     for (int64_t pos = L - 1; pos >= 0; --pos) {
       const int64_t j = (n * L + pos) * K;
       model.init(mu + j, log_scale + j, logit ? logit + j : nullptr, static_cast<int>(K), sup);
-      push_logistic_symbol(lane, model, sym[n * L + pos], sup.precision);
+      push_logistic_interval(lane, interval_of(model, static_cast<double>(sym[n * L + pos])), sym[n * L + pos],
+                             sup.precision);
     }
     store_lane(lane, state, lengths, n);
   }
