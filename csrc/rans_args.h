@@ -5,9 +5,13 @@
 #include "common.h"
 #include "rans.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/max.h>
 
+#include <atomic>
+#include <cmath>
 #include <limits>
 #include <ATen/ops/all.h>
 #include <ATen/ops/isfinite.h>
@@ -133,9 +137,45 @@ inline int64_t check_logistic_params(const char* op, const at::Tensor& mu, const
   return K;
 }
 
+// No NaN or inf in t. On the CPU a parallel scan (isfinite().all() would
+// allocate and fill a bool tensor as large as t first).
 inline void check_finite(const char* op, const char* arg, const at::Tensor& t) {
-  TORCH_CHECK_VALUE(t.numel() == 0 || at::isfinite(t).all().item<bool>(), "flowkernels.", op, ": argument '", arg,
-                    "' has NaN or infinite entries");
+  bool ok = true;
+  if (t.numel() > 0 && t.device().is_cpu() && t.is_contiguous()) {
+    std::atomic<bool> finite{true};
+    AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "check_finite", [&] {
+      const scalar_t* p = t.const_data_ptr<scalar_t>();
+      at::parallel_for(0, t.numel(), 65536, [&](int64_t begin, int64_t end) {
+        bool local = true;
+        for (int64_t i = begin; i < end; ++i) local &= std::isfinite(p[i]);
+        if (!local) finite = false;
+      });
+    });
+    ok = finite.load();
+  } else if (t.numel() > 0) {
+    ok = at::isfinite(t).all().item<bool>();
+  }
+  TORCH_CHECK_VALUE(ok, "flowkernels.", op, ": argument '", arg, "' has NaN or infinite entries");
+}
+
+// Every symbol is an int32 value (the escape codes 32 bits).
+inline void check_int32_symbols(const char* op, const at::Tensor& symbols) {
+  if (symbols.numel() == 0 || symbols.scalar_type() == at::kInt) return;
+  bool ok = true;
+  if (symbols.device().is_cpu() && symbols.is_contiguous()) {
+    std::atomic<bool> fits{true};
+    const int64_t* p = symbols.const_data_ptr<int64_t>();
+    at::parallel_for(0, symbols.numel(), 65536, [&](int64_t begin, int64_t end) {
+      bool local = true;
+      for (int64_t i = begin; i < end; ++i) local &= p[i] == static_cast<int32_t>(p[i]);
+      if (!local) fits = false;
+    });
+    ok = fits.load();
+  } else {
+    ok = symbols.min().item<int64_t>() >= std::numeric_limits<int32_t>::min() &&
+         symbols.max().item<int64_t>() <= std::numeric_limits<int32_t>::max();
+  }
+  TORCH_CHECK_VALUE(ok, "flowkernels.", op, ": symbols must be int32 values");
 }
 
 inline LogisticSupport check_support(const char* op, double bin_width, std::optional<int64_t> lower,

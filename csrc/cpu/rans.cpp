@@ -262,9 +262,7 @@ void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
   const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
   const auto logit_pi = contiguous_opt(logit_pi_in);
-  TORCH_CHECK_VALUE(symbols.numel() == 0 || (symbols.min().item<int64_t>() >= std::numeric_limits<int32_t>::min() &&
-                                             symbols.max().item<int64_t>() <= std::numeric_limits<int32_t>::max()),
-                    "flowkernels.", op, ": symbols must be int32 values");
+  check_int32_symbols(op, symbols);
   check_room(op, words, lengths, 3 * L);  // an escaped symbol takes up to 3 words
   const int64_t* sym = symbols.const_data_ptr<int64_t>();
   // Phase 1, in parallel over all symbols: each one's interval (models do not

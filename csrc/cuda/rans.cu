@@ -214,9 +214,7 @@ void push_logistic_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& length
   if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
   const c10::cuda::CUDAGuard guard(state.device());
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
-  TORCH_CHECK_VALUE(symbols.numel() == 0 || (symbols.min().item<int64_t>() >= std::numeric_limits<int32_t>::min() &&
-                                             symbols.max().item<int64_t>() <= std::numeric_limits<int32_t>::max()),
-                    "flowkernels.", op, ": symbols must be int32 values");
+  check_int32_symbols(op, symbols);
   if (lanes * L == 0) return;
   check_room(op, words, lengths, 3 * L);
   const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
