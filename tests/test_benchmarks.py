@@ -55,6 +55,16 @@ def test_quick_coupling_suite_covers_every_op():
     assert len(payload["results"]) == len(results)
 
 
+def test_quick_rans_suite_measures_rates_against_the_reference():
+    results = benchmarks.run(["rans"], quick=True, min_run_time=0.01, progress=False)
+    names = {r.case.op for r in results}
+    assert names == {"categorical encode", "categorical decode", "logistic encode", "logistic decode"}
+    for r in results:
+        assert r.case.items and r.kernel_s > 0 and r.reference_s > 0 and r.case.threads in (1, 2)
+    table = benchmarks.format_table(results)
+    assert "M/s" in table and "bits over ideal" in table
+
+
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown benchmark families"):
         benchmarks.run(["nope"], quick=True)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from . import coupling
+from . import coupling, rans
 from .harness import Case, Result, Target, format_table, run_cases
 
-SUITES = {"coupling": coupling}
+SUITES = {"coupling": coupling, "rans": rans}
 
 __all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "results_to_json"]
 

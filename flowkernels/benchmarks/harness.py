@@ -32,11 +32,15 @@ class Target:
 
     min_speedup: float | None = None  # reference time / kernel time
     min_memory_ratio: float | None = None  # reference peak memory / kernel peak memory
+    peer: str | None = None  # a peer that the kernel must outpace...
+    min_peer_speedup: float | None = None  # ...by this factor (peer time / kernel time)
 
     def describe(self) -> str:
         parts = []
         if self.min_speedup is not None:
             parts.append(f"speed >= {self.min_speedup:g}x")
+        if self.peer is not None and self.min_peer_speedup is not None:
+            parts.append(f">= {self.min_peer_speedup:g}x {self.peer}")
         if self.min_memory_ratio is not None:
             parts.append(f"memory <= 1/{self.min_memory_ratio:g}")
         return ", ".join(parts) or "-"
@@ -54,6 +58,11 @@ class Case:
     reference: Callable[[], object]
     peers: dict[str, Callable[[], object]] = dataclasses.field(default_factory=dict)
     target: Target = dataclasses.field(default_factory=Target)
+    items: int | None = None  # items (symbols...) per call of kernel and peers: rates are compared
+    reference_items: int | None = None  # per call of the reference, when it runs on a subset
+    threads: int | None = None  # torch.set_num_threads for this case
+    measure_memory: bool = True  # peak memory of one call of the kernel and of the reference
+    notes: str = ""  # printed beside the row (e.g. bits over the ideal)
 
 
 @dataclasses.dataclass
@@ -65,9 +74,16 @@ class Result:
     kernel_peak: int | None
     reference_peak: int | None
 
+    def per_item(self, seconds: float, reference: bool = False) -> float:
+        items = (self.case.reference_items or self.case.items) if reference else self.case.items
+        return seconds / items if items else seconds
+
     @property
     def speedup(self) -> float:
-        return self.reference_s / self.kernel_s
+        return self.per_item(self.reference_s, reference=True) / self.per_item(self.kernel_s)
+
+    def peer_speedup(self, name: str) -> float:
+        return self.per_item(self.peer_s[name]) / self.per_item(self.kernel_s)
 
     @property
     def memory_ratio(self) -> float | None:
@@ -85,6 +101,8 @@ class Result:
         if target.min_memory_ratio is not None:
             ratio = self.memory_ratio
             ok &= ratio is not None and ratio >= target.min_memory_ratio
+        if target.peer is not None and target.min_peer_speedup is not None:
+            ok &= target.peer in self.peer_s and self.peer_speedup(target.peer) >= target.min_peer_speedup
         return ok
 
 
@@ -135,7 +153,8 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
 
 
 def _time_round(fn: Callable[[], object], min_run_time: float) -> float:
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs single-threaded unless told otherwise: pass the current setting.
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
@@ -146,33 +165,44 @@ def run_cases(
     rounds: int = 3,
     device: str = "cpu",
     progress: bool = True,
+    measure_memory: bool = True,
 ) -> list[Result]:
     """Time every case: contenders alternate over ``rounds``, each keeps its best median."""
     cases = list(cases)
     results = []
     iterator: Iterable[Case] = cases
     if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(cases, desc="benchmarks", unit="case", leave=False)
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # a bare GPU machine: no bar, same numbers
+            tqdm = None
+        if tqdm is not None:
+            iterator = tqdm(cases, desc="benchmarks", unit="case", leave=False)
     for case in iterator:
-        contenders = {"kernel": case.kernel, "reference": case.reference, **case.peers}
-        for fn in contenders.values():  # warm up (first-call allocations, compilation)
-            fn()
-        best = dict.fromkeys(contenders, math.inf)
-        for _ in range(rounds):
-            for name, fn in contenders.items():
-                best[name] = min(best[name], _time_round(fn, min_run_time / rounds))
-        results.append(
-            Result(
-                case=case,
-                kernel_s=best.pop("kernel"),
-                reference_s=best.pop("reference"),
-                peer_s=best,
-                kernel_peak=peak_memory_bytes(case.kernel, device),
-                reference_peak=peak_memory_bytes(case.reference, device),
+        threads = torch.get_num_threads()
+        if case.threads is not None:
+            torch.set_num_threads(case.threads)
+        try:
+            measure = measure_memory and case.measure_memory
+            contenders = {"kernel": case.kernel, "reference": case.reference, **case.peers}
+            for fn in contenders.values():  # warm up (first-call allocations, compilation)
+                fn()
+            best = dict.fromkeys(contenders, math.inf)
+            for _ in range(rounds):
+                for name, fn in contenders.items():
+                    best[name] = min(best[name], _time_round(fn, min_run_time / rounds))
+            results.append(
+                Result(
+                    case=case,
+                    kernel_s=best.pop("kernel"),
+                    reference_s=best.pop("reference"),
+                    peer_s=best,
+                    kernel_peak=peak_memory_bytes(case.kernel, device) if measure else None,
+                    reference_peak=peak_memory_bytes(case.reference, device) if measure else None,
+                )
             )
-        )
+        finally:
+            torch.set_num_threads(threads)
     return results
 
 
@@ -184,25 +214,37 @@ def _mib(nbytes: int | None) -> str:
     return "n/a" if nbytes is None else f"{nbytes / 2**20:.1f}"
 
 
+def _rate(r: Result, seconds: float, reference: bool = False) -> str:
+    return f"{1.0 / r.per_item(seconds, reference) / 1e6:.2f}"
+
+
 def format_table(results: Sequence[Result]) -> str:
-    """A plain-text table: op, shape, mode, times (ms), speed-up, peak memory (MiB), target."""
+    """A plain-text table. Rows with ``items`` show rates (million items per second)
+    instead of times; ratios always compare the same amount of work."""
     header = [
         "op",
         "shape",
         "mode",
-        "ref ms",
-        "kernel ms",
+        "threads",
+        "reference",
+        "kernel",
         "speedup",
         "ref MiB",
         "kernel MiB",
         "mem ratio",
-        "peers: ms (peer time / kernel time)",
+        "peers (kernel speed-up over each)",
         "target",
         "met",
+        "notes",
     ]
     rows = []
     for r in results:
-        peers = "; ".join(f"{name} {_ms(t)} ({t / r.kernel_s:.2f}x)" for name, t in r.peer_s.items()) or "-"
+        if r.case.items:
+            ref, kernel = _rate(r, r.reference_s, True) + " M/s", _rate(r, r.kernel_s) + " M/s"
+            peers = "; ".join(f"{name} {_rate(r, t)} M/s ({r.peer_speedup(name):.2f}x)" for name, t in r.peer_s.items())
+        else:
+            ref, kernel = _ms(r.reference_s) + " ms", _ms(r.kernel_s) + " ms"
+            peers = "; ".join(f"{name} {_ms(t)} ms ({r.peer_speedup(name):.2f}x)" for name, t in r.peer_s.items())
         met = r.target_met()
         mem = r.memory_ratio
         rows.append(
@@ -210,17 +252,19 @@ def format_table(results: Sequence[Result]) -> str:
                 r.case.op,
                 r.case.shape,
                 r.case.mode,
-                _ms(r.reference_s),
-                _ms(r.kernel_s),
+                str(r.case.threads or torch.get_num_threads()),
+                ref,
+                kernel,
                 f"{r.speedup:.2f}x",
                 _mib(r.reference_peak),
                 _mib(r.kernel_peak),
                 "n/a" if mem is None else f"{mem:.2f}x",
-                peers,
+                peers or "-",
                 r.case.target.describe(),
                 "-" if met is None else ("yes" if met else "NO"),
+                r.case.notes,
             ]
         )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])

@@ -344,7 +344,7 @@ def quantize_pdf(row: Sequence[float], precision: int, logits: bool = False) -> 
     a symbol's interval needs only two prefix sums (the fused coders use that).
     """
     q = quantize_weights(row, precision, logits)
-    K, total, spare = len(row), sum(q), (1 << precision) - len(row)
+    total, spare = sum(q), (1 << precision) - len(row)
     cdf, prefix = [0], 0
     for i, v in enumerate(q):
         prefix += v
