@@ -398,24 +398,41 @@ FK_HOST_DEVICE int64_t pop_logistic_symbol(Lane& lane, const LogisticModel<MaxK>
 }
 
 // ---------------------------------------------------------------------------
-// Quantizing float probabilities (reference.quantize_pdf): fixed-point weights
-// q_i = floor(p_i / max p * 2^shift), prefix sums Q_i (exact integers, held in
-// doubles, so any summation order gives the same value), and
+// Quantizing float probabilities (reference.quantize_pdf). Entries are taken
+// as float32 v_i. Fixed-point weights q_i = floor(v_i * (2^shift / max v)) in
+// float32 arithmetic (IEEE, so every device agrees; 8 lanes per AVX2
+// instruction), or floor(det_exp(l_i - max l) * 2^shift) for logits; prefix sums
+// Q_i in integers (any summation order gives the same value); and
 // C(i) = i + floor(Q_i (2^p - K) / Q_K): every symbol gets at least 1 and
 // C(K) = 2^p exactly. One symbol's interval needs only Q_s and q_s.
 
-FK_HOST_DEVICE int quantize_shift(int64_t K, int precision) {
+FK_HOST_DEVICE float fmul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+FK_HOST_DEVICE float fdiv_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+// Bits of the weights: q_i <= 2^shift + 1, so that K of them sum below 2^31
+// (int32 accumulators) and Q * (2^p - K) stays below 2^63.
+FK_HOST_DEVICE int quantize_shift(int64_t K) {
   int bits = 0;
   while ((int64_t(1) << bits) < K) ++bits;
-  int shift = 32;
-  shift = shift < 62 - precision - bits ? shift : 62 - precision - bits;  // Q * spare fits int64
-  shift = shift < 52 - bits ? shift : 52 - bits;                          // Q is exact in a double
-  return shift;
+  return 30 - bits < 23 ? 30 - bits : 23;
 }
 
 struct QuantizedRow {
-  double top;    // the row's maximum
-  double scale;  // 2^shift / top (probabilities) or 2^shift (logits)
+  float top;    // the row's maximum (as float32)
+  float scale;  // 2^shift / top (probabilities)
+  double unit;  // 2^shift (logits)
   bool logits;
   int64_t spare;  // 2^p - K
 
@@ -423,47 +440,48 @@ struct QuantizedRow {
   // not all -inf) and prepares the weights.
   template <typename T>
   FK_HOST_DEVICE bool init(const T* in, int64_t K, bool is_logits, int precision) {
-    double m = -INFINITY;
+    float m = -INFINITY;
     bool bad = false;
     for (int64_t i = 0; i < K; ++i) {
-      const double v = static_cast<double>(in[i]);
-      bad |= (v != v) | (v == INFINITY) | (!is_logits & (v < 0.0));
+      const float v = static_cast<float>(in[i]);
+      bad |= (v != v) | (v == INFINITY) | (!is_logits & (v < 0.0f));
       m = v > m ? v : m;
     }
     return finish(m, bad, K, is_logits, precision);
   }
 
-  FK_HOST_DEVICE bool finish(double m, bool bad, int64_t K, bool is_logits, int precision) {
+  FK_HOST_DEVICE bool finish(float m, bool bad, int64_t K, bool is_logits, int precision) {
     top = m;
     logits = is_logits;
     spare = (int64_t(1) << precision) - K;
-    const double unit = pow2(static_cast<double>(quantize_shift(K, precision)));
-    scale = logits ? unit : ddiv(unit, top);
-    return !bad && top > (logits ? -INFINITY : 0.0);
+    unit = pow2(static_cast<double>(quantize_shift(K)));
+    scale = logits ? 1.0f : fdiv_rn(static_cast<float>(unit), top);
+    return !bad && top > (logits ? -INFINITY : 0.0f);
   }
 
-  FK_HOST_DEVICE double weight(double v) const {
-    return floor(logits ? dmul(det_exp(dsub(v, top)), scale) : dmul(v, scale));
+  FK_HOST_DEVICE int64_t weight(float v) const {
+    if (logits) return static_cast<int64_t>(floor(dmul(det_exp(dsub(v, static_cast<double>(top))), unit)));
+    return static_cast<int64_t>(floorf(fmul_rn(v, scale)));
   }
 
   // C(i) from the prefix sum Q_i and the total Q_K.
-  FK_HOST_DEVICE int64_t cumulative(int64_t i, double prefix, double total) const {
-    return i + static_cast<int64_t>(prefix) * spare / static_cast<int64_t>(total);
+  FK_HOST_DEVICE int64_t cumulative(int64_t i, int64_t prefix, int64_t total) const {
+    return i + prefix * spare / total;
   }
 
-  // C(i) <= slot, without a division: Q_i (2^p - K) < (slot - i + 1) Q_K (both sides < 2^62).
-  FK_HOST_DEVICE bool cumulative_at_most(int64_t i, double prefix, double total, uint32_t slot) const {
+  // C(i) <= slot, without a division: Q_i (2^p - K) < (slot - i + 1) Q_K (both sides < 2^63).
+  FK_HOST_DEVICE bool cumulative_at_most(int64_t i, int64_t prefix, int64_t total, uint32_t slot) const {
     const int64_t room = static_cast<int64_t>(slot) - i + 1;
-    return room > 0 && static_cast<int64_t>(prefix) * spare < room * static_cast<int64_t>(total);
+    return room > 0 && prefix * spare < room * total;
   }
 };
 
-// Pushes symbol s of a row of probabilities (the same interval as quantize_row's table).
+// The interval of symbol s of a row of probabilities (the same as quantize_row's table).
 template <typename T>
-FK_HOST_DEVICE void interval_of(const QuantizedRow& row, const T* in, int64_t s, double prefix, double total,
+FK_HOST_DEVICE void interval_of(const QuantizedRow& row, const T* in, int64_t s, int64_t prefix, int64_t total,
                                 uint32_t* start, uint32_t* freq) {
   const int64_t lo = row.cumulative(s, prefix, total);
-  const int64_t hi = row.cumulative(s + 1, dadd(prefix, row.weight(static_cast<double>(in[s]))), total);
+  const int64_t hi = row.cumulative(s + 1, prefix + row.weight(static_cast<float>(in[s])), total);
   *start = static_cast<uint32_t>(lo);
   *freq = static_cast<uint32_t>(hi - lo);
 }
@@ -473,12 +491,12 @@ template <typename T>
 FK_HOST_DEVICE bool quantize_row(const T* in, int64_t K, bool logits, int precision, int32_t* cdf) {
   QuantizedRow row;
   if (!row.init(in, K, logits, precision)) return false;
-  double total = 0.0;
-  for (int64_t i = 0; i < K; ++i) total = dadd(total, row.weight(static_cast<double>(in[i])));
-  double prefix = 0.0;
+  int64_t total = 0;
+  for (int64_t i = 0; i < K; ++i) total += row.weight(static_cast<float>(in[i]));
+  int64_t prefix = 0;
   cdf[0] = 0;
   for (int64_t i = 0; i < K; ++i) {
-    prefix = dadd(prefix, row.weight(static_cast<double>(in[i])));
+    prefix += row.weight(static_cast<float>(in[i]));
     cdf[i + 1] = static_cast<int32_t>(row.cumulative(i + 1, prefix, total));
   }
   return true;

@@ -346,22 +346,23 @@ at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tens
 
 template <typename T>
 FK_INLINE bool row_scale(const T* in, int64_t K, int precision, QuantizedRow& row) {
-  double m = -INFINITY;
+  float m = -INFINITY;
   int bad = 0;
 #pragma omp simd reduction(max : m) reduction(| : bad)
   for (int64_t i = 0; i < K; ++i) {
-    const double v = static_cast<double>(in[i]);
-    bad |= (v != v) | (v == INFINITY) | (v < 0.0);
+    const float v = static_cast<float>(in[i]);
+    bad |= (v != v) | (v == INFINITY) | (v < 0.0f);
     m = v > m ? v : m;
   }
   return row.finish(m, bad != 0, K, false, precision);
 }
 
+// Sum of the weights of entries [begin, end): int32 lanes suffice (quantize_shift).
 template <typename T>
-FK_INLINE double weight_sum(const T* in, int64_t begin, int64_t end, double scale) {
-  double sum = 0.0;
+FK_INLINE int64_t weight_sum(const T* in, int64_t begin, int64_t end, float scale) {
+  int32_t sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t i = begin; i < end; ++i) sum += std::floor(static_cast<double>(in[i]) * scale);
+  for (int64_t i = begin; i < end; ++i) sum += static_cast<int32_t>(std::floor(static_cast<float>(in[i]) * scale));
   return sum;
 }
 
@@ -391,8 +392,8 @@ FK_MULTIVERSION void intervals_of(const ProbsArgs<T>& a, const int64_t* sym, int
       record_error(bad, i);
       continue;
     }
-    const double prefix = weight_sum(in, 0, s, row.scale);
-    const double total = prefix + weight_sum(in, s, K, row.scale);  // exact: integers below 2^52
+    const int64_t prefix = weight_sum(in, 0, s, row.scale);
+    const int64_t total = prefix + weight_sum(in, s, K, row.scale);
     interval_of(row, in, s, prefix, total, &interval[2 * i], &interval[2 * i + 1]);
   }
 }
@@ -403,7 +404,7 @@ FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_
                                      std::atomic<int64_t>& exhausted, std::atomic<int64_t>& bad) {
   constexpr int64_t kBlock = 16;
   const int64_t K = a.table.K, blocks = (K + kBlock - 1) / kBlock;
-  std::vector<double> block_sum(blocks);
+  std::vector<int64_t> block_sum(blocks);
   for (int64_t n = begin; n < end; ++n) {
     Lane lane = load_lane(state, words, lengths, n);
     for (int64_t pos = 0; pos < L; ++pos) {
@@ -413,20 +414,20 @@ FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_
         record_error(bad, n * L + pos);
         break;
       }
-      double total = 0.0;
+      int64_t total = 0;
       for (int64_t b = 0; b < blocks; ++b) {
         block_sum[b] = weight_sum(in, b * kBlock, std::min(K, (b + 1) * kBlock), row.scale);
         total += block_sum[b];
       }
       // The symbol s has C(s) <= slot < C(s + 1): find its block, then walk the block.
       const uint32_t slot = lane.peek(a.precision);
-      double prefix = 0.0;
+      int64_t prefix = 0;
       int64_t b = 0;
       for (; b + 1 < blocks && row.cumulative_at_most((b + 1) * kBlock, prefix + block_sum[b], total, slot); ++b)
         prefix += block_sum[b];
       int64_t s = b * kBlock;
       for (const int64_t last = std::min(K, (b + 1) * kBlock) - 1; s < last; ++s) {
-        const double next = prefix + std::floor(static_cast<double>(in[s]) * row.scale);
+        const int64_t next = prefix + row.weight(static_cast<float>(in[s]));
         if (!row.cumulative_at_most(s + 1, next, total, slot)) break;
         prefix = next;
       }

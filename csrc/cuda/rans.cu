@@ -265,10 +265,10 @@ at::Tensor pop_logistic_cuda(at::Tensor& state, const at::Tensor& words, at::Ten
 // symbols (and validated) before the lanes push them; pops scan each row.
 
 template <typename T>
-__device__ __forceinline__ double row_weight_sum(const QuantizedRow& row, const T* in, int64_t begin, int64_t end) {
-  double sum = 0.0;
-  for (int64_t i = begin; i < end; ++i) sum = dadd(sum, row.weight(static_cast<double>(in[i])));
-  return sum;  // exact: integers below 2^52
+__device__ __forceinline__ int64_t row_weight_sum(const QuantizedRow& row, const T* in, int64_t begin, int64_t end) {
+  int64_t sum = 0;
+  for (int64_t i = begin; i < end; ++i) sum += row.weight(static_cast<float>(in[i]));
+  return sum;
 }
 
 template <typename T>
@@ -282,8 +282,8 @@ __global__ void intervals_kernel(const T* probs, TableLayout table, const int64_
       record_error(bad, i);
       continue;
     }
-    const double prefix = row_weight_sum(row, in, 0, s);
-    const double total = dadd(prefix, row_weight_sum(row, in, s, table.K));
+    const int64_t prefix = row_weight_sum(row, in, 0, s);
+    const int64_t total = prefix + row_weight_sum(row, in, s, table.K);
     interval_of(row, in, s, prefix, total, &interval[2 * i], &interval[2 * i + 1]);
   }
 }
@@ -313,12 +313,12 @@ __global__ void pop_probs_kernel(int64_t* state, int32_t* words, int64_t* length
         record_error(bad, n * L + pos);
         break;
       }
-      const double total = row_weight_sum(row, in, 0, table.K);
+      const int64_t total = row_weight_sum(row, in, 0, table.K);
       const uint32_t slot = lane.peek(precision);
-      double prefix = 0.0;
+      int64_t prefix = 0;
       int64_t s = 0;
       for (; s + 1 < table.K; ++s) {
-        const double next = dadd(prefix, row.weight(static_cast<double>(in[s])));
+        const int64_t next = prefix + row.weight(static_cast<float>(in[s]));
         if (!row.cumulative_at_most(s + 1, next, total, slot)) break;
         prefix = next;
       }

@@ -51,6 +51,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 __all__ = [
     "STATE_LOWER",
     "RansLane",
@@ -320,20 +322,21 @@ def pop_logistic(
 # quantize_pdf
 
 
-def quantize_shift(K: int, precision: int) -> int:
-    """Fixed-point bits of the weights: sums stay exact in doubles and products in int64."""
-    bits = (K - 1).bit_length()  # ceil(log2 K)
-    return min(32, 62 - precision - bits, 52 - bits)
+def quantize_shift(K: int) -> int:
+    """Bits of the fixed-point weights: K of them sum below 2^31."""
+    return min(23, 30 - (K - 1).bit_length())  # (K - 1).bit_length() = ceil(log2 K)
 
 
-def quantize_weights(row: Sequence[float], precision: int, logits: bool = False) -> list[int]:
-    """q_i = floor(p_i / max p * 2^shift) (for logits, p_i / max p = det_exp(l_i - max l))."""
-    shift = quantize_shift(len(row), precision)
-    top = max(row)
+def quantize_weights(row: Sequence[float], logits: bool = False) -> list[int]:
+    """q_i = floor(v_i * (2^shift / max v)) in float32 arithmetic, v_i = float32(row[i]);
+    for logits floor(det_exp(l_i - max l) * 2^shift) in float64."""
+    values = np.asarray(row, dtype=np.float64).astype(np.float32)
+    shift = quantize_shift(len(row))
+    top = values.max()
     if logits:
-        return [math.floor(det_exp(v - top) * float(1 << shift)) for v in row]
-    ratio = float(1 << shift) / top
-    return [math.floor(v * ratio) for v in row]
+        return [math.floor(det_exp(float(v) - float(top)) * float(1 << shift)) for v in values]
+    scale = np.float32(1 << shift) / top  # float32 division
+    return [int(w) for w in np.floor(values * scale)]  # float32 products
 
 
 def quantize_pdf(row: Sequence[float], precision: int, logits: bool = False) -> list[int]:
@@ -343,7 +346,7 @@ def quantize_pdf(row: Sequence[float], precision: int, logits: bool = False) -> 
     fixed-point weights: every symbol gets at least 1, ``C(K) = 2^p`` exactly, and
     a symbol's interval needs only two prefix sums (the fused coders use that).
     """
-    q = quantize_weights(row, precision, logits)
+    q = quantize_weights(row, logits)
     total, spare = sum(q), (1 << precision) - len(row)
     cdf, prefix = [0], 0
     for i, v in enumerate(q):
