@@ -12,6 +12,9 @@
 #pragma once
 
 #include "common.h"
+#ifndef __CUDACC__
+#include "cpu/fastmath.h"  // the float log of the decoder's first guess
+#endif
 
 #include <cmath>
 #include <cstdint>
@@ -309,51 +312,63 @@ struct LogisticModel {
 
   FK_HOST_DEVICE uint32_t cdf_at(int64_t b) const { return to_count(cdf(static_cast<double>(b))); }
 
-  // The b in [lo, hi] with C(b) <= slot < C(b + 1) (slot below the escape).
-  // Starts from the heaviest component's inverse CDF (usually right or off by
-  // one, so two evaluations), then gallops and bisects: the guess only steers
-  // the search, the answer is exact, so an inexact log here cannot matter.
-  FK_HOST_DEVICE int64_t search(uint32_t slot) const {
-    int64_t below = static_cast<int64_t>(window.lo), above = static_cast<int64_t>(window.hi) + 1;  // C(below) <= slot < C(above)
+  // The b in [lo, hi] with C(b) <= slot < C(b + 1) (slot below the escape),
+  // with C(b) and C(b + 1) (the interval to advance by). Starts from the
+  // heaviest component's inverse CDF (usually right, so two evaluations), then
+  // gallops and bisects: the guess only steers the search, the answer is exact,
+  // so an approximate log in the guess cannot matter.
+  struct Found {
+    int64_t symbol;
+    uint32_t start, end;
+  };
+
+  FK_HOST_DEVICE Found search(uint32_t slot) const {
+    Bracket br{static_cast<int64_t>(window.lo), static_cast<int64_t>(window.hi) + 1, 0, to_count(window.escape)};
     const double u = (static_cast<double>(slot) + 0.5) / (window.escape + 1.0);
-    int64_t h = 0;
+    int h = 0;
     for (int k = 1; k < K; ++k) h = weight[k] > weight[h] ? k : h;
-    double guess = mu[h] + log(u / (1.0 - u)) / t[h] + 0.5;
+#ifdef __CUDA_ARCH__
+    const double logit = __logf(static_cast<float>(u / (1.0 - u)));
+#else
+    const double logit = fastmath::log(static_cast<float>(u / (1.0 - u)));  // a guess: float is plenty
+#endif
+    double guess = mu[h] + logit / t[h] + 0.5;
     guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
     const int64_t g = static_cast<int64_t>(floor(guess));
-    if (cdf_at(g) <= slot) {
-      below = g;
-      for (int64_t step = 1; below + step < above; step *= 2) {
-        if (cdf_at(below + step) > slot) {
-          above = below + step;
-          break;
-        }
-        below += step;
+    if (g > br.below ? probe(br, g, slot) : true) {
+      for (int64_t step = 1; br.below + step < br.above && probe(br, br.below + step, slot); step *= 2) {
       }
     } else {
-      above = g;
-      for (int64_t step = 1; above - step > below; step *= 2) {
-        if (cdf_at(above - step) <= slot) {
-          below = above - step;
-          break;
-        }
-        above -= step;
+      for (int64_t step = 1; br.above - step > br.below && !probe(br, br.above - step, slot); step *= 2) {
       }
     }
-    while (above - below > 1) {
-      const int64_t mid = below + (above - below) / 2;
-      if (cdf_at(mid) <= slot) {
-        below = mid;
-      } else {
-        above = mid;
-      }
+    while (br.above - br.below > 1) probe(br, br.below + (br.above - br.below) / 2, slot);
+    return {br.below, br.at_below, br.at_above};
+  }
+
+  // C(below) = at_below <= slot < at_above = C(above).
+  struct Bracket {
+    int64_t below, above;
+    uint32_t at_below, at_above;
+  };
+
+  // Narrows the bracket with C(b); true when C(b) <= slot.
+  FK_HOST_DEVICE bool probe(Bracket& br, int64_t b, uint32_t slot) const {
+    const uint32_t c = cdf_at(b);
+    const bool low = c <= slot;
+    if (low) {
+      br.below = b;
+      br.at_below = c;
+    } else {
+      br.above = b;
+      br.at_above = c;
     }
-    return below;
+    return low;
   }
 };
 
 // The interval of symbol s under the model; s outside [lo, hi] gets the
-// escape interval (and is then pushed raw, see push_escaped).
+// escape interval (and is then pushed raw, see push_logistic_interval).
 struct LogisticInterval {
   uint32_t start, freq;
   bool escaped;
@@ -391,10 +406,9 @@ FK_HOST_DEVICE int64_t pop_logistic_symbol(Lane& lane, const LogisticModel<MaxK>
     lane.advance(low, 1, kEscapePrecision);
     return static_cast<int32_t>((high << 16) | low);
   }
-  const int64_t s = model.search(slot);
-  const uint32_t start = model.cdf_at(s);
-  lane.advance(start, model.cdf_at(s + 1) - start, precision);
-  return s;
+  const auto found = model.search(slot);
+  lane.advance(found.start, found.end - found.start, precision);
+  return found.symbol;
 }
 
 // ---------------------------------------------------------------------------

@@ -27,6 +27,9 @@
 #endif
 
 #define FK_INLINE inline __attribute__((always_inline))
+// For lambdas called from FK_MULTIVERSION functions: inlined, they are compiled
+// for the caller's instruction set (and cost no call per element).
+#define FK_LAMBDA_INLINE __attribute__((always_inline))
 
 namespace flowkernels {
 namespace fastmath {

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <memory>
 #include <limits>
 #include <vector>
 
@@ -38,6 +39,31 @@ Lane load_lane(const at::Tensor& state, const at::Tensor& words, const at::Tenso
 void store_lane(const Lane& l, const at::Tensor& state, const at::Tensor& lengths, int64_t lane) {
   state.data_ptr<int64_t>()[lane] = static_cast<int64_t>(l.state);
   lengths.data_ptr<int64_t>()[lane] = l.length;
+}
+
+// Lanes coded in step, position by position: each lane is a chain of dependent
+// latencies (a 64-bit division per push; search -> state per pop), and
+// interleaving a few independent chains lets the core overlap them.
+constexpr int64_t kInterleave = 4;
+
+// Runs code(lane, n, pos) for every lane n in [begin, end) and position pos,
+// in reverse position order when pushing (so that pops return positions in order).
+template <typename Code>
+FK_INLINE void code_lanes(const at::Tensor& state, const at::Tensor& words, const at::Tensor& lengths, int64_t L,
+                          int64_t begin, int64_t end, bool reverse, std::atomic<int64_t>* exhausted, Code code) {
+  Lane lanes[kInterleave];
+  for (int64_t first = begin; first < end; first += kInterleave) {
+    const int64_t group = std::min(kInterleave, end - first);
+    for (int64_t i = 0; i < group; ++i) lanes[i] = load_lane(state, words, lengths, first + i);
+    for (int64_t step = 0; step < L; ++step) {
+      const int64_t pos = reverse ? L - 1 - step : step;
+      for (int64_t i = 0; i < group; ++i) code(lanes[i], first + i, pos, i);
+    }
+    for (int64_t i = 0; i < group; ++i) {
+      if (exhausted != nullptr && lanes[i].exhausted) record_error(*exhausted, first + i);
+      store_lane(lanes[i], state, lengths, first + i);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -86,15 +112,11 @@ void push_categorical_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& leng
   }
   check_room(op, words, lengths, L);
   at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      Lane lane = load_lane(state, words, lengths, n);
-      for (int64_t pos = L - 1; pos >= 0; --pos) {  // reversed: pop returns positions in order
-        const int64_t s = sym[n * L + pos];
-        const int32_t* c = table_ptr + n * table.lane_stride + pos * table.pos_stride;
-        lane.push(static_cast<uint32_t>(c[s]), static_cast<uint32_t>(c[s + 1] - c[s]), static_cast<int>(precision));
-      }
-      store_lane(lane, state, lengths, n);
-    }
+    code_lanes(state, words, lengths, L, begin, end, true, nullptr, [&](Lane& lane, int64_t n, int64_t pos, int64_t) FK_LAMBDA_INLINE {
+      const int64_t s = sym[n * L + pos];
+      const int32_t* c = table_ptr + n * table.lane_stride + pos * table.pos_stride;
+      lane.push(static_cast<uint32_t>(c[s]), static_cast<uint32_t>(c[s + 1] - c[s]), static_cast<int>(precision));
+    });
   });
 }
 
@@ -275,12 +297,9 @@ void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths
     });
   });
   at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      Lane lane = load_lane(state, words, lengths, n);
-      for (int64_t pos = L - 1; pos >= 0; --pos)
-        push_logistic_interval(lane, intervals[n * L + pos], sym[n * L + pos], static_cast<int>(precision));
-      store_lane(lane, state, lengths, n);
-    }
+    code_lanes(state, words, lengths, L, begin, end, true, nullptr, [&](Lane& lane, int64_t n, int64_t pos, int64_t) FK_LAMBDA_INLINE {
+      push_logistic_interval(lane, intervals[n * L + pos], sym[n * L + pos], static_cast<int>(precision));
+    });
   });
 }
 
@@ -290,22 +309,20 @@ FK_MULTIVERSION void pop_logistic_lanes(const LogisticParams<T>& params, const L
                                         const at::Tensor& lengths, int64_t begin, int64_t end,
                                         std::atomic<int64_t>& exhausted) {
   const bool single = params.K == 1 && params.logit == nullptr;
-  SingleLogisticChunk chunk;
+  std::unique_ptr<SingleLogisticChunk[]> chunks(single ? new SingleLogisticChunk[kInterleave] : nullptr);
   LogisticModel<kMaxComponents> model;
-  for (int64_t n = begin; n < end; ++n) {
-    Lane lane = load_lane(state, words, lengths, n);
-    for (int64_t pos = 0; pos < L; ++pos) {
-      if (single) {  // models of the next chunk of positions, built with SIMD
-        if (pos % kChunk == 0) chunk.load(params.mu, params.log_scale, n * L + pos, std::min(kChunk, L - pos), sup);
-        sym[n * L + pos] = pop_logistic_symbol(lane, chunk.model(pos % kChunk), sup.precision);
-      } else {
-        params.model_at(n * L + pos, model, sup);
-        sym[n * L + pos] = pop_logistic_symbol(lane, model, sup.precision);
-      }
-    }
-    if (lane.exhausted) record_error(exhausted, n);
-    store_lane(lane, state, lengths, n);
-  }
+  code_lanes(state, words, lengths, L, begin, end, false, &exhausted,
+             [&](Lane& lane, int64_t n, int64_t pos, int64_t slot_in_group) FK_LAMBDA_INLINE {
+               const int64_t index = n * L + pos;
+               if (single) {  // models of the next chunk of positions, built with SIMD
+                 SingleLogisticChunk& chunk = chunks[slot_in_group];
+                 if (pos % kChunk == 0) chunk.load(params.mu, params.log_scale, index, std::min(kChunk, L - pos), sup);
+                 sym[index] = pop_logistic_symbol(lane, chunk.model(pos % kChunk), sup.precision);
+               } else {
+                 params.model_at(index, model, sup);
+                 sym[index] = pop_logistic_symbol(lane, model, sup.precision);
+               }
+             });
 }
 
 at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& mu_in,
@@ -470,14 +487,10 @@ void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, c
   }
   check_room(op, words, lengths, L);
   at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      Lane lane = load_lane(state, words, lengths, n);
-      for (int64_t pos = L - 1; pos >= 0; --pos) {
-        const uint32_t* iv = &intervals[2 * (n * L + pos)];
-        lane.push(iv[0], iv[1], static_cast<int>(precision));
-      }
-      store_lane(lane, state, lengths, n);
-    }
+    code_lanes(state, words, lengths, L, begin, end, true, nullptr, [&](Lane& lane, int64_t n, int64_t pos, int64_t) FK_LAMBDA_INLINE {
+      const uint32_t* iv = &intervals[2 * (n * L + pos)];
+      lane.push(iv[0], iv[1], static_cast<int>(precision));
+    });
   });
 }
 
