@@ -327,10 +327,13 @@ struct LogisticModel {
     const double u = (static_cast<double>(slot) + 0.5) / (window.escape + 1.0);
     int h = 0;
     for (int k = 1; k < K; ++k) h = weight[k] > weight[h] ? k : h;
-#ifdef __CUDA_ARCH__
+    // Only a guess: float precision is plenty.
+#if defined(__CUDA_ARCH__)
     const double logit = __logf(static_cast<float>(u / (1.0 - u)));
+#elif defined(__CUDACC__)
+    const double logit = std::log(u / (1.0 - u));  // host side of a .cu file
 #else
-    const double logit = fastmath::log(static_cast<float>(u / (1.0 - u)));  // a guess: float is plenty
+    const double logit = fastmath::log(static_cast<float>(u / (1.0 - u)));
 #endif
     double guess = mu[h] + logit / t[h] + 0.5;
     guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
@@ -475,7 +478,7 @@ struct QuantizedRow {
 
   FK_HOST_DEVICE int64_t weight(float v) const {
     if (logits) return static_cast<int64_t>(floor(dmul(det_exp(dsub(v, static_cast<double>(top))), unit)));
-    return static_cast<int64_t>(floorf(fmul_rn(v, scale)));
+    return static_cast<int64_t>(fmul_rn(v, scale));  // >= 0: truncation is the floor
   }
 
   // C(i) from the prefix sum Q_i and the total Q_K.

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <cfloat>
 #include <memory>
 #include <limits>
 #include <vector>
@@ -368,18 +369,22 @@ FK_INLINE bool row_scale(const T* in, int64_t K, int precision, QuantizedRow& ro
 #pragma omp simd reduction(max : m) reduction(| : bad)
   for (int64_t i = 0; i < K; ++i) {
     const float v = static_cast<float>(in[i]);
-    bad |= (v != v) | (v == INFINITY) | (v < 0.0f);
+    bad |= !((v >= 0.0f) & (v <= FLT_MAX));  // false for NaN, negatives and inf
     m = v > m ? v : m;
   }
   return row.finish(m, bad != 0, K, false, precision);
 }
+
+// The weight of one entry: v * scale >= 0, so truncation is the floor (one
+// instruction fewer than floorf, same value on every device).
+FK_INLINE int32_t weight_of(float v, float scale) { return static_cast<int32_t>(v * scale); }
 
 // Sum of the weights of entries [begin, end): int32 lanes suffice (quantize_shift).
 template <typename T>
 FK_INLINE int64_t weight_sum(const T* in, int64_t begin, int64_t end, float scale) {
   int32_t sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t i = begin; i < end; ++i) sum += static_cast<int32_t>(std::floor(static_cast<float>(in[i]) * scale));
+  for (int64_t i = begin; i < end; ++i) sum += weight_of(static_cast<float>(in[i]), scale);
   return sum;
 }
 
@@ -421,41 +426,45 @@ FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_
                                      std::atomic<int64_t>& exhausted, std::atomic<int64_t>& bad) {
   constexpr int64_t kBlock = 16;
   const int64_t K = a.table.K, blocks = (K + kBlock - 1) / kBlock;
+  std::vector<int32_t> weights(blocks * kBlock, 0);  // one row's weights (padded to whole blocks)
   std::vector<int64_t> block_sum(blocks);
-  for (int64_t n = begin; n < end; ++n) {
-    Lane lane = load_lane(state, words, lengths, n);
-    for (int64_t pos = 0; pos < L; ++pos) {
-      const T* in = a.row(n, pos);
-      QuantizedRow row;
-      if (!row_scale(in, K, a.precision, row)) {
-        record_error(bad, n * L + pos);
-        break;
-      }
-      int64_t total = 0;
-      for (int64_t b = 0; b < blocks; ++b) {
-        block_sum[b] = weight_sum(in, b * kBlock, std::min(K, (b + 1) * kBlock), row.scale);
-        total += block_sum[b];
-      }
-      // The symbol s has C(s) <= slot < C(s + 1): find its block, then walk the block.
-      const uint32_t slot = lane.peek(a.precision);
-      int64_t prefix = 0;
-      int64_t b = 0;
-      for (; b + 1 < blocks && row.cumulative_at_most((b + 1) * kBlock, prefix + block_sum[b], total, slot); ++b)
-        prefix += block_sum[b];
-      int64_t s = b * kBlock;
-      for (const int64_t last = std::min(K, (b + 1) * kBlock) - 1; s < last; ++s) {
-        const int64_t next = prefix + row.weight(static_cast<float>(in[s]));
-        if (!row.cumulative_at_most(s + 1, next, total, slot)) break;
-        prefix = next;
-      }
-      uint32_t start, freq;
-      interval_of(row, in, s, prefix, total, &start, &freq);
-      lane.advance(start, freq, a.precision);
-      sym[n * L + pos] = s;
-    }
-    if (lane.exhausted) record_error(exhausted, n);
-    store_lane(lane, state, lengths, n);
-  }
+  code_lanes(state, words, lengths, L, begin, end, false, &exhausted,
+             [&](Lane& lane, int64_t n, int64_t pos, int64_t) FK_LAMBDA_INLINE {
+               const T* in = a.row(n, pos);
+               QuantizedRow row;
+               if (!row_scale(in, K, a.precision, row)) {
+                 record_error(bad, n * L + pos);
+                 sym[n * L + pos] = 0;
+                 return;
+               }
+               int32_t* w = weights.data();
+               const float scale = row.scale;
+#pragma omp simd
+               for (int64_t i = 0; i < K; ++i) w[i] = weight_of(static_cast<float>(in[i]), scale);
+               int64_t total = 0;
+               for (int64_t b = 0; b < blocks; ++b) {
+                 int32_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+                 for (int64_t i = 0; i < kBlock; ++i) acc += w[b * kBlock + i];
+                 block_sum[b] = acc;
+                 total += acc;
+               }
+               // The symbol s has C(s) <= slot < C(s + 1): find its block, then walk the block.
+               const uint32_t slot = lane.peek(a.precision);
+               int64_t prefix = 0, b = 0;
+               for (; b + 1 < blocks && row.cumulative_at_most((b + 1) * kBlock, prefix + block_sum[b], total, slot);
+                    ++b)
+                 prefix += block_sum[b];
+               int64_t s = b * kBlock;
+               for (const int64_t last = std::min(K, (b + 1) * kBlock) - 1; s < last; ++s) {
+                 if (!row.cumulative_at_most(s + 1, prefix + w[s], total, slot)) break;
+                 prefix += w[s];
+               }
+               const int64_t lo = row.cumulative(s, prefix, total);
+               const int64_t hi = row.cumulative(s + 1, prefix + w[s], total);
+               lane.advance(static_cast<uint32_t>(lo), static_cast<uint32_t>(hi - lo), a.precision);
+               sym[n * L + pos] = s;
+             });
 }
 
 void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
