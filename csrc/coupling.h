@@ -21,6 +21,17 @@ namespace flowkernels {
 // ---------------------------------------------------------------------------
 // Validation (host only).
 
+inline void check_integer_coupling_args(const char* op, c10::DeviceType device, const at::Tensor& x,
+                                        const at::Tensor& t, double scale) {
+  check_floating(op, "x", x);
+  check_device(op, "x", x, device);
+  check_same_dtype(op, "t", t, x);
+  check_same_device(op, "t", t, x);
+  check_shape(op, "t", t, x.sizes(), "x.shape");
+  TORCH_CHECK_VALUE(std::isfinite(scale) && scale > 0.0, "flowkernels.", op,
+                    ": argument 'scale' must be positive and finite, got ", scale);
+}
+
 struct LogisticShape {
   int64_t rows;        // number of elements of x
   int64_t components;  // K, the mixture size (last dimension of mu)

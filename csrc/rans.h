@@ -268,6 +268,7 @@ struct LogisticModel {
   double weight[MaxK];
   int K;
   LogisticWindow window;
+  double guess_mu, guess_scale;  // the heaviest component's location and scale (bins), for search
 
   template <typename T>
   FK_HOST_DEVICE void init(const T* mu_in, const T* log_scale_in, const T* logit_in, int K_in,
@@ -297,7 +298,11 @@ struct LogisticModel {
       const double r = logistic_rounded(mu[k]);
       rounded_min = k == 0 ? r : dmin(rounded_min, r);
       rounded_max = k == 0 ? r : dmax(rounded_max, r);
-      rounded_heavy = weight[k] > heaviest ? r : rounded_heavy;  // the first heaviest component
+      if (weight[k] > heaviest) {  // the first heaviest component
+        rounded_heavy = r;
+        guess_mu = mu[k];
+        guess_scale = 1.0 / t[k];
+      }
       heaviest = dmax(heaviest, weight[k]);
     }
     window = logistic_window(rounded_min, rounded_max, rounded_heavy, spread, sup);
@@ -324,18 +329,17 @@ struct LogisticModel {
 
   FK_HOST_DEVICE Found search(uint32_t slot) const {
     Bracket br{static_cast<int64_t>(window.lo), static_cast<int64_t>(window.hi) + 1, 0, to_count(window.escape)};
-    const double u = (static_cast<double>(slot) + 0.5) / (window.escape + 1.0);
-    int h = 0;
-    for (int k = 1; k < K; ++k) h = weight[k] > weight[h] ? k : h;
-    // Only a guess: float precision is plenty.
+    // logit((slot + 1/2) / 2^p), without a division; only a guess, so float logs do.
+    const float below_slot = static_cast<float>(slot) + 0.5f;
+    const float above_slot = static_cast<float>(window.escape + 1.0) - below_slot;
 #if defined(__CUDA_ARCH__)
-    const double logit = __logf(static_cast<float>(u / (1.0 - u)));
+    const double logit = __logf(below_slot) - __logf(above_slot);
 #elif defined(__CUDACC__)
-    const double logit = std::log(u / (1.0 - u));  // host side of a .cu file
+    const double logit = std::log(below_slot) - std::log(above_slot);  // host side of a .cu file
 #else
-    const double logit = fastmath::log(static_cast<float>(u / (1.0 - u)));
+    const double logit = fastmath::log(below_slot) - fastmath::log(above_slot);
 #endif
-    double guess = mu[h] + logit / t[h] + 0.5;
+    double guess = guess_mu + logit * guess_scale + 0.5;
     guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
     const int64_t g = static_cast<int64_t>(floor(guess));
     if (g > br.below ? probe(br, g, slot) : true) {

@@ -200,6 +200,77 @@ inline LogisticSupport check_support(const char* op, double bin_width, std::opti
           static_cast<int>(precision)};
 }
 
+// ---------------------------------------------------------------------------
+// The checks each op starts with, on any device. `symbols` is null for pops,
+// whose length comes from `count` (tables) or the parameters (logistic).
+
+struct TableCall {
+  int64_t lanes, L;
+  TableLayout table;
+};
+
+// Categorical ops: cdf tables (probs = false) or float probabilities (probs = true).
+inline TableCall check_table_call(const char* op, c10::DeviceType device, const at::Tensor& state,
+                                  const at::Tensor& words, const at::Tensor& lengths, const at::Tensor* symbols,
+                                  int64_t count, const at::Tensor& table, int64_t precision, bool probs) {
+  const int64_t lanes = check_coder(op, device, state, words, lengths);
+  check_precision(op, precision, 1);
+  int64_t L = count;
+  if (symbols != nullptr) {
+    L = check_symbols(op, *symbols, lanes, state);
+  } else {
+    TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
+  }
+  const TableLayout layout = probs ? check_probs(op, table, lanes, L, state) : check_cdf(op, table, lanes, L, state);
+  TORCH_CHECK_VALUE(layout.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", layout.K,
+                    " symbols do not fit in precision ", precision, " (at most 2^precision)");
+  return {lanes, L, layout};
+}
+
+struct LogisticCall {
+  int64_t lanes, L, K;
+  LogisticSupport support;
+};
+
+inline LogisticCall check_logistic_call(const char* op, c10::DeviceType device, const at::Tensor& state,
+                                        const at::Tensor& words, const at::Tensor& lengths,
+                                        const at::Tensor* symbols, const at::Tensor& mu, const at::Tensor& log_scale,
+                                        const std::optional<at::Tensor>& logit_pi, double bin_width,
+                                        std::optional<int64_t> lower, std::optional<int64_t> upper,
+                                        int64_t precision) {
+  const int64_t lanes = check_coder(op, device, state, words, lengths);
+  check_precision(op, precision, 8);
+  int64_t L;
+  if (symbols != nullptr) {
+    L = check_symbols(op, *symbols, lanes, state);
+  } else {
+    TORCH_CHECK(mu.dim() >= 2, "flowkernels.", op, ": argument 'mu' must be [lanes, L] or [lanes, L, K], got ",
+                shape_str(mu.sizes()));
+    L = mu.size(1);
+  }
+  const int64_t K = check_logistic_params(op, mu, log_scale, logit_pi, lanes, L, state);
+  const LogisticSupport support = check_support(op, bin_width, lower, upper, precision);
+  check_finite(op, "mu", mu);
+  check_finite(op, "log_scale", log_scale);
+  if (logit_pi) check_finite(op, "logit_pi", *logit_pi);
+  if (symbols != nullptr) check_int32_symbols(op, *symbols);
+  return {lanes, L, K, support};
+}
+
+// quantize_pdf: float [..., K] with 1 <= K <= 2^precision; returns K.
+inline int64_t check_quantize_call(const char* op, c10::DeviceType device, const at::Tensor& probs,
+                                   int64_t precision) {
+  check_floating(op, "probs", probs);
+  check_device(op, "probs", probs, device);
+  check_precision(op, precision, 1);
+  TORCH_CHECK(probs.dim() >= 1 && probs.size(-1) >= 1, "flowkernels.", op,
+              ": argument 'probs' must have a last dimension of K >= 1 symbols, got ", shape_str(probs.sizes()));
+  const int64_t K = probs.size(-1);
+  TORCH_CHECK_VALUE(K <= (int64_t(1) << precision), "flowkernels.", op, ": ", K, " symbols do not fit in precision ",
+                    precision, " (at most 2^precision)");
+  return K;
+}
+
 inline void check_room(const char* op, const at::Tensor& words, const at::Tensor& lengths, int64_t needed) {
   const int64_t longest = lengths.numel() ? lengths.max().item<int64_t>() : 0;
   TORCH_CHECK(longest + needed <= words.size(1), "flowkernels.", op, ": 'words' has room for ",

@@ -73,10 +73,10 @@ FK_INLINE void code_lanes(const at::Tensor& state, const at::Tensor& words, cons
 void push_categorical_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                           const at::Tensor& cdf_in, int64_t precision, bool validate) {
   const char* op = "rans_push_categorical";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
-  check_precision(op, precision, 1);
-  const int64_t L = check_symbols(op, symbols_in, lanes, state);
-  const TableLayout table = check_cdf(op, cdf_in, lanes, L, state);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CPU, state, words, lengths, &symbols_in, 0, cdf_in, precision, false);
+  const int64_t lanes = call.lanes, L = call.L;
+  const TableLayout table = call.table;
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
   const at::Tensor cdf = cdf_in.contiguous();
   const int64_t* sym = symbols.const_data_ptr<int64_t>();
@@ -124,10 +124,10 @@ void push_categorical_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& leng
 at::Tensor pop_categorical_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths,
                                const at::Tensor& cdf_in, int64_t precision, int64_t count) {
   const char* op = "rans_pop_categorical";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
-  check_precision(op, precision, 1);
-  TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
-  const TableLayout table = check_cdf(op, cdf_in, lanes, count, state);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CPU, state, words, lengths, nullptr, count, cdf_in, precision, false);
+  const int64_t lanes = call.lanes;
+  const TableLayout table = call.table;
   const at::Tensor cdf = cdf_in.contiguous();
   const int32_t* table_ptr = cdf.const_data_ptr<int32_t>();
   at::Tensor out = at::empty({lanes, count}, state.options());
@@ -181,13 +181,13 @@ LogisticParams<T> logistic_params(const at::Tensor& mu, const at::Tensor& log_sc
 constexpr int64_t kChunk = 256;
 
 struct SingleLogisticChunk {
-  double mu[kChunk], t[kChunk], lo[kChunk], hi[kChunk], free[kChunk], escape[kChunk];
+  double mu[kChunk], t[kChunk], spread[kChunk], lo[kChunk], hi[kChunk], free[kChunk], escape[kChunk];
 
   template <bool HasLower, bool HasUpper>
   FK_INLINE void build(const double* mu_in, const double* log_scale, int64_t n, const LogisticSupport& sup_ref) {
     const LogisticSupport sup = sup_ref;  // a local copy: no aliasing with the outputs
     const double inv_w = ddiv(1.0, sup.bin_width);
-    double rounded[kChunk], spread[kChunk];
+    double rounded[kChunk];
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
       mu[j] = dmul(mu_in[j], inv_w);
@@ -229,6 +229,8 @@ struct SingleLogisticChunk {
     out.weight[0] = 1.0;
     out.K = 1;
     out.window = window(j);
+    out.guess_mu = mu[j];
+    out.guess_scale = spread[j];
     return out;
   }
 
@@ -274,18 +276,13 @@ void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths
                        const std::optional<at::Tensor>& logit_pi_in, double bin_width, std::optional<int64_t> lower,
                        std::optional<int64_t> upper, int64_t precision) {
   const char* op = "rans_push_logistic";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
-  check_precision(op, precision, 8);
-  const int64_t L = check_symbols(op, symbols_in, lanes, state);
-  const int64_t K = check_logistic_params(op, mu_in, log_scale_in, logit_pi_in, lanes, L, state);
-  const LogisticSupport sup = check_support(op, bin_width, lower, upper, precision);
-  check_finite(op, "mu", mu_in);
-  check_finite(op, "log_scale", log_scale_in);
-  if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
+  const LogisticCall call = check_logistic_call(op, c10::DeviceType::CPU, state, words, lengths, &symbols_in, mu_in,
+                                                log_scale_in, logit_pi_in, bin_width, lower, upper, precision);
+  const int64_t lanes = call.lanes, L = call.L, K = call.K;
+  const LogisticSupport sup = call.support;
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
   const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
   const auto logit_pi = contiguous_opt(logit_pi_in);
-  check_int32_symbols(op, symbols);
   check_room(op, words, lengths, 3 * L);  // an escaped symbol takes up to 3 words
   const int64_t* sym = symbols.const_data_ptr<int64_t>();
   // Phase 1, in parallel over all symbols: each one's interval (models do not
@@ -331,15 +328,10 @@ at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tens
                             double bin_width, std::optional<int64_t> lower, std::optional<int64_t> upper,
                             int64_t precision) {
   const char* op = "rans_pop_logistic";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
-  check_precision(op, precision, 8);
-  TORCH_CHECK(mu_in.dim() >= 2, "flowkernels.", op, ": argument 'mu' must be [lanes, L] or [lanes, L, K]");
-  const int64_t L = mu_in.size(1);
-  const int64_t K = check_logistic_params(op, mu_in, log_scale_in, logit_pi_in, lanes, L, state);
-  const LogisticSupport sup = check_support(op, bin_width, lower, upper, precision);
-  check_finite(op, "mu", mu_in);
-  check_finite(op, "log_scale", log_scale_in);
-  if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
+  const LogisticCall call = check_logistic_call(op, c10::DeviceType::CPU, state, words, lengths, nullptr, mu_in,
+                                                log_scale_in, logit_pi_in, bin_width, lower, upper, precision);
+  const int64_t lanes = call.lanes, L = call.L, K = call.K;
+  const LogisticSupport sup = call.support;
   const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
   const auto logit_pi = contiguous_opt(logit_pi_in);
   at::Tensor out = at::empty({lanes, L}, state.options());
@@ -470,12 +462,10 @@ FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_
 void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                     const at::Tensor& probs_in, int64_t precision) {
   const char* op = "rans_push_probs";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
-  check_precision(op, precision, 1);
-  const int64_t L = check_symbols(op, symbols_in, lanes, state);
-  const TableLayout table = check_probs(op, probs_in, lanes, L, state);
-  TORCH_CHECK_VALUE(table.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", table.K,
-                    " symbols do not fit in precision ", precision);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CPU, state, words, lengths, &symbols_in, 0, probs_in, precision, true);
+  const int64_t lanes = call.lanes, L = call.L;
+  const TableLayout table = call.table;
   if (lanes * L == 0) return;
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
   const at::Tensor probs = probs_in.contiguous();
@@ -506,12 +496,10 @@ void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, c
 at::Tensor pop_probs_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& probs_in,
                          int64_t precision, int64_t count) {
   const char* op = "rans_pop_probs";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CPU, state, words, lengths);
-  check_precision(op, precision, 1);
-  TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
-  const TableLayout table = check_probs(op, probs_in, lanes, count, state);
-  TORCH_CHECK_VALUE(table.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", table.K,
-                    " symbols do not fit in precision ", precision);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CPU, state, words, lengths, nullptr, count, probs_in, precision, true);
+  const int64_t lanes = call.lanes;
+  const TableLayout table = call.table;
   const at::Tensor probs = probs_in.contiguous();
   at::Tensor out = at::empty({lanes, count}, state.options());
   if (lanes * count == 0) return out;
@@ -536,14 +524,7 @@ at::Tensor pop_probs_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor&
 
 at::Tensor quantize_pdf_cpu(const at::Tensor& probs_in, int64_t precision, bool logits) {
   const char* op = "rans_quantize_pdf";
-  check_floating(op, "probs", probs_in);
-  check_device(op, "probs", probs_in, c10::DeviceType::CPU);
-  check_precision(op, precision, 1);
-  TORCH_CHECK(probs_in.dim() >= 1 && probs_in.size(-1) >= 1, "flowkernels.", op,
-              ": argument 'probs' must have a last dimension of K >= 1 symbols, got ", shape_str(probs_in.sizes()));
-  const int64_t K = probs_in.size(-1);
-  TORCH_CHECK_VALUE(K <= (int64_t(1) << precision), "flowkernels.", op, ": ", K,
-                    " symbols do not fit in precision ", precision, " (at most 2^precision)");
+  const int64_t K = check_quantize_call(op, c10::DeviceType::CPU, probs_in, precision);
   const at::Tensor probs = probs_in.contiguous();
   std::vector<int64_t> shape(probs.sizes().begin(), probs.sizes().end());
   shape.back() = K + 1;

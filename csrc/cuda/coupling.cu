@@ -68,13 +68,7 @@ at::Tensor round_ste_cuda(const at::Tensor& x_in) {
 at::Tensor integer_coupling_cuda(const at::Tensor& x_in, const at::Tensor& t_in, bool inverse,
                                  double scale) {
   const char* op = "integer_coupling";
-  check_floating(op, "x", x_in);
-  check_device(op, "x", x_in, c10::DeviceType::CUDA);
-  check_same_dtype(op, "t", t_in, x_in);
-  check_same_device(op, "t", t_in, x_in);
-  check_shape(op, "t", t_in, x_in.sizes(), "x.shape");
-  TORCH_CHECK_VALUE(std::isfinite(scale) && scale > 0.0, "flowkernels.", op,
-                    ": argument 'scale' must be positive and finite, got ", scale);
+  check_integer_coupling_args(op, c10::DeviceType::CUDA, x_in, t_in, scale);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor t = t_in.contiguous();

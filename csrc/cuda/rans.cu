@@ -108,10 +108,10 @@ __global__ void pop_categorical_kernel(int64_t* state, int32_t* words, int64_t* 
 void push_categorical_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                            const at::Tensor& cdf_in, int64_t precision, bool validate) {
   const char* op = "rans_push_categorical";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CUDA, state, words, lengths);
-  check_precision(op, precision, 1);
-  const int64_t L = check_symbols(op, symbols_in, lanes, state);
-  const TableLayout table = check_cdf(op, cdf_in, lanes, L, state);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CUDA, state, words, lengths, &symbols_in, 0, cdf_in, precision, false);
+  const int64_t lanes = call.lanes, L = call.L;
+  const TableLayout table = call.table;
   const c10::cuda::CUDAGuard guard(state.device());
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
   const at::Tensor cdf = cdf_in.contiguous();
@@ -144,10 +144,10 @@ void push_categorical_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& len
 at::Tensor pop_categorical_cuda(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths,
                                 const at::Tensor& cdf_in, int64_t precision, int64_t count) {
   const char* op = "rans_pop_categorical";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CUDA, state, words, lengths);
-  check_precision(op, precision, 1);
-  TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
-  const TableLayout table = check_cdf(op, cdf_in, lanes, count, state);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CUDA, state, words, lengths, nullptr, count, cdf_in, precision, false);
+  const int64_t lanes = call.lanes;
+  const TableLayout table = call.table;
   const c10::cuda::CUDAGuard guard(state.device());
   const at::Tensor cdf = cdf_in.contiguous();
   at::Tensor out = at::empty({lanes, count}, state.options());
@@ -204,17 +204,12 @@ void push_logistic_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& length
                         const std::optional<at::Tensor>& logit_pi_in, double bin_width, std::optional<int64_t> lower,
                         std::optional<int64_t> upper, int64_t precision) {
   const char* op = "rans_push_logistic";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CUDA, state, words, lengths);
-  check_precision(op, precision, 8);
-  const int64_t L = check_symbols(op, symbols_in, lanes, state);
-  const int64_t K = check_logistic_params(op, mu_in, log_scale_in, logit_pi_in, lanes, L, state);
-  const LogisticSupport sup = check_support(op, bin_width, lower, upper, precision);
-  check_finite(op, "mu", mu_in);
-  check_finite(op, "log_scale", log_scale_in);
-  if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
+  const LogisticCall call = check_logistic_call(op, c10::DeviceType::CUDA, state, words, lengths, &symbols_in, mu_in,
+                                                log_scale_in, logit_pi_in, bin_width, lower, upper, precision);
+  const int64_t lanes = call.lanes, L = call.L, K = call.K;
+  const LogisticSupport sup = call.support;
   const c10::cuda::CUDAGuard guard(state.device());
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
-  check_int32_symbols(op, symbols);
   if (lanes * L == 0) return;
   check_room(op, words, lengths, 3 * L);
   const at::Tensor mu = mu_in.contiguous(), log_scale = log_scale_in.contiguous();
@@ -233,15 +228,10 @@ at::Tensor pop_logistic_cuda(at::Tensor& state, const at::Tensor& words, at::Ten
                              double bin_width, std::optional<int64_t> lower, std::optional<int64_t> upper,
                              int64_t precision) {
   const char* op = "rans_pop_logistic";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CUDA, state, words, lengths);
-  check_precision(op, precision, 8);
-  TORCH_CHECK(mu_in.dim() >= 2, "flowkernels.", op, ": argument 'mu' must be [lanes, L] or [lanes, L, K]");
-  const int64_t L = mu_in.size(1);
-  const int64_t K = check_logistic_params(op, mu_in, log_scale_in, logit_pi_in, lanes, L, state);
-  const LogisticSupport sup = check_support(op, bin_width, lower, upper, precision);
-  check_finite(op, "mu", mu_in);
-  check_finite(op, "log_scale", log_scale_in);
-  if (logit_pi_in) check_finite(op, "logit_pi", *logit_pi_in);
+  const LogisticCall call = check_logistic_call(op, c10::DeviceType::CUDA, state, words, lengths, nullptr, mu_in,
+                                                log_scale_in, logit_pi_in, bin_width, lower, upper, precision);
+  const int64_t lanes = call.lanes, L = call.L, K = call.K;
+  const LogisticSupport sup = call.support;
   const c10::cuda::CUDAGuard guard(state.device());
   at::Tensor out = at::empty({lanes, L}, state.options());
   if (lanes * L == 0) return out;
@@ -335,12 +325,10 @@ __global__ void pop_probs_kernel(int64_t* state, int32_t* words, int64_t* length
 void push_probs_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                      const at::Tensor& probs_in, int64_t precision) {
   const char* op = "rans_push_probs";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CUDA, state, words, lengths);
-  check_precision(op, precision, 1);
-  const int64_t L = check_symbols(op, symbols_in, lanes, state);
-  const TableLayout table = check_probs(op, probs_in, lanes, L, state);
-  TORCH_CHECK_VALUE(table.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", table.K,
-                    " symbols do not fit in precision ", precision);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CUDA, state, words, lengths, &symbols_in, 0, probs_in, precision, true);
+  const int64_t lanes = call.lanes, L = call.L;
+  const TableLayout table = call.table;
   if (lanes * L == 0) return;
   const c10::cuda::CUDAGuard guard(state.device());
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
@@ -369,12 +357,10 @@ void push_probs_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, 
 at::Tensor pop_probs_cuda(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& probs_in,
                           int64_t precision, int64_t count) {
   const char* op = "rans_pop_probs";
-  const int64_t lanes = check_coder(op, c10::DeviceType::CUDA, state, words, lengths);
-  check_precision(op, precision, 1);
-  TORCH_CHECK_VALUE(count >= 0, "flowkernels.", op, ": 'count' must be >= 0, got ", count);
-  const TableLayout table = check_probs(op, probs_in, lanes, count, state);
-  TORCH_CHECK_VALUE(table.K <= (int64_t(1) << precision), "flowkernels.", op, ": ", table.K,
-                    " symbols do not fit in precision ", precision);
+  const TableCall call =
+      check_table_call(op, c10::DeviceType::CUDA, state, words, lengths, nullptr, count, probs_in, precision, true);
+  const int64_t lanes = call.lanes;
+  const TableLayout table = call.table;
   const c10::cuda::CUDAGuard guard(state.device());
   at::Tensor out = at::empty({lanes, count}, state.options());
   if (lanes * count == 0) return out;
@@ -407,14 +393,7 @@ __global__ void quantize_kernel(const T* probs, int32_t* cdf, int64_t rows, int6
 
 at::Tensor quantize_pdf_cuda(const at::Tensor& probs_in, int64_t precision, bool logits) {
   const char* op = "rans_quantize_pdf";
-  check_floating(op, "probs", probs_in);
-  check_device(op, "probs", probs_in, c10::DeviceType::CUDA);
-  check_precision(op, precision, 1);
-  TORCH_CHECK(probs_in.dim() >= 1 && probs_in.size(-1) >= 1, "flowkernels.", op,
-              ": argument 'probs' must have a last dimension of K >= 1 symbols, got ", shape_str(probs_in.sizes()));
-  const int64_t K = probs_in.size(-1);
-  TORCH_CHECK_VALUE(K <= (int64_t(1) << precision), "flowkernels.", op, ": ", K, " symbols do not fit in precision ",
-                    precision, " (at most 2^precision)");
+  const int64_t K = check_quantize_call(op, c10::DeviceType::CUDA, probs_in, precision);
   const c10::cuda::CUDAGuard guard(probs_in.device());
   const at::Tensor probs = probs_in.contiguous();
   std::vector<int64_t> shape(probs.sizes().begin(), probs.sizes().end());
