@@ -189,7 +189,8 @@ class RansCoder:
         needed = int(self.lengths.max()) + words_per_lane
         capacity = self.words.shape[1]
         if needed > capacity:
-            grown = torch.zeros((self.lanes, max(needed, 2 * capacity)), dtype=torch.int32, device=self.device)
+            # Words beyond a lane's length are never read, so the new room stays uninitialised.
+            grown = torch.empty((self.lanes, max(needed, 2 * capacity)), dtype=torch.int32, device=self.device)
             grown[:, :capacity] = self.words
             self.words = grown
 

@@ -251,23 +251,49 @@ struct SingleLogisticChunk {
 // runs in parallel over all symbols before the serial pushes). A single
 // component without logits, the common case, takes the SIMD path above.
 template <typename T>
-FK_MULTIVERSION void logistic_intervals(const LogisticParams<T>& params, const LogisticSupport& sup,
-                                        const int64_t* sym, int64_t begin, int64_t end, LogisticInterval* out) {
+FK_INLINE void logistic_intervals(const LogisticParams<T>& params, const LogisticSupport& sup, const int64_t* sym,
+                                  int64_t begin, int64_t end, SingleLogisticChunk& chunk, LogisticInterval* out) {
   if (params.K == 1 && params.logit == nullptr) {
-    SingleLogisticChunk chunk;
     double symbol[kChunk];
     for (int64_t c = begin; c < end; c += kChunk) {
       const int64_t n = std::min(kChunk, end - c);
       chunk.load(params.mu, params.log_scale, c, n, sup);
       for (int64_t j = 0; j < n; ++j) symbol[j] = static_cast<double>(static_cast<int32_t>(sym[c + j]));
-      chunk.intervals(symbol, n, out + c);
+      chunk.intervals(symbol, n, out + (c - begin));
     }
     return;
   }
   LogisticModel<kMaxComponents> model;
   for (int64_t i = begin; i < end; ++i) {
     params.model_at(i, model, sup);
-    out[i] = interval_of(model, static_cast<double>(sym[i]));
+    out[i - begin] = interval_of(model, static_cast<double>(sym[i]));
+  }
+}
+
+// Pushes lanes [begin, end), from the last position back, a chunk of positions
+// at a time: the chunk's intervals (models do not depend on the coder; SIMD for
+// single components), then their pushes, kInterleave lanes in step. Nothing
+// here can fail: the arguments were all checked before.
+template <typename T>
+FK_MULTIVERSION void push_logistic_lanes(const LogisticParams<T>& params, const LogisticSupport& sup,
+                                         const int64_t* sym, int64_t L, const at::Tensor& state,
+                                         const at::Tensor& words, const at::Tensor& lengths, int64_t begin,
+                                         int64_t end) {
+  const std::unique_ptr<SingleLogisticChunk> chunk(new SingleLogisticChunk);
+  LogisticInterval buffer[kInterleave][kChunk];
+  Lane lanes[kInterleave];
+  for (int64_t first = begin; first < end; first += kInterleave) {
+    const int64_t group = std::min(kInterleave, end - first);
+    for (int64_t i = 0; i < group; ++i) lanes[i] = load_lane(state, words, lengths, first + i);
+    for (int64_t stop = L; stop > 0; stop -= kChunk) {
+      const int64_t start = std::max<int64_t>(0, stop - kChunk);
+      for (int64_t i = 0; i < group; ++i)
+        logistic_intervals(params, sup, sym, (first + i) * L + start, (first + i) * L + stop, *chunk, buffer[i]);
+      for (int64_t pos = stop - 1; pos >= start; --pos)
+        for (int64_t i = 0; i < group; ++i)
+          push_logistic_interval(lanes[i], buffer[i][pos - start], sym[(first + i) * L + pos], sup.precision);
+    }
+    for (int64_t i = 0; i < group; ++i) store_lane(lanes[i], state, lengths, first + i);
   }
 }
 
@@ -285,18 +311,10 @@ void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths
   const auto logit_pi = contiguous_opt(logit_pi_in);
   check_room(op, words, lengths, 3 * L);  // an escaped symbol takes up to 3 words
   const int64_t* sym = symbols.const_data_ptr<int64_t>();
-  // Phase 1, in parallel over all symbols: each one's interval (models do not
-  // depend on the coder). Phase 2, in parallel over lanes: the serial pushes.
-  std::vector<LogisticInterval> intervals(lanes * L);
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_push_logistic_cpu", [&] {
     const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
-    at::parallel_for(0, lanes * L, 1024, [&](int64_t begin, int64_t end) {
-      logistic_intervals(params, sup, sym, begin, end, intervals.data());
-    });
-  });
-  at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
-    code_lanes(state, words, lengths, L, begin, end, true, nullptr, [&](Lane& lane, int64_t n, int64_t pos, int64_t) FK_LAMBDA_INLINE {
-      push_logistic_interval(lane, intervals[n * L + pos], sym[n * L + pos], static_cast<int>(precision));
+    at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
+      push_logistic_lanes(params, sup, sym, L, state, words, lengths, begin, end);
     });
   });
 }
@@ -470,12 +488,12 @@ void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, c
   const at::Tensor symbols = symbols_in.contiguous().to(at::kLong);
   const at::Tensor probs = probs_in.contiguous();
   const int64_t* sym = symbols.const_data_ptr<int64_t>();
-  std::vector<uint32_t> intervals(2 * lanes * L);
+  const std::unique_ptr<uint32_t[]> intervals(new uint32_t[2 * lanes * L]);  // filled by phase 1
   std::atomic<int64_t> bad{kNoError};
   AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rans_push_probs_cpu", [&] {
     const ProbsArgs<scalar_t> args{probs.const_data_ptr<scalar_t>(), table, static_cast<int>(precision)};
     at::parallel_for(0, lanes * L, std::max<int64_t>(1, 65536 / table.K), [&](int64_t begin, int64_t end) {
-      intervals_of(args, sym, L, begin, end, intervals.data(), bad);
+      intervals_of(args, sym, L, begin, end, intervals.get(), bad);
     });
   });
   if (bad.load() != kNoError) {
