@@ -311,7 +311,8 @@ struct LogisticModel {
   // C(b) for lo <= b <= hi + 1 (an integer below 2^24, as a double).
   FK_HOST_DEVICE double cdf(double b) const {
     double f = 0.0;
-    for (int k = 0; k < K; ++k) f = dadd(f, dmul(weight[k], logistic_edge_cdf(b, mu[k], t[k])));
+    const int components = MaxK == 1 ? 1 : K;  // a constant for single components: no loop left
+    for (int k = 0; k < components; ++k) f = dadd(f, dmul(weight[k], logistic_edge_cdf(b, mu[k], t[k])));
     return logistic_count(b, f, window);
   }
 
@@ -342,11 +343,22 @@ struct LogisticModel {
     double guess = guess_mu + logit * guess_scale + 0.5;
     guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
     const int64_t g = static_cast<int64_t>(floor(guess));
-    if (g > br.below ? probe(br, g, slot) : true) {
-      for (int64_t step = 1; br.below + step < br.above && probe(br, br.below + step, slot); step *= 2) {
-      }
-    } else {
+    // C(g) and C(g + 1) are independent: evaluated side by side, they overlap
+    // (and usually are the answer: g + 1 <= hi + 1, so both are in range).
+    double pair[2];
+#pragma omp simd
+    for (int k = 0; k < 2; ++k) pair[k] = cdf(static_cast<double>(g + k));
+    const uint32_t at_g = to_count(pair[0]), after_g = to_count(pair[1]);
+    if (at_g <= slot && slot < after_g) return {g, at_g, after_g};
+    if (at_g > slot) {  // below g: gallop down from g
+      br.above = g;
+      br.at_above = at_g;
       for (int64_t step = 1; br.above - step > br.below && !probe(br, br.above - step, slot); step *= 2) {
+      }
+    } else {  // above g + 1: gallop up from g + 1
+      br.below = g + 1;
+      br.at_below = after_g;
+      for (int64_t step = 1; br.below + step < br.above && probe(br, br.below + step, slot); step *= 2) {
       }
     }
     while (br.above - br.below > 1) probe(br, br.below + (br.above - br.below) / 2, slot);
