@@ -12,9 +12,6 @@
 #pragma once
 
 #include "common.h"
-#ifndef __CUDACC__
-#include "cpu/fastmath.h"  // the float log of the decoder's first guess
-#endif
 
 #include <cmath>
 #include <cstdint>
@@ -97,16 +94,18 @@ FK_HOST_DEVICE double det_exp(double x) {
   constexpr double kLog2e = 0x1.71547652b82fep+0;
   constexpr double kLn2Hi = 0x1.62e42fee00000p-1;
   constexpr double kLn2Lo = 0x1.a39ef35793c76p-33;
-  // 1/n!, degree 7: relative error < 6e-9, far below one count of a 2^24 table.
-  constexpr double kCoeffs[8] = {0x1.a01a01a01a01ap-13, 0x1.6c16c16c16c17p-10, 0x1.1111111111111p-7,
-                                 0x1.5555555555555p-5,  0x1.5555555555555p-3,  0x1.0000000000000p-1,
-                                 0x1.0000000000000p+0,  0x1.0000000000000p+0};
+  // 1/n!, degree 7 (relative error < 6e-9, far below one count of a 2^24
+  // table), evaluated by Estrin's scheme: a dependency chain of 3 multiply-adds
+  // instead of Horner's 7, which is what the decoder waits on.
+  constexpr double c2 = 0x1.0000000000000p-1, c3 = 0x1.5555555555555p-3, c4 = 0x1.5555555555555p-5,
+                   c5 = 0x1.1111111111111p-7, c6 = 0x1.6c16c16c16c17p-10, c7 = 0x1.a01a01a01a01ap-13;
   x = dmin(dmax(x, -700.0), 700.0);
   const double k = drint(dmul(x, kLog2e));
   const double r = dsub(dsub(x, dmul(k, kLn2Hi)), dmul(k, kLn2Lo));
-  double p = kCoeffs[0];
-#pragma unroll
-  for (int i = 1; i < 8; ++i) p = dadd(dmul(p, r), kCoeffs[i]);
+  const double r2 = dmul(r, r), r4 = dmul(r2, r2);
+  const double low = dadd(dadd(1.0, r), dmul(r2, dadd(c2, dmul(c3, r))));
+  const double high = dadd(dadd(c4, dmul(c5, r)), dmul(r2, dadd(c6, dmul(c7, r))));
+  const double p = dadd(low, dmul(r4, high));
   // 2^k in two normal factors; the result (>= e^-700) is normal, so both products are exact.
   const double half = trunc(dmul(k, 0.5));
   return dmul(dmul(p, pow2(half)), pow2(dsub(k, half)));
@@ -259,6 +258,24 @@ FK_HOST_DEVICE double logistic_count(double b, double f, const LogisticWindow& w
   return b <= w.lo ? 0.0 : (b > w.hi ? w.escape : inner);
 }
 
+// log(x) within 2e-4 for normal x > 0: exponent plus a degree-4 fit of
+// log2(1 + f). Aims the logistic decoder's search, which then checks exactly.
+FK_HOST_DEVICE float rough_log(float x) {
+#ifdef __CUDA_ARCH__
+  return __logf(x);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const float exponent = static_cast<float>(static_cast<int32_t>((bits >> 23) & 0xffu) - 127);
+  const uint32_t mantissa_bits = (bits & 0x007fffffu) | 0x3f800000u;
+  float f;
+  std::memcpy(&f, &mantissa_bits, sizeof f);
+  f -= 1.0f;
+  const float log2 = exponent + f * (1.43854765f + f * (-0.67808746f + f * (0.32364232f - f * 0.08429226f)));
+  return log2 * 0.69314718f;
+#endif
+}
+
 FK_HOST_DEVICE uint32_t to_count(double c) { return static_cast<uint32_t>(static_cast<int32_t>(c)); }
 
 template <int MaxK>
@@ -330,16 +347,10 @@ struct LogisticModel {
 
   FK_HOST_DEVICE Found search(uint32_t slot) const {
     Bracket br{static_cast<int64_t>(window.lo), static_cast<int64_t>(window.hi) + 1, 0, to_count(window.escape)};
-    // logit((slot + 1/2) / 2^p), without a division; only a guess, so float logs do.
+    // logit((slot + 1/2) / 2^p), without a division; only a guess, so rough logs do.
     const float below_slot = static_cast<float>(slot) + 0.5f;
     const float above_slot = static_cast<float>(window.escape + 1.0) - below_slot;
-#if defined(__CUDA_ARCH__)
-    const double logit = __logf(below_slot) - __logf(above_slot);
-#elif defined(__CUDACC__)
-    const double logit = std::log(below_slot) - std::log(above_slot);  // host side of a .cu file
-#else
-    const double logit = fastmath::log(below_slot) - fastmath::log(above_slot);
-#endif
+    const double logit = rough_log(below_slot) - rough_log(above_slot);
     double guess = guess_mu + logit * guess_scale + 0.5;
     guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
     const int64_t g = static_cast<int64_t>(floor(guess));

@@ -77,19 +77,18 @@ ESCAPE_PRECISION = 16
 _LOG2E = float.fromhex("0x1.71547652b82fep+0")
 _LN2_HI = float.fromhex("0x1.62e42fee00000p-1")
 _LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
-_EXP_COEFFS = [
+# 1/n! for n = 2..7 (degree 7: relative error < 6e-9, far below one count in 2^24).
+_C2, _C3, _C4, _C5, _C6, _C7 = (
     float.fromhex(h)
     for h in (
-        "0x1.a01a01a01a01ap-13",
-        "0x1.6c16c16c16c17p-10",
-        "0x1.1111111111111p-7",
-        "0x1.5555555555555p-5",
-        "0x1.5555555555555p-3",
         "0x1.0000000000000p-1",
-        "0x1.0000000000000p+0",
-        "0x1.0000000000000p+0",
+        "0x1.5555555555555p-3",
+        "0x1.5555555555555p-5",
+        "0x1.1111111111111p-7",
+        "0x1.6c16c16c16c17p-10",
+        "0x1.a01a01a01a01ap-13",
     )
-]  # 1/n!, highest degree (7) first: relative error < 6e-9, far below one count in 2^24
+)
 
 
 def det_exp(x: float) -> float:
@@ -100,9 +99,11 @@ def det_exp(x: float) -> float:
     x = min(max(x, -700.0), 700.0)
     k = float(round(x * _LOG2E))  # round half to even, like rint
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _EXP_COEFFS[0]
-    for c in _EXP_COEFFS[1:]:
-        p = p * r + c
+    r2 = r * r
+    r4 = r2 * r2
+    low = (1.0 + r) + r2 * (_C2 + _C3 * r)  # Estrin's scheme, in this exact order
+    high = (_C4 + _C5 * r) + r2 * (_C6 + _C7 * r)
+    p = low + r4 * high
     return math.ldexp(p, int(k))  # exact: the result is a normal double
 
 
