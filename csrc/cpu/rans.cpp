@@ -398,6 +398,14 @@ FK_INLINE int64_t weight_sum(const T* in, int64_t begin, int64_t end, float scal
   return sum;
 }
 
+// Asks for a row two symbols ahead: the row passes are short, so the memory
+// latency of the next rows would otherwise sit between them.
+template <typename T>
+FK_INLINE void prefetch_row(const T* row, int64_t K) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  for (int64_t offset = 0; offset < K * static_cast<int64_t>(sizeof(T)); offset += 64) __builtin_prefetch(bytes + offset);
+}
+
 template <typename T>
 struct ProbsArgs {
   const T* probs;
@@ -418,6 +426,7 @@ FK_MULTIVERSION void intervals_of(const ProbsArgs<T>& a, const int64_t* sym, int
   const int64_t K = a.table.K;
   for (int64_t i = begin; i < end; ++i) {
     const T* in = a.row(i / L, i % L);
+    if (i + 2 < end) prefetch_row(a.row((i + 2) / L, (i + 2) % L), K);
     const int64_t s = sym[i];
     QuantizedRow row;
     if (s < 0 || s >= K || !row_scale(in, K, a.precision, row)) {
@@ -441,6 +450,7 @@ FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_
   code_lanes(state, words, lengths, L, begin, end, false, &exhausted,
              [&](Lane& lane, int64_t n, int64_t pos, int64_t) FK_LAMBDA_INLINE {
                const T* in = a.row(n, pos);
+               if (pos + 1 < L) prefetch_row(a.row(n, pos + 1), K);
                QuantizedRow row;
                if (!row_scale(in, K, a.precision, row)) {
                  record_error(bad, n * L + pos);
