@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cfloat>
+#include <cstring>
 #include <memory>
 #include <limits>
 #include <vector>
@@ -374,15 +375,22 @@ at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tens
 
 template <typename T>
 FK_INLINE bool row_scale(const T* in, int64_t K, int precision, QuantizedRow& row) {
-  float m = -INFINITY;
-  int bad = 0;
-#pragma omp simd reduction(max : m) reduction(| : bad)
+  // One unsigned maximum over the bit patterns gives both the maximum and the
+  // validity: +0 .. FLT_MAX are exactly the patterns 0 .. 0x7f7fffff in the
+  // same order, and a negative, inf or NaN entry pushes the maximum above.
+  // (-0.0 counts as 0.)
+  uint32_t top_bits = 0;
+#pragma omp simd reduction(max : top_bits)
   for (int64_t i = 0; i < K; ++i) {
     const float v = static_cast<float>(in[i]);
-    bad |= !((v >= 0.0f) & (v <= FLT_MAX));  // false for NaN, negatives and inf
-    m = v > m ? v : m;
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    bits = bits == 0x80000000u ? 0u : bits;
+    top_bits = bits > top_bits ? bits : top_bits;
   }
-  return row.finish(m, bad != 0, K, false, precision);
+  float top;
+  std::memcpy(&top, &top_bits, sizeof top);
+  return row.finish(top, top_bits > 0x7f7fffffu, K, false, precision);
 }
 
 // The weight of one entry: v * scale >= 0, so truncation is the floor (one
