@@ -37,15 +37,20 @@ struct LogisticShape {
   int64_t components;  // K, the mixture size (last dimension of mu)
 };
 
-// Checks the arguments of discretized_logistic_logp(_backward) and returns
-// its sizes. Shapes: x [...], mu / log_scale / logit_pi [..., K].
+// Checks the arguments of discretized_logistic_logp (and, with grad, of its
+// backward) and returns its sizes. Shapes: x [...], mu / log_scale / logit_pi [..., K].
 inline LogisticShape check_logistic_args(const char* op, c10::DeviceType device,
                                          const at::Tensor& x, const at::Tensor& mu,
                                          const at::Tensor& log_scale,
                                          const std::optional<at::Tensor>& logit_pi,
-                                         double bin_width) {
+                                         double bin_width, const at::Tensor* grad = nullptr) {
   check_floating(op, "x", x);
   check_device(op, "x", x, device);
+  if (grad != nullptr) {  // the backward op's incoming gradient, shaped like x
+    check_same_dtype(op, "grad", *grad, x);
+    check_same_device(op, "grad", *grad, x);
+    check_shape(op, "grad", *grad, x.sizes(), "x.shape");
+  }
   const at::Tensor* params[] = {&mu, &log_scale};
   const char* names[] = {"mu", "log_scale"};
   for (int i = 0; i < 2; ++i) {

@@ -253,10 +253,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discretized_logistic_logp_backwar
     double bin_width, std::optional<double> lower, std::optional<double> upper) {
   const char* op = "discretized_logistic_logp_backward";
   const auto shape = check_logistic_args(op, c10::DeviceType::CPU, x_in, mu_in, log_scale_in,
-                                         logit_pi_in, bin_width);
-  check_same_dtype(op, "grad", grad_in, x_in);
-  check_same_device(op, "grad", grad_in, x_in);
-  check_shape(op, "grad", grad_in, x_in.sizes(), "x.shape");
+                                         logit_pi_in, bin_width, &grad_in);
   const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous(), mu = mu_in.contiguous(),
                    log_scale = log_scale_in.contiguous();
   const auto logit_pi = contiguous_opt(logit_pi_in);

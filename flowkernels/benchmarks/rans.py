@@ -42,6 +42,28 @@ def _overhead(bits: float, ideal: float) -> str:
     return f"{100.0 * (bits / ideal - 1.0):+.3f}%"
 
 
+def _encode_decode_cases(model, shape, threads, target, items, reference_items, notes, encode, decode) -> list[Case]:
+    """The encode and decode rows of one model; ``encode``/``decode`` are (kernel, reference, peers)."""
+    return [
+        Case(
+            FAMILY,
+            f"{model} {op}",
+            shape,
+            "fwd",
+            kernel=kernel,
+            reference=reference,
+            peers=peers,
+            target=target,
+            items=items,
+            reference_items=reference_items,
+            threads=threads,
+            notes=notes if op == "encode" else "",
+            measure_memory=False,
+        )
+        for op, (kernel, reference, peers) in (("encode", encode), ("decode", decode))
+    ]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -103,37 +125,17 @@ def _categorical(lanes: int, L: int, threads: int, gen: torch.Generator, subset:
         decode_peers["constriction"] = lambda: constriction.stream.stack.AnsCoder(compressed).decode(family, flat_probs)
     target = Target(min_speedup=100.0, peer="constriction", min_peer_speedup=2.0 if threads == 1 else None)
     shape = f"{lanes}x{L}, K={K}" + (f" ({device.type})" if device.type != "cpu" else "")
-    return [
-        Case(
-            FAMILY,
-            "categorical encode",
-            shape,
-            "fwd",
-            kernel=encode,
-            reference=reference_encode,
-            peers=encode_peers,
-            target=target,
-            items=n,
-            reference_items=lanes * subset,
-            threads=threads,
-            notes=notes,
-            measure_memory=False,
-        ),
-        Case(
-            FAMILY,
-            "categorical decode",
-            shape,
-            "fwd",
-            kernel=decode,
-            reference=reference_decode,
-            peers=decode_peers,
-            target=target,
-            items=n,
-            reference_items=lanes * subset,
-            threads=threads,
-            measure_memory=False,
-        ),
-    ]
+    return _encode_decode_cases(
+        "categorical",
+        shape,
+        threads,
+        target,
+        n,
+        lanes * subset,
+        notes,
+        (encode, reference_encode, encode_peers),
+        (decode, reference_decode, decode_peers),
+    )
 
 
 def _logistic(lanes: int, L: int, threads: int, gen: torch.Generator, subset: int, device) -> list[Case]:
@@ -201,37 +203,17 @@ def _logistic(lanes: int, L: int, threads: int, gen: torch.Generator, subset: in
         )
     target = Target(min_speedup=100.0, peer="constriction", min_peer_speedup=1.5 if threads == 1 else None)
     shape = f"{lanes}x{L}, [{lower}, {upper}]" + (f" ({device.type})" if device.type != "cpu" else "")
-    return [
-        Case(
-            FAMILY,
-            "logistic encode",
-            shape,
-            "fwd",
-            kernel=encode,
-            reference=reference_encode,
-            peers=encode_peers,
-            target=target,
-            items=n,
-            reference_items=lanes * subset,
-            threads=threads,
-            notes=notes,
-            measure_memory=False,
-        ),
-        Case(
-            FAMILY,
-            "logistic decode",
-            shape,
-            "fwd",
-            kernel=decode,
-            reference=reference_decode,
-            peers=decode_peers,
-            target=target,
-            items=n,
-            reference_items=lanes * subset,
-            threads=threads,
-            measure_memory=False,
-        ),
-    ]
+    return _encode_decode_cases(
+        "logistic",
+        shape,
+        threads,
+        target,
+        n,
+        lanes * subset,
+        notes,
+        (encode, reference_encode, encode_peers),
+        (decode, reference_decode, decode_peers),
+    )
 
 
 def cases(*, quick: bool = False, device: str = "cpu", compile_peers: bool = True) -> list[Case]:
