@@ -271,6 +271,15 @@ inline int64_t check_quantize_call(const char* op, c10::DeviceType device, const
   return K;
 }
 
+// What a row of probabilities (or logits) must be, for error messages.
+constexpr const char* kValidProbabilities = "distribution (NaN, inf or negative entries, or no positive entry)";
+constexpr const char* kValidLogits = "set of logits (NaN or +inf, or all -inf)";
+
+inline void check_quantized_rows(const char* op, int64_t bad_row, bool logits) {
+  TORCH_CHECK_VALUE(bad_row == kNoError, "flowkernels.", op, ": row ", bad_row, " is not a valid ",
+                    logits ? kValidLogits : kValidProbabilities);
+}
+
 inline void check_room(const char* op, const at::Tensor& words, const at::Tensor& lengths, int64_t needed) {
   const int64_t longest = lengths.numel() ? lengths.max().item<int64_t>() : 0;
   TORCH_CHECK(longest + needed <= words.size(1), "flowkernels.", op, ": 'words' has room for ",

@@ -517,8 +517,7 @@ void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, c
   if (bad.load() != kNoError) {
     const int64_t i = bad.load();
     TORCH_CHECK_VALUE(false, "flowkernels.", op, ": symbol ", sym[i], " at lane ", i / L, ", position ", i % L,
-                      " is outside the alphabet [0, ", table.K, ") or its probability row is not a valid ",
-                      "distribution (NaN, inf or negative entries, or no positive entry)");
+                      " is outside the alphabet [0, ", table.K, ") or its probability row is not a valid ", kValidProbabilities);
   }
   check_room(op, words, lengths, L);
   at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
@@ -550,7 +549,7 @@ at::Tensor pop_probs_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor&
   });
   TORCH_CHECK_VALUE(bad.load() == kNoError, "flowkernels.", op, ": the probability row at lane ",
                     bad.load() / std::max<int64_t>(count, 1), ", position ", bad.load() % std::max<int64_t>(count, 1),
-                    " is not a valid distribution (NaN, inf or negative entries, or no positive entry)");
+                    " is not a valid ", kValidProbabilities);
   check_not_exhausted(op, exhausted.load());
   return out;
 }
@@ -576,9 +575,7 @@ at::Tensor quantize_pdf_cpu(const at::Tensor& probs_in, int64_t precision, bool 
           record_error(bad_row, r);
     });
   });
-  TORCH_CHECK_VALUE(bad_row.load() == kNoError, "flowkernels.", op, ": row ", bad_row.load(), " is not a valid ",
-                    logits ? "set of logits (NaN or +inf, or all -inf)"
-                           : "distribution (NaN, inf or negative entries, or no positive entry)");
+  check_quantized_rows(op, bad_row.load(), logits);
   return cdf;
 }
 

@@ -345,8 +345,7 @@ void push_probs_cuda(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, 
   const int64_t i = bad.get();
   TORCH_CHECK_VALUE(i == kNoError, "flowkernels.", op, ": symbol ",
                     i == kNoError ? 0 : symbols.view(-1)[i].item<int64_t>(), " at lane ", i / L, ", position ", i % L,
-                    " is outside the alphabet [0, ", table.K, ") or its probability row is not a valid ",
-                    "distribution (NaN, inf or negative entries, or no positive entry)");
+                    " is outside the alphabet [0, ", table.K, ") or its probability row is not a valid ", kValidProbabilities);
   check_room(op, words, lengths, L);
   push_intervals_kernel<<<blocks_for(lanes), kThreads, 0, stream()>>>(
       state.data_ptr<int64_t>(), words.data_ptr<int32_t>(), lengths.data_ptr<int64_t>(), words.size(1), lanes, L, iv,
@@ -375,7 +374,7 @@ at::Tensor pop_probs_cuda(at::Tensor& state, const at::Tensor& words, at::Tensor
   });
   const int64_t b = bad.get();
   TORCH_CHECK_VALUE(b == kNoError, "flowkernels.", op, ": the probability row at lane ", b / count, ", position ",
-                    b % count, " is not a valid distribution (NaN, inf or negative entries, or no positive entry)");
+                    b % count, " is not a valid ", kValidProbabilities);
   check_not_exhausted(op, exhausted.get());
   return out;
 }
@@ -408,9 +407,7 @@ at::Tensor quantize_pdf_cuda(const at::Tensor& probs_in, int64_t precision, bool
         static_cast<int>(precision), bad_row.ptr());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  TORCH_CHECK_VALUE(bad_row.get() == kNoError, "flowkernels.", op, ": row ", bad_row.get(), " is not a valid ",
-                    logits ? "set of logits (NaN or +inf, or all -inf)"
-                           : "distribution (NaN, inf or negative entries, or no positive entry)");
+  check_quantized_rows(op, bad_row.get(), logits);
   return cdf;
 }
 
