@@ -6,6 +6,9 @@
 // Written in C++ rather than with torch.library.register_autograd because the
 // Python route costs ~15-30 us of interpreter work per call, which is longer
 // than the whole kernel for the elementwise ops at IDF's sizes.
+#include "arconv.h"
+
+#include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
@@ -114,12 +117,74 @@ at::Tensor discretized_logistic_logp_autograd(const at::Tensor& x, const at::Ten
   return DiscretizedLogistic::apply(x, mu, log_scale, logit_pi, bin_width, lower, upper);
 }
 
+// ---- ar_conv2d_inverse: the backward is the transposed triangular solve -------
+//
+// x = A^-1 (y - b), where A is the masked convolution. Then
+//   dL/dy = A^-T dL/dx, and A^T is itself an autoregressive convolution with
+//   the opposite order: weight W^T[c_in, c_out] flipped in space, reverse
+//   flipped (its mask maps onto the same entries of W), so it is one more
+//   ar_conv2d_inverse call;
+//   dL/db = -sum dL/dy over batch and pixels;
+//   dL/dW = -(weight gradient of conv2d(x, W * M) for grad_output dL/dy) * M.
+
+using ArConvInverseSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
+                                          const std::optional<at::Tensor>&, bool);
+
+class ArConv2dInverse : public torch::autograd::Function<ArConv2dInverse> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, bool reverse) {
+    at::Tensor x;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      x = inverse_op().call(y, weight, bias, reverse);
+    }
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["has_bias"] = bias.has_value();
+    return x;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1];
+    const bool reverse = ctx->saved_data["reverse"].toBool();
+    const at::Tensor transposed = weight.transpose(0, 1).flip({2, 3});
+    const at::Tensor grad_y = inverse_op().call(grads[0], transposed, std::nullopt, !reverse);
+    at::Tensor grad_weight, grad_bias;
+    if (ctx->needs_input_grad(1)) {
+      const int64_t C = weight.size(0), k = weight.size(2);
+      const at::Tensor mask = ar_conv2d_mask(C, k, reverse, weight.options());
+      auto grads_conv = at::convolution_backward(
+          grad_y, x, weight * mask, /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
+          /*padding=*/{k / 2, k / 2}, /*dilation=*/{1, 1}, /*transposed=*/false,
+          /*output_padding=*/{0, 0}, /*groups=*/1, /*output_mask=*/{false, true, false});
+      grad_weight = -std::get<1>(grads_conv) * mask;
+    }
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
+      grad_bias = -grad_y.sum({0, 2, 3});
+    return {grad_y, grad_weight, grad_bias, at::Tensor()};
+  }
+
+ private:
+  static const c10::TypedOperatorHandle<ArConvInverseSignature>& inverse_op() {
+    static const auto op = find_op<ArConvInverseSignature>("flowkernels::ar_conv2d_inverse");
+    return op;
+  }
+};
+
+at::Tensor ar_conv2d_inverse_autograd(const at::Tensor& y, const at::Tensor& weight,
+                                      const std::optional<at::Tensor>& bias, bool reverse) {
+  return ArConv2dInverse::apply(y, weight, bias, reverse);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(flowkernels, Autograd, m) {
   m.impl("round_ste", &round_ste_autograd);
   m.impl("integer_coupling", &integer_coupling_autograd);
   m.impl("discretized_logistic_logp", &discretized_logistic_logp_autograd);
+  m.impl("ar_conv2d_inverse", &ar_conv2d_inverse_autograd);
 }
 
 }  // namespace flowkernels

@@ -38,15 +38,16 @@ inline void check_floating(const char* op, const char* arg, const at::Tensor& t)
 }
 
 inline void check_same_dtype(const char* op, const char* arg, const at::Tensor& t,
-                             const at::Tensor& like) {
+                             const at::Tensor& like, const char* like_name = "x") {
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), "flowkernels.", op, ": argument '", arg,
-              "' must have dtype ", like.scalar_type(), " like 'x', got ", t.scalar_type());
+              "' must have dtype ", like.scalar_type(), " like '", like_name, "', got ",
+              t.scalar_type());
 }
 
 inline void check_same_device(const char* op, const char* arg, const at::Tensor& t,
-                              const at::Tensor& like) {
+                              const at::Tensor& like, const char* like_name = "x") {
   TORCH_CHECK(t.device() == like.device(), "flowkernels.", op, ": argument '", arg,
-              "' must be on ", like.device(), " like 'x', got ", t.device());
+              "' must be on ", like.device(), " like '", like_name, "', got ", t.device());
 }
 
 inline void check_shape(const char* op, const char* arg, const at::Tensor& t,

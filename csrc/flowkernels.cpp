@@ -50,6 +50,11 @@ TORCH_LIBRARY(flowkernels, m) {
   m.def(
       "rans_pop_probs(Tensor(a!) state, Tensor words, Tensor(c!) lengths, Tensor probs, int precision, int count) "
       "-> Tensor");
+  // ---- arconv family -----------------------------------------------------------
+  // ar_conv2d is CompositeImplicitAutograd (a masked torch conv2d, csrc/arconv.cpp);
+  // its inverse is a triangular solve with CPU and CUDA kernels.
+  m.def("ar_conv2d(Tensor x, Tensor weight, Tensor? bias=None, *, bool reverse=False) -> Tensor");
+  m.def("ar_conv2d_inverse(Tensor y, Tensor weight, Tensor? bias=None, *, bool reverse=False) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

@@ -6,6 +6,7 @@ the device of its inputs.
 """
 
 from . import rans as _rans  # noqa: F401  (fake kernels of the rans ops)
+from .arconv import ar_conv2d, ar_conv2d_inverse
 from .coupling import discretized_logistic_logp, integer_coupling, round_ste
 
-__all__ = ["round_ste", "integer_coupling", "discretized_logistic_logp"]
+__all__ = ["round_ste", "integer_coupling", "discretized_logistic_logp", "ar_conv2d", "ar_conv2d_inverse"]

@@ -1,5 +1,5 @@
 """Pure-PyTorch references of every op: the oracles for tests and benchmarks."""
 
-from . import coupling
+from . import arconv, coupling
 
-__all__ = ["coupling"]
+__all__ = ["arconv", "coupling"]
