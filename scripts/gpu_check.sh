@@ -38,7 +38,7 @@ echo "== tests"
 tests_rc=$?
 tail -3 "$out/tests.log"
 
-echo "== benchmarks on cuda (coupling kernels; rANS with 16384 lanes)"
+echo "== benchmarks on cuda (coupling kernels; rANS with 16384 lanes; arconv inverse up to 128x12x64x64)"
 "$py" -m flowkernels.cli bench --device cuda --json "$out/bench_cuda.json" > "$out/bench_cuda.txt" 2>&1
 bench_rc=$?
 cat "$out/bench_cuda.txt"

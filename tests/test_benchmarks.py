@@ -65,6 +65,25 @@ def test_quick_rans_suite_measures_rates_against_the_reference():
     assert "M/s" in table and "bits over ideal" in table
 
 
+def test_quick_arconv_suite_reports_rates_and_the_forward_peer():
+    results = benchmarks.run(["arconv"], quick=True, min_run_time=0.01, progress=False)
+    assert {r.case.op for r in results} == {"ar_conv2d_inverse"}
+    for r in results:
+        assert r.case.items and set(r.peer_s) == {"forward ar_conv2d"}
+        assert "round-trip max error" in r.case.notes
+    assert "M/s" in benchmarks.format_table(results)
+
+
+def test_rate_target_needs_items_and_the_rate():
+    case = Case("demo", "op", "1", "fwd", kernel=lambda: None, reference=lambda: None, target=Target(min_rate=2.0))
+    result = benchmarks.Result(case, kernel_s=1e-6, reference_s=1e-5, peer_s={}, kernel_peak=None, reference_peak=None)
+    assert result.target_met() is False  # no items: no rate to compare
+    case.items = 4  # 4 items per microsecond = 4 M/s
+    assert result.target_met() is True
+    case.items = 1
+    assert result.target_met() is False
+
+
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown benchmark families"):
         benchmarks.run(["nope"], quick=True)

@@ -34,9 +34,12 @@ class Target:
     min_memory_ratio: float | None = None  # reference peak memory / kernel peak memory
     peer: str | None = None  # a peer that the kernel must outpace...
     min_peer_speedup: float | None = None  # ...by this factor (peer time / kernel time)
+    min_rate: float | None = None  # kernel throughput, million items per second (needs Case.items)
 
     def describe(self) -> str:
         parts = []
+        if self.min_rate is not None:
+            parts.append(f">= {self.min_rate:g} M/s")
         if self.min_speedup is not None:
             parts.append(f"speed >= {self.min_speedup:g}x")
         if self.peer is not None and self.min_peer_speedup is not None:
@@ -93,9 +96,11 @@ class Result:
 
     def target_met(self) -> bool | None:
         target = self.case.target
-        if target.min_speedup is None and target.min_memory_ratio is None:
+        if target.min_speedup is None and target.min_memory_ratio is None and target.min_rate is None:
             return None
         ok = True
+        if target.min_rate is not None:
+            ok &= self.case.items is not None and 1.0 / self.per_item(self.kernel_s) >= target.min_rate * 1e6
         if target.min_speedup is not None:
             ok &= self.speedup >= target.min_speedup
         if target.min_memory_ratio is not None:
