@@ -52,7 +52,7 @@ fingerprint=$( { python -c "import torch; print(torch.__version__)"; cat setup.p
                  find csrc -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$fingerprint" ] || ! python -c "import flowkernels" 2>/dev/null; then
   step "building and installing flowkernels (a minute or two on 2 cores)"
-  MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install --quiet --no-build-isolation -e ".[test,bench]"
+  MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install --quiet --no-build-isolation -e ".[test,bench,models]"
   echo "$fingerprint" > "$stamp"
 fi
 

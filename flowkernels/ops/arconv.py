@@ -80,8 +80,10 @@ def _ar_conv2d_inverse_fake(y, weight, bias=None, *, reverse=False):
     C = y.shape[1]
     torch._check(
         weight.dim() == 4 and weight.shape[0] == C and weight.shape[1] == C and weight.shape[2] == weight.shape[3],
-        lambda: f"flowkernels.ar_conv2d_inverse: argument 'weight' must be [C, C, k, k] with C = {C}, "
-        f"got {list(weight.shape)}",
+        lambda: (
+            f"flowkernels.ar_conv2d_inverse: argument 'weight' must be [C, C, k, k] with C = {C}, "
+            f"got {list(weight.shape)}"
+        ),
     )
     if bias is not None:
         torch._check(
