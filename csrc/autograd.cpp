@@ -7,6 +7,7 @@
 // Python route costs ~15-30 us of interpreter work per call, which is longer
 // than the whole kernel for the elementwise ops at IDF's sizes.
 #include "arconv.h"
+#include "hex.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -178,6 +179,81 @@ at::Tensor ar_conv2d_inverse_autograd(const at::Tensor& y, const at::Tensor& wei
   return ArConv2dInverse::apply(y, weight, bias, reverse);
 }
 
+// ---- hex_conv2d: input gradient is a hex_conv2d, weight gradient via oneDNN/cuDNN --
+
+using HexConvSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
+                                    const std::optional<at::Tensor>&);
+
+class HexConv2d : public torch::autograd::Function<HexConv2d> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["has_bias"] = bias.has_value();
+    return conv_op().call(x, weight, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &grad = grads[0];
+    const int64_t k = weight.size(2);
+    at::Tensor grad_x, grad_weight, grad_bias;
+    // The hexagonal mask is symmetric under (du, dv) -> (-du, -dv): the
+    // transposed convolution is a hex_conv2d with the flipped, transposed weight.
+    if (ctx->needs_input_grad(0))
+      grad_x = conv_op().call(grad, weight.transpose(0, 1).flip({2, 3}), std::nullopt);
+    if (ctx->needs_input_grad(1)) {
+      const at::Tensor mask = hex_conv_mask(k, weight.options());
+      auto grads_conv = at::convolution_backward(
+          grad, x, weight * mask, /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
+          /*padding=*/{k / 2, k / 2}, /*dilation=*/{1, 1}, /*transposed=*/false,
+          /*output_padding=*/{0, 0}, /*groups=*/1, /*output_mask=*/{false, true, false});
+      grad_weight = std::get<1>(grads_conv) * mask;
+    }
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
+      grad_bias = grad.sum({0, 2, 3});
+    return {grad_x, grad_weight, grad_bias};
+  }
+
+ private:
+  static const c10::TypedOperatorHandle<HexConvSignature>& conv_op() {
+    static const auto op = find_op<HexConvSignature>("flowkernels::hex_conv2d");
+    return op;
+  }
+};
+
+at::Tensor hex_conv2d_autograd(const at::Tensor& x, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias) {
+  return HexConv2d::apply(x, weight, bias);
+}
+
+// ---- hex_filter_transform: the backward is a gather-reduce op -------------------
+
+class HexFilterTransform : public torch::autograd::Function<HexFilterTransform> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& index,
+                            const at::Tensor& inverse_index) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op =
+        find_op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>(
+            "flowkernels::hex_filter_transform");
+    ctx->save_for_backward({inverse_index});
+    return op.call(weight, index, inverse_index);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = find_op<at::Tensor(const at::Tensor&, const at::Tensor&)>(
+        "flowkernels::hex_filter_transform_backward");
+    return {op.call(grads[0], ctx->get_saved_variables()[0]), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor hex_filter_transform_autograd(const at::Tensor& weight, const at::Tensor& index,
+                                         const at::Tensor& inverse_index) {
+  return HexFilterTransform::apply(weight, index, inverse_index);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(flowkernels, Autograd, m) {
@@ -185,6 +261,8 @@ TORCH_LIBRARY_IMPL(flowkernels, Autograd, m) {
   m.impl("integer_coupling", &integer_coupling_autograd);
   m.impl("discretized_logistic_logp", &discretized_logistic_logp_autograd);
   m.impl("ar_conv2d_inverse", &ar_conv2d_inverse_autograd);
+  m.impl("hex_conv2d", &hex_conv2d_autograd);
+  m.impl("hex_filter_transform", &hex_filter_transform_autograd);
 }
 
 }  // namespace flowkernels

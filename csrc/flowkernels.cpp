@@ -55,6 +55,14 @@ TORCH_LIBRARY(flowkernels, m) {
   // its inverse is a triangular solve with CPU and CUDA kernels.
   m.def("ar_conv2d(Tensor x, Tensor weight, Tensor? bias=None, *, bool reverse=False) -> Tensor");
   m.def("ar_conv2d_inverse(Tensor y, Tensor weight, Tensor? bias=None, *, bool reverse=False) -> Tensor");
+
+  // ---- hex family --------------------------------------------------------------
+  // Planar hexagonal convolution over the live taps of a [O, I, 2R+1, 2R+1] weight.
+  m.def("hex_conv2d(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
+  // Group-convolution filter expansion: weight [O, I, S] -> [O, G, I, S] by the
+  // table index [G, S] (-1: zero); inverse_index [G, S] drives the backward.
+  m.def("hex_filter_transform(Tensor weight, Tensor index, Tensor inverse_index) -> Tensor");
+  m.def("hex_filter_transform_backward(Tensor grad, Tensor inverse_index) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

@@ -8,5 +8,15 @@ the device of its inputs.
 from . import rans as _rans  # noqa: F401  (fake kernels of the rans ops)
 from .arconv import ar_conv2d, ar_conv2d_inverse
 from .coupling import discretized_logistic_logp, integer_coupling, round_ste
+from .hex import hex_conv2d, hex_filter_transform, hex_group_conv2d
 
-__all__ = ["round_ste", "integer_coupling", "discretized_logistic_logp", "ar_conv2d", "ar_conv2d_inverse"]
+__all__ = [
+    "round_ste",
+    "integer_coupling",
+    "discretized_logistic_logp",
+    "ar_conv2d",
+    "ar_conv2d_inverse",
+    "hex_conv2d",
+    "hex_filter_transform",
+    "hex_group_conv2d",
+]

@@ -1,0 +1,83 @@
+// Device-independent parts of the hex family: argument checks, the mask, and
+// the square-convolution formulation that both devices fall back on.
+#include "hex.h"
+
+#include <ATen/ATen.h>
+
+namespace flowkernels {
+
+int64_t check_hex_conv_args(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias,
+                            std::optional<c10::DeviceType> device) {
+  check_floating(op, "x", x);
+  if (device) check_device(op, "x", x, *device);
+  TORCH_CHECK(x.dim() == 4, "flowkernels.", op,
+              ": argument 'x' must be a 4-D batch of axial hexagonal images [B, C, H, W], got shape ",
+              shape_str(x.sizes()));
+  check_same_dtype(op, "weight", weight, x);
+  check_same_device(op, "weight", weight, x);
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == x.size(1) && weight.size(2) == weight.size(3),
+              "flowkernels.", op, ": argument 'weight' must have shape [O, I, k, k] with I = ",
+              x.size(1), " (the channels of 'x'), got ", shape_str(weight.sizes()));
+  const int64_t k = weight.size(2);
+  TORCH_CHECK(k % 2 == 1, "flowkernels.", op,
+              ": argument 'weight' must have an odd kernel size k = 2R + 1 (a hexagonal filter of "
+              "radius R has a centre cell), got k = ",
+              k);
+  if (bias) {
+    check_same_dtype(op, "bias", *bias, x);
+    check_same_device(op, "bias", *bias, x);
+    check_shape(op, "bias", *bias, {weight.size(0)}, "[O]");
+  }
+  return k;
+}
+
+at::Tensor hex_conv_mask(int64_t kernel_size, const at::TensorOptions& options) {
+  const int64_t R = kernel_size / 2;
+  const auto offsets = at::arange(-R, R + 1, options.dtype(at::kLong));
+  const auto du = offsets.view({kernel_size, 1}), dv = offsets.view({1, kernel_size});
+  const auto distance = at::maximum(at::maximum(du.abs(), dv.abs()), (du + dv).abs());
+  return distance.le(R).to(options.dtype());
+}
+
+at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias) {
+  const int64_t k = weight.size(2);
+  return at::conv2d(x, weight * hex_conv_mask(k, weight.options()), bias, /*stride=*/1,
+                    /*padding=*/k / 2);
+}
+
+void check_filter_transform_args(const char* op, const at::Tensor& values, int64_t values_dim,
+                                 const at::Tensor& table, const char* table_name,
+                                 std::optional<c10::DeviceType> device) {
+  const char* name = values_dim == 3 ? "weight" : "grad";
+  check_floating(op, name, values);
+  if (device) check_device(op, name, values, *device);
+  TORCH_CHECK(values.dim() == values_dim, "flowkernels.", op, ": argument '", name, "' must be ",
+              values_dim, "-D (", values_dim == 3 ? "[O, I, S]" : "[O, G, I, S]", "), got shape ",
+              shape_str(values.sizes()));
+  TORCH_CHECK(table.scalar_type() == at::kLong && table.dim() == 2, "flowkernels.", op,
+              ": argument '", table_name, "' must be a 2-D int64 table [G, S], got ",
+              table.scalar_type(), " of shape ", shape_str(table.sizes()));
+  TORCH_CHECK(table.device() == values.device(), "flowkernels.", op, ": argument '", table_name,
+              "' must be on ", values.device(), " like '", name, "', got ", table.device());
+  TORCH_CHECK(table.size(1) == values.size(-1), "flowkernels.", op, ": argument '", table_name,
+              "' must have S = ", values.size(-1), " columns (the last dim of '", name, "'), got ",
+              shape_str(table.sizes()));
+  if (values_dim == 4)
+    TORCH_CHECK(table.size(0) == values.size(1), "flowkernels.", op, ": argument '", table_name,
+                "' must have G = ", values.size(1), " rows (dim 1 of 'grad'), got ",
+                shape_str(table.sizes()));
+  // Out-of-range entries would read outside the weight: refuse them (one
+  // reduction over a table of a few hundred entries). On CUDA that check
+  // would synchronise every call; the CUDA kernel reads an out-of-range
+  // entry as -1 (zero) instead, never outside the weight.
+  if (table.numel() > 0 && table.device().is_cpu()) {
+    const auto lo = table.min().item<int64_t>(), hi = table.max().item<int64_t>();
+    TORCH_CHECK_VALUE(lo >= -1 && hi < values.size(-1), "flowkernels.", op, ": argument '",
+                      table_name, "' has entries outside [-1, ", values.size(-1), "): min ", lo,
+                      ", max ", hi);
+  }
+}
+
+}  // namespace flowkernels

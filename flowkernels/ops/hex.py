@@ -1,0 +1,150 @@
+"""The hex kernel family: hexagonal convolutions on the axial lattice (HexaConv).
+
+* :func:`hex_conv2d` — planar hexagonal convolution of radius R over the 3R^2 + 3R + 1 live taps
+  of a ``(2R + 1) x (2R + 1)`` weight (the corners are ignored and get zero gradient). On CPUs with
+  AVX-512 a direct kernel computes only the live taps; elsewhere (float64, other CPUs, CUDA) the op
+  runs the vendor's square convolution with the masked weight.
+* :func:`hex_filter_transform` — expands compact group-convolution filters ``[O, I, G_in, k, k]`` into
+  the planar filter bank ``[O * G_out, I * G_in, k, k]`` by a gather from precomputed integer tables
+  (:func:`flowkernels.hex.filter_transform_tables`); its backward is a gather followed by a sum over
+  the group axis (deterministic, no atomics).
+* :func:`hex_group_conv2d` — the group convolution: filter transform, then ``hex_conv2d``.
+
+Conventions (axial storage, group axis layout) are documented in :mod:`flowkernels.hex`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..hex import GROUP_ORDERS, filter_transform_tables
+
+__all__ = ["hex_conv2d", "hex_filter_transform", "hex_group_conv2d"]
+
+_ops = torch.ops.flowkernels
+
+
+def hex_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Planar hexagonal convolution: ``conv2d(x, weight * hex_mask(R), bias, padding=R)``, stride 1.
+
+    Args:
+        x: axial hexagonal images ``[B, I, H, W]``, float32 or float64.
+        weight: ``[O, I, k, k]`` with ``k = 2R + 1`` odd; entries at hex distance > R are ignored.
+        bias: optional ``[O]``.
+
+    Returns:
+        ``[B, O, H, W]`` (zero padding outside the image).
+    """
+    return _ops.hex_conv2d(x, weight, bias)
+
+
+@functools.cache
+def _cached_tables(in_group: str, out_group: str, kernel_size: int, device: torch.device):
+    index, inverse = filter_transform_tables(in_group, out_group, kernel_size)
+    return index.to(device), inverse.to(device)
+
+
+# The tables are constants of (groups, kernel size, device): torch.compile embeds them instead of
+# tracing the Python that builds them.
+@torch._dynamo.assume_constant_result
+def _tables(in_group: str, out_group: str, kernel_size: int, device: torch.device):
+    return _cached_tables(in_group, out_group, kernel_size, device)
+
+
+def _group_order(name: str, argument: str) -> int:
+    if name not in GROUP_ORDERS:
+        raise ValueError(f"flowkernels.hex: {argument} must be one of {sorted(GROUP_ORDERS)}, got {name!r}")
+    return GROUP_ORDERS[name]
+
+
+def hex_filter_transform(weight: torch.Tensor, in_group: str, out_group: str) -> torch.Tensor:
+    """Expand compact group-convolution filters into a planar filter bank.
+
+    ``expanded[o, g, i, h] = T_g(weight[o, i, g^-1 h])`` where ``T_g`` rotates (and mirrors) a hexagonal
+    filter exactly, as a permutation of its cells.
+
+    Args:
+        weight: ``[O, I, G_in, k, k]``; ``G_in = 1`` for a planar (``"z2"``) input.
+        in_group, out_group: ``"z2" -> "p6"``, ``"p6" -> "p6"``, ``"z2" -> "p6m"``, ``"p6m" -> "p6m"``
+            (or ``"z2" -> "z2"``).
+
+    Returns:
+        ``[O * G_out, I * G_in, k, k]``, the weight of the equivalent planar ``hex_conv2d``.
+    """
+    g_in, g_out = _group_order(in_group, "in_group"), _group_order(out_group, "out_group")
+    if weight.dim() != 5 or weight.shape[2] != g_in or weight.shape[3] != weight.shape[4]:
+        raise ValueError(
+            f"flowkernels.hex_filter_transform: weight must be [O, I, G_in = {g_in}, k, k] for a {in_group} input, "
+            f"got {list(weight.shape)}"
+        )
+    n_out, n_in, _, k, _ = weight.shape
+    index, inverse = _tables(in_group, out_group, k, weight.device)
+    bank = _ops.hex_filter_transform(weight.reshape(n_out, n_in, g_in * k * k), index, inverse)
+    return bank.reshape(n_out * g_out, n_in * g_in, k, k)
+
+
+def hex_group_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    in_group: str,
+    out_group: str,
+) -> torch.Tensor:
+    """Hexagonal group convolution (Z2 -> p6, p6 -> p6, Z2 -> p6m, p6m -> p6m).
+
+    Args:
+        x: ``[B, I, H, W]`` for a ``"z2"`` input, ``[B, I, G_in, H, W]`` otherwise.
+        weight: compact filters ``[O, I, G_in, k, k]``.
+        bias: ``[O]``, one per output field, shared over the group axis.
+
+    Returns:
+        ``[B, O, G_out, H, W]``: rotating the input (:func:`flowkernels.hex.rotate60`) rotates the output.
+    """
+    g_in, g_out = _group_order(in_group, "in_group"), _group_order(out_group, "out_group")
+    expected_dim = 4 if in_group == "z2" else 5
+    if x.dim() != expected_dim or (expected_dim == 5 and x.shape[2] != g_in):
+        layout = "[B, I, H, W]" if in_group == "z2" else f"[B, I, {g_in}, H, W]"
+        raise ValueError(
+            f"flowkernels.hex_group_conv2d: x must be {layout} for a {in_group} input, got {list(x.shape)}"
+        )
+    if weight.dim() != 5 or weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"flowkernels.hex_group_conv2d: weight must be [O, I = {x.shape[1]}, G_in, k, k], got {list(weight.shape)}"
+        )
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    bank = hex_filter_transform(weight, in_group, out_group)
+    full_bias = None if bias is None else bias.repeat_interleave(g_out)
+    y = hex_conv2d(x.reshape(B, -1, H, W), bank, full_bias)
+    return y.reshape(B, weight.shape[0], g_out, H, W)
+
+
+# ---------------------------------------------------------------------------
+# Fake kernels.
+
+
+@torch.library.register_fake("flowkernels::hex_conv2d")
+def _hex_conv2d_fake(x, weight, bias=None):
+    torch._check(x.dim() == 4, lambda: f"flowkernels.hex_conv2d: argument 'x' must be 4-D, got {x.dim()}-D")
+    torch._check(
+        weight.dim() == 4 and weight.shape[1] == x.shape[1],
+        lambda: (
+            f"flowkernels.hex_conv2d: argument 'weight' must be [O, I, k, k] with I = {x.shape[1]}, "
+            f"got {list(weight.shape)}"
+        ),
+    )
+    return x.new_empty(x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
+
+
+@torch.library.register_fake("flowkernels::hex_filter_transform")
+def _hex_filter_transform_fake(weight, index, inverse_index):
+    n_out, n_in, cells = weight.shape
+    return weight.new_empty(n_out, index.shape[0], n_in, cells)
+
+
+@torch.library.register_fake("flowkernels::hex_filter_transform_backward")
+def _hex_filter_transform_backward_fake(grad, inverse_index):
+    n_out, _, n_in, cells = grad.shape
+    return grad.new_empty(n_out, n_in, cells)
