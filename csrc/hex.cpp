@@ -72,11 +72,13 @@ void check_filter_transform_args(const char* op, const at::Tensor& values, int64
   // reduction over a table of a few hundred entries). On CUDA that check
   // would synchronise every call; the CUDA kernel reads an out-of-range
   // entry as -1 (zero) instead, never outside the weight.
-  if (table.numel() > 0 && table.device().is_cpu()) {
-    const auto lo = table.min().item<int64_t>(), hi = table.max().item<int64_t>();
-    TORCH_CHECK_VALUE(lo >= -1 && hi < values.size(-1), "flowkernels.", op, ": argument '",
-                      table_name, "' has entries outside [-1, ", values.size(-1), "): min ", lo,
-                      ", max ", hi);
+  if (table.device().is_cpu()) {
+    const at::Tensor entries = table.contiguous();
+    const int64_t* p = entries.const_data_ptr<int64_t>();
+    for (int64_t n = 0; n < entries.numel(); ++n)
+      TORCH_CHECK_VALUE(p[n] >= -1 && p[n] < values.size(-1), "flowkernels.", op, ": argument '",
+                        table_name, "' has entries outside [-1, ", values.size(-1), "): ", p[n],
+                        " at flat position ", n);
   }
 }
 

@@ -55,6 +55,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$fingerprint" ] || ! python -c "import fl
   MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install --quiet --no-build-isolation -e ".[test,bench,models]"
   echo "$fingerprint" > "$stamp"
 fi
+# hexagdly (the hexagonal-convolution peer of the benchmarks and of one test) declares
+# torchvision as a dependency, which would replace torch; it needs only torch, so it is
+# installed without dependencies.
+if ! python -c "import hexagdly" 2>/dev/null; then
+  step "installing hexagdly 2.0.2 (benchmark peer, without its dependencies)"
+  pip install --quiet --no-deps hexagdly==2.0.2
+fi
 
 case "$command" in
   demo) step "flowkernels demo"; exec flowkernels demo "$@" ;;

@@ -74,6 +74,25 @@ def test_quick_arconv_suite_reports_rates_and_the_forward_peer():
     assert "M/s" in benchmarks.format_table(results)
 
 
+def test_quick_hex_suite_compares_planar_conv_with_its_peers():
+    results = benchmarks.run(["hex"], quick=True, min_run_time=0.01, progress=False)
+    planar = [r for r in results if r.case.op == "hex_conv2d"]
+    assert {r.case.mode for r in planar} == {"fwd", "fwd+bwd"}
+    for r in planar:
+        assert "square conv2d" in r.peer_s and r.target_met() is not None
+    assert any(r.case.op == "hex_filter_transform" and "p6 layer" in r.peer_s for r in results)
+
+
+def test_several_peer_requirements_must_all_hold():
+    case = Case("demo", "op", "1", "fwd", kernel=lambda: None, reference=lambda: None)
+    case.target = Target(also_peers=(("a", 2.0), ("b", 1.0)))
+    result = benchmarks.Result(case, 1.0, 1.0, {"a": 2.5, "b": 0.9}, None, None)
+    assert result.target_met() is False  # b is faster than the kernel
+    result.peer_s["b"] = 1.0
+    assert result.target_met() is True
+    assert "a" in case.target.describe() and "b" in case.target.describe()
+
+
 def test_rate_target_needs_items_and_the_rate():
     case = Case("demo", "op", "1", "fwd", kernel=lambda: None, reference=lambda: None, target=Target(min_rate=2.0))
     result = benchmarks.Result(case, kernel_s=1e-6, reference_s=1e-5, peer_s={}, kernel_peak=None, reference_peak=None)

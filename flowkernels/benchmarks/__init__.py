@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from . import arconv, coupling, rans
+from . import arconv, coupling, hex, rans
 from .harness import Case, Result, Target, format_table, run_cases
 
-SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv}
+SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv, "hex": hex}
 
 __all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "results_to_json"]
 

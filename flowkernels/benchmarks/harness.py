@@ -35,6 +35,11 @@ class Target:
     peer: str | None = None  # a peer that the kernel must outpace...
     min_peer_speedup: float | None = None  # ...by this factor (peer time / kernel time)
     min_rate: float | None = None  # kernel throughput, million items per second (needs Case.items)
+    also_peers: tuple[tuple[str, float], ...] = ()  # more (peer, minimum peer time / kernel time) pairs
+
+    def peer_requirements(self) -> list[tuple[str, float]]:
+        first = [(self.peer, self.min_peer_speedup)] if self.peer is not None and self.min_peer_speedup else []
+        return first + list(self.also_peers)
 
     def describe(self) -> str:
         parts = []
@@ -42,8 +47,8 @@ class Target:
             parts.append(f">= {self.min_rate:g} M/s")
         if self.min_speedup is not None:
             parts.append(f"speed >= {self.min_speedup:g}x")
-        if self.peer is not None and self.min_peer_speedup is not None:
-            parts.append(f">= {self.min_peer_speedup:g}x {self.peer}")
+        for peer, speedup in self.peer_requirements():
+            parts.append(f">= {speedup:g}x {peer}")
         if self.min_memory_ratio is not None:
             parts.append(f"memory <= 1/{self.min_memory_ratio:g}")
         return ", ".join(parts) or "-"
@@ -96,7 +101,12 @@ class Result:
 
     def target_met(self) -> bool | None:
         target = self.case.target
-        if target.min_speedup is None and target.min_memory_ratio is None and target.min_rate is None:
+        if (
+            target.min_speedup is None
+            and target.min_memory_ratio is None
+            and target.min_rate is None
+            and not target.peer_requirements()
+        ):
             return None
         ok = True
         if target.min_rate is not None:
@@ -106,8 +116,8 @@ class Result:
         if target.min_memory_ratio is not None:
             ratio = self.memory_ratio
             ok &= ratio is not None and ratio >= target.min_memory_ratio
-        if target.peer is not None and target.min_peer_speedup is not None:
-            ok &= target.peer in self.peer_s and self.peer_speedup(target.peer) >= target.min_peer_speedup
+        for peer, speedup in target.peer_requirements():
+            ok &= peer in self.peer_s and self.peer_speedup(peer) >= speedup
         return ok
 
 
