@@ -41,6 +41,7 @@ CONV_SHAPES = [
     (3, 2, 7, 5, 70),  # several column segments and a partial one
     (2, 1, 1, 1, 1),
     (1, 5, 33, 3, 17),  # output channels not a multiple of the kernel's block
+    (1, 96, 100, 5, 6),  # past the direct kernel's channel limit: the masked dense path
 ]
 
 

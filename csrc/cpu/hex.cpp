@@ -10,11 +10,13 @@
 //   padded copy of the input is made) and CB broadcast weights make CB x NV
 //   fused multiply-adds.
 //
-// Measured against oneDNN's square 3x3 convolution on one core (float32):
-// 2.7x faster at 16 -> 16 channels on 64x64 images, 1.05-1.2x at 32 to 96
-// channels, where oneDNN's blocked kernels run near peak and the direct
-// kernel's 7/9 of the work is what remains of its advantage. float64 and CPUs
-// without AVX-512 use oneDNN's convolution with the masked kernel.
+// Measured against oneDNN's square 3x3 convolution (float32, 2 threads, idle
+// machine): 1.2x faster at 16 -> 16 channels on 64x64 images and at 64 -> 64
+// on 32x32, equal at 96 -> 96, 0.8x at 192 -> 192, where the rows of all
+// input channels no longer fit in L1 and oneDNN's channel blocking wins. So
+// the direct kernel runs up to kDirectMaxChannelProduct = I * O; float64,
+// larger layers and CPUs without AVX-512 use oneDNN's convolution with the
+// masked kernel.
 //
 // hex_filter_transform: a gather over the flattened filter cells, and its
 // backward, a gather followed by a sum over the group axis (deterministic,
@@ -36,6 +38,8 @@
 
 namespace flowkernels {
 namespace {
+
+constexpr int64_t kDirectMaxChannelProduct = 8192;  // in_channels * out_channels
 
 // Live taps of a radius-R filter: their offsets, and their cell in the k x k square.
 struct Taps {
@@ -216,7 +220,9 @@ at::Tensor hex_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias) {
   check_hex_conv_args("hex_conv2d", x, weight, bias, c10::DeviceType::CPU);
 #ifdef FK_HEX_AVX512
-  if (x.scalar_type() == at::kFloat && cpu_has_avx512()) return hex_conv2d_direct(x, weight, bias);
+  if (x.scalar_type() == at::kFloat && cpu_has_avx512() &&
+      weight.size(0) * weight.size(1) <= kDirectMaxChannelProduct)
+    return hex_conv2d_direct(x, weight, bias);
 #endif
   return hex_conv2d_dense(x, weight, bias);
 }
