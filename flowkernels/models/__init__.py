@@ -1,5 +1,18 @@
 """Model classes that compose :mod:`flowkernels.nn` and :mod:`flowkernels.ops` into published systems."""
 
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
+from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet
 
-__all__ = ["CONV_KINDS", "Glow", "SplitPrior", "TrainHistory", "save_sample_grid", "train_glow"]
+__all__ = [
+    "CONV_KINDS",
+    "Glow",
+    "SplitPrior",
+    "TrainHistory",
+    "save_sample_grid",
+    "train_glow",
+    "LATTICES",
+    "HexNet",
+    "HexNetHistory",
+    "hex_digits",
+    "train_hexnet",
+]

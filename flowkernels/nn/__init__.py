@@ -2,9 +2,22 @@
 
 Convention (DESIGN.md): ``z, logdet = layer(x)`` maps data to latent, with the log-determinant of the
 Jacobian per sample (shape ``[B]``); ``x = layer.inverse(z)`` maps back. Inputs are ``[B, C, H, W]``.
+
+The hexagonal layers of :mod:`flowkernels.nn.hex` (HexaConv) are ordinary ``y = layer(x)`` modules.
 """
 
 from .flow import ActNorm, AffineCoupling, FlowLayer, FlowSequential, Squeeze
+from .hex import (
+    GroupPool,
+    HexAvgPool2d,
+    HexBatchNorm,
+    HexConv2d,
+    HexMaxPool2d,
+    P6ConvP6,
+    P6ConvZ2,
+    P6MConvP6M,
+    P6MConvZ2,
+)
 from .invconv import EmergingConv2d, Invertible1x1Conv, PeriodicConv2d
 
 __all__ = [
@@ -16,4 +29,13 @@ __all__ = [
     "Invertible1x1Conv",
     "EmergingConv2d",
     "PeriodicConv2d",
+    "HexConv2d",
+    "P6ConvZ2",
+    "P6ConvP6",
+    "P6MConvZ2",
+    "P6MConvP6M",
+    "GroupPool",
+    "HexMaxPool2d",
+    "HexAvgPool2d",
+    "HexBatchNorm",
 ]
