@@ -179,7 +179,7 @@ at::Tensor ar_conv2d_inverse_autograd(const at::Tensor& y, const at::Tensor& wei
   return ArConv2dInverse::apply(y, weight, bias, reverse);
 }
 
-// ---- hex_conv2d: the input gradient is a hex_conv2d, the weight gradient its own op --
+// ---- hex_conv2d: input gradient is a hex_conv2d, weight gradient via oneDNN/cuDNN --
 
 using HexConvSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
                                     const std::optional<at::Tensor>&);
@@ -204,10 +204,12 @@ class HexConv2d : public torch::autograd::Function<HexConv2d> {
     if (ctx->needs_input_grad(0))
       grad_x = conv_op().call(grad, weight.transpose(0, 1).flip({2, 3}), std::nullopt);
     if (ctx->needs_input_grad(1)) {
-      static const auto weight_op =
-          find_op<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>(
-              "flowkernels::hex_conv2d_weight_backward");
-      grad_weight = weight_op.call(grad, x, k);
+      const at::Tensor mask = hex_conv_mask(k, weight.options());
+      auto grads_conv = at::convolution_backward(
+          grad, x, weight * mask, /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
+          /*padding=*/{k / 2, k / 2}, /*dilation=*/{1, 1}, /*transposed=*/false,
+          /*output_padding=*/{0, 0}, /*groups=*/1, /*output_mask=*/{false, true, false});
+      grad_weight = std::get<1>(grads_conv) * mask;
     }
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
       grad_bias = grad.sum({0, 2, 3});

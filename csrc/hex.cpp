@@ -47,33 +47,6 @@ at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
                     /*padding=*/k / 2);
 }
 
-at::Tensor hex_conv2d_weight_backward_dense(const at::Tensor& grad, const at::Tensor& x,
-                                            int64_t kernel_size) {
-  const int64_t k = kernel_size;
-  const at::Tensor mask = hex_conv_mask(k, x.options());
-  const at::Tensor weight_shape = at::empty({grad.size(1), x.size(1), k, k}, x.options());
-  auto grads = at::convolution_backward(grad, x, weight_shape, /*bias_sizes=*/std::nullopt,
-                                        /*stride=*/{1, 1}, /*padding=*/{k / 2, k / 2},
-                                        /*dilation=*/{1, 1}, /*transposed=*/false,
-                                        /*output_padding=*/{0, 0}, /*groups=*/1,
-                                        /*output_mask=*/{false, true, false});
-  return std::get<1>(grads) * mask;
-}
-
-void check_hex_weight_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& x,
-                                    int64_t kernel_size, c10::DeviceType device) {
-  check_floating(op, "x", x);
-  check_device(op, "x", x, device);
-  check_same_dtype(op, "grad", grad, x);
-  check_same_device(op, "grad", grad, x);
-  TORCH_CHECK(x.dim() == 4 && grad.dim() == 4 && grad.size(0) == x.size(0) &&
-                  grad.size(2) == x.size(2) && grad.size(3) == x.size(3),
-              "flowkernels.", op, ": 'grad' [B, O, H, W] and 'x' [B, I, H, W] must agree in B, H, W, got ",
-              shape_str(grad.sizes()), " and ", shape_str(x.sizes()));
-  TORCH_CHECK(kernel_size > 0 && kernel_size % 2 == 1, "flowkernels.", op,
-              ": 'kernel_size' must be odd and positive, got ", kernel_size);
-}
-
 void check_filter_transform_args(const char* op, const at::Tensor& values, int64_t values_dim,
                                  const at::Tensor& table, const char* table_name,
                                  std::optional<c10::DeviceType> device) {

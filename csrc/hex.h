@@ -31,13 +31,6 @@ at::Tensor hex_conv_mask(int64_t kernel_size, const at::TensorOptions& options);
 at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias);
 
-// Weight gradient of hex_conv2d with the masked dense convolution (oneDNN, cuDNN):
-// [O, I, k, k], zero at the corner cells.
-at::Tensor hex_conv2d_weight_backward_dense(const at::Tensor& grad, const at::Tensor& x,
-                                            int64_t kernel_size);
-void check_hex_weight_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& x,
-                                    int64_t kernel_size, c10::DeviceType device);
-
 // Checks of hex_filter_transform's arguments (weight [O, I, S], tables [G, S] int64).
 void check_filter_transform_args(const char* op, const at::Tensor& values, int64_t values_dim,
                                  const at::Tensor& table, const char* table_name,

@@ -60,10 +60,6 @@ struct Taps {
 #ifdef FK_HEX_AVX512
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx2,bmi,bmi2")
-// GCC 12 reports a false "may be used uninitialized" inside its own
-// _mm512_reduce_add_ps (avx512fintrin.h); the intrinsic is correct.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 constexpr int64_t kLanes = 16;
 
@@ -149,68 +145,6 @@ void direct_conv_rows(const DirectConv& p, int64_t begin, int64_t end) {
   }
 }
 
-// Weight gradient of a radius-1 layer: grad_w[o][i][t] = sum over pixels of
-// grad_y[o](p) x[i](p + tap t). One chunk is a fixed band of rows of one
-// image; inside it, a block of 4 output channels and one input channel keep
-// 4 x 7 vector accumulators in registers across the band (4 row loads of
-// grad_y and 7 tap loads of x feed 28 multiply-adds), then reduce them over
-// lanes into the chunk's own partial sums.
-constexpr int kWeightGradBlock = 4;
-constexpr int kRadiusOneTaps = 7;
-
-struct DirectWeightGrad {
-  const float* grad;  // [B, O, H, W]
-  const float* x;     // [B, I, H, W]
-  float* partial;     // [chunks][O][I][7]
-  int64_t B, I, O, H, W, rows_per_chunk;
-  const int* du;
-  const int* dv;
-};
-
-void direct_weight_grad_chunk(const DirectWeightGrad& p, int64_t chunk) {
-  constexpr int CB = kWeightGradBlock, T = kRadiusOneTaps;
-  const int64_t bands = (p.H + p.rows_per_chunk - 1) / p.rows_per_chunk;
-  const int64_t b = chunk / bands;
-  const int64_t u0 = chunk % bands * p.rows_per_chunk;
-  const int64_t u1 = std::min(p.H, u0 + p.rows_per_chunk);
-  const int64_t plane = p.H * p.W;
-  float* out = p.partial + chunk * p.O * p.I * T;
-  for (int64_t o0 = 0; o0 < p.O; o0 += CB) {
-    const int64_t block = std::min<int64_t>(CB, p.O - o0);
-    for (int64_t i = 0; i < p.I; ++i) {
-      __m512 acc[CB][T];
-#pragma GCC unroll 4
-      for (int j = 0; j < CB; ++j)
-#pragma GCC unroll 7
-        for (int t = 0; t < T; ++t) acc[j][t] = _mm512_setzero_ps();
-      const float* x_plane = p.x + (b * p.I + i) * plane;
-      for (int64_t u = u0; u < u1; ++u) {
-        for (int64_t v = 0; v < p.W; v += kLanes) {
-          const __mmask16 here = column_mask(v, p.W);
-          __m512 g[CB];
-#pragma GCC unroll 4
-          for (int j = 0; j < CB; ++j)
-            g[j] = j < block ? _mm512_maskz_loadu_ps(here, p.grad + ((b * p.O + o0 + j) * p.H + u) * p.W + v)
-                             : _mm512_setzero_ps();
-#pragma GCC unroll 7
-          for (int t = 0; t < T; ++t) {
-            const int64_t su = u + p.du[t];
-            if (su < 0 || su >= p.H) continue;
-            const int64_t start = v + p.dv[t];
-            const __m512 xt = _mm512_maskz_loadu_ps(here & column_mask(start, p.W), x_plane + su * p.W + start);
-#pragma GCC unroll 4
-            for (int j = 0; j < CB; ++j) acc[j][t] = _mm512_fmadd_ps(g[j], xt, acc[j][t]);
-          }
-        }
-      }
-      for (int j = 0; j < block; ++j)
-#pragma GCC unroll 7
-        for (int t = 0; t < T; ++t) out[((o0 + j) * p.I + i) * T + t] = _mm512_reduce_add_ps(acc[j][t]);
-    }
-  }
-}
-
-#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 bool cpu_has_avx512() {
@@ -280,49 +214,7 @@ at::Tensor hex_conv2d_direct(const at::Tensor& x_in, const at::Tensor& weight,
     run_direct<16, 1>(p);
   return y;
 }
-
-// grad_w [O, I, 3, 3] of a radius-1 layer. Chunks are fixed bands of rows (not
-// one per thread), and their partial sums are added in chunk order, so the
-// result is the same bits for any number of threads.
-at::Tensor hex_weight_grad_direct(const at::Tensor& grad_in, const at::Tensor& x_in) {
-  const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous();
-  const int64_t B = x.size(0), I = x.size(1), H = x.size(2), W = x.size(3), O = grad.size(1);
-  const Taps taps(1);
-  constexpr int64_t kRowsPerChunk = 8;
-  const int64_t chunks = B * ((H + kRowsPerChunk - 1) / kRowsPerChunk);
-  at::Tensor partial = at::empty({chunks, O, I, kRadiusOneTaps}, x.options());
-  const DirectWeightGrad p{grad.const_data_ptr<float>(), x.const_data_ptr<float>(),
-                           partial.mutable_data_ptr<float>(), B, I, O, H, W, kRowsPerChunk,
-                           taps.du.data(), taps.dv.data()};
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t chunk = begin; chunk < end; ++chunk) direct_weight_grad_chunk(p, chunk);
-  });
-  // Sum the chunks in order (a fixed reduction tree), then scatter the 7 live taps into 3 x 3.
-  at::Tensor summed = at::zeros({O, I, kRadiusOneTaps}, x.options());
-  float* total = summed.mutable_data_ptr<float>();
-  const float* parts = partial.const_data_ptr<float>();
-  const int64_t n = O * I * kRadiusOneTaps;
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t chunk = 0; chunk < chunks; ++chunk)
-      for (int64_t e = begin; e < end; ++e) total[e] += parts[chunk * n + e];
-  });
-  at::Tensor out = at::zeros({O, I, 3, 3}, x.options());
-  float* dst = out.mutable_data_ptr<float>();
-  for (int64_t e = 0; e < O * I; ++e)
-    for (int64_t t = 0; t < kRadiusOneTaps; ++t) dst[e * 9 + taps.cell[t]] = total[e * kRadiusOneTaps + t];
-  return out;
-}
 #endif  // FK_HEX_AVX512
-
-at::Tensor hex_conv2d_weight_backward_cpu(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size) {
-  check_hex_weight_backward_args("hex_conv2d_weight_backward", grad, x, kernel_size, c10::DeviceType::CPU);
-#ifdef FK_HEX_AVX512
-  if (x.scalar_type() == at::kFloat && kernel_size == 3 && cpu_has_avx512() &&
-      grad.size(1) * x.size(1) <= kDirectMaxChannelProduct && grad.numel() > 0)
-    return hex_weight_grad_direct(grad, x);
-#endif
-  return hex_conv2d_weight_backward_dense(grad, x, kernel_size);
-}
 
 at::Tensor hex_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias) {
@@ -395,7 +287,6 @@ at::Tensor hex_filter_transform_backward_cpu(const at::Tensor& grad_in, const at
 
 TORCH_LIBRARY_IMPL(flowkernels, CPU, m) {
   m.impl("hex_conv2d", &hex_conv2d_cpu);
-  m.impl("hex_conv2d_weight_backward", &hex_conv2d_weight_backward_cpu);
   m.impl("hex_filter_transform", &hex_filter_transform_cpu);
   m.impl("hex_filter_transform_backward", &hex_filter_transform_backward_cpu);
 }
