@@ -127,3 +127,22 @@ def test_cli_rejects_cuda_without_gpu():
         [sys.executable, "-m", "flowkernels.cli", "bench", "--device", "cuda"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "needs a GPU" in proc.stderr
+
+
+def test_classical_codecs_are_exact_and_sized():
+    pytest.importorskip("imagecodecs")
+    import numpy as np
+
+    from flowkernels.benchmarks import classical
+
+    rng = np.random.default_rng(0)
+    smooth = np.add.outer(np.arange(37), np.arange(45)).astype(np.uint8)  # compressible
+    noise = rng.integers(0, 256, (37, 45), dtype=np.uint8)  # incompressible: about 8 bits per value
+    for codec in classical.CLASSICAL_CODECS:
+        assert classical.bits_per_dim([smooth], codec) < classical.bits_per_dim([noise], codec)
+        assert classical.bits_per_dim([noise], codec) > 7.5
+        rgb = np.stack([smooth, noise, smooth], axis=-1)
+        assert classical.encoded_size(rgb, codec) > 0
+    assert classical.lzma_bits_per_dim([smooth]) < classical.lzma_bits_per_dim([noise])
+    with pytest.raises(ValueError, match="uint8"):
+        classical.encoded_size(smooth.astype(np.int16), "PNG")
