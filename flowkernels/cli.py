@@ -97,6 +97,98 @@ def _train_glow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_error(command: str, error: Exception) -> int:
+    print(f"flowkernels {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .codec import LosslessImageCodec, resolve_model
+    from .codec.imageio import read_image
+
+    try:
+        codec = LosslessImageCodec(resolve_model(args.model), lanes=args.lanes)
+        channels, patch_height, patch_width = codec.patch_shape
+        images, layout = read_image(args.input, channels=channels, layout=args.layout)
+        _, channels, height, width = images.shape
+        patches = -(-height // patch_height) * -(-width // patch_width)
+        progress = not args.no_progress and patches >= _PROGRESS_PATCHES
+        data = codec.encode(images, metadata={"layout": layout}, progress=progress, verify=args.verify)
+        Path(args.output).write_bytes(data)
+    except (ValueError, OSError) as error:
+        return _codec_error("compress", error)
+    print(
+        f"{args.input} ({channels}x{height}x{width}, {layout}) -> {args.output}: {len(data)} bytes, "
+        f"{8 * len(data) / (channels * height * width):.3f} bits per subpixel"
+    )
+    return 0
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .codec import LosslessImageCodec, resolve_model
+    from .codec.imageio import write_image
+
+    try:
+        data = Path(args.input).read_bytes()
+        codec = LosslessImageCodec(resolve_model(args.model))
+        header = codec.read_header(data)
+        if header.images != 1:
+            raise ValueError(f"{args.input} holds {header.images} images; the command line writes one")
+        progress = not args.no_progress and header.patches_per_image >= _PROGRESS_PATCHES
+        image = codec.decode(data, progress=progress)[0]
+        layout = header.metadata.get("layout", "HW" if header.channels == 1 else "HWC")
+        write_image(args.output, image, str(layout))
+    except (ValueError, OSError) as error:
+        return _codec_error("decompress", error)
+    print(f"{args.input} -> {args.output} ({header.channels}x{header.height}x{header.width})")
+    return 0
+
+
+# compress / decompress show a progress bar from this many patches on
+_PROGRESS_PATCHES = 256
+
+
+def _train_idf(args: argparse.Namespace) -> int:
+    from .models.idf import train_idf
+
+    model, history = train_idf(
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+        checkpoint=args.out,
+        patch_size=args.patch_size,
+        levels=args.levels,
+        depth=args.depth,
+        hidden=args.hidden,
+        blocks=args.blocks,
+        n_mixtures=args.mixtures,
+        net=args.net,
+        max_train=args.max_train,
+    )
+    # Under torchrun every rank returns here; rank 0 wrote the checkpoint and speaks for all.
+    if _rank() == 0:
+        processes = f" on {history.world_size} processes" if history.world_size > 1 else ""
+        print(
+            f"idf[{args.dataset}]: test {history.final_test_bpd:.3f} bits/dim after {args.epochs} epochs "
+            f"({history.train_time_s:.1f} s{processes}); wrote {args.out}"
+        )
+    return 0
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +216,49 @@ def build_parser() -> argparse.ArgumentParser:
     glow.add_argument("--out", default="glow-run", help="folder for the checkpoint and the sample grid")
     glow.add_argument("--no-progress", action="store_true", help="no progress bar")
     glow.set_defaults(handler=_train_glow)
+    idf = sub.add_parser(
+        "train-idf",
+        help="train an Integer Discrete Flow (digits or scikit-image photo patches) and save a checkpoint; "
+        "runs unchanged under torchrun (DistributedDataParallel)",
+    )
+    from .models.idf import IDF_DATASETS, NETS
+
+    idf.add_argument("--dataset", choices=sorted(IDF_DATASETS), default="digits")
+    idf.add_argument("--epochs", type=int, default=60)
+    idf.add_argument("--batch-size", type=int, default=64, help="images per step, over all processes")
+    idf.add_argument("--lr", type=float, default=2e-3)
+    idf.add_argument("--seed", type=int, default=0)
+    idf.add_argument("--patch-size", type=int, default=32, help="of the photo patches")
+    idf.add_argument("--levels", type=int, default=None, help="squeeze levels (default: per dataset)")
+    idf.add_argument("--depth", type=int, default=None, help="couplings per level (default: per dataset)")
+    idf.add_argument("--hidden", type=int, default=None, help="channels of the networks (default: per dataset)")
+    idf.add_argument("--blocks", type=int, default=None, help="residual blocks / dense layers per network")
+    idf.add_argument("--mixtures", type=int, default=5, help="logistic components of every prior")
+    idf.add_argument("--net", choices=NETS, default="resnet")
+    idf.add_argument("--max-train", type=int, default=None, help="train on a seeded subset of this many images")
+    idf.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    idf.add_argument("--out", default="idf-run/idf.pt", help="checkpoint file (written at every evaluation)")
+    idf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    idf.set_defaults(handler=_train_idf)
+    compress = sub.add_parser(
+        "compress", help="compress a .png or .npy image losslessly with an integer discrete flow (IDF) and rANS"
+    )
+    compress.add_argument("input", metavar="IN", help=".png (8-bit) or .npy (uint8 [H, W], [H, W, C] or [C, H, W])")
+    compress.add_argument("-o", "--output", metavar="OUT.fkc", required=True, help="the compressed file to write")
+    compress.add_argument("--model", metavar="NAME|PATH", help="a shipped model's name, or a checkpoint file")
+    compress.add_argument(
+        "--layout", type=str.upper, choices=("HWC", "CHW"), help="layout of a 3-D .npy array (default: guessed)"
+    )
+    compress.add_argument("--lanes", type=int, default=None, help="patches per model call (default: automatic)")
+    compress.add_argument("--verify", action="store_true", help="decode the result and check it (twice the time)")
+    compress.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compress.set_defaults(handler=_compress)
+    decompress = sub.add_parser("decompress", help="decompress a file made by `flowkernels compress`")
+    decompress.add_argument("input", metavar="IN.fkc", help="the compressed file")
+    decompress.add_argument("-o", "--output", metavar="OUT", required=True, help="the .png or .npy image to write")
+    decompress.add_argument("--model", metavar="NAME|PATH", help="the model the file was compressed with")
+    decompress.add_argument("--no-progress", action="store_true", help="no progress bar")
+    decompress.set_defaults(handler=_decompress)
     return parser
 
 

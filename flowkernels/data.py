@@ -2,6 +2,10 @@
 
 * ``digits``: the 1797 8x8 handwritten digits of scikit-learn (UCI optdigits test set), 17 grey levels
   (0..16), one channel. :func:`load_digits`.
+* ``photos-gray`` and ``photos-rgb``: square patches (8-bit, 256 levels) cut from the photographs that
+  ship inside scikit-image (``skimage.data``, no download), split BY IMAGE: the images of
+  :data:`PHOTO_TEST_NAMES` are never seen in training. :func:`load_photo_patches`; whole held-out
+  photographs (for codec demos) come from :func:`load_photos`.
 
 Each dataset has a FIXED train/test split that does not depend on any global random state, so
 bits/dim reported anywhere in flowkernels are comparable. To add a dataset (e.g. the scikit-image
@@ -13,6 +17,7 @@ photograph patches planned next), write a ``load_<name>(split, ...)`` that retur
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -20,7 +25,19 @@ import torch
 
 from ._optional import require
 
-__all__ = ["DATASETS", "load_dataset", "load_digits", "fixed_split", "iterate_minibatches"]
+__all__ = [
+    "DATASETS",
+    "PHOTO_LEVELS",
+    "PHOTO_TEST_NAMES",
+    "fixed_split",
+    "iterate_minibatches",
+    "load_dataset",
+    "load_digits",
+    "load_photo_patches",
+    "load_photos",
+    "photo_names",
+    "rgb_to_luma",
+]
 
 SPLITS = ("train", "test")
 
@@ -71,7 +88,141 @@ def load_digits(split: str = "train", *, levels: int = DIGITS_LEVELS) -> torch.T
     return torch.from_numpy(chosen.copy())
 
 
-DATASETS: dict[str, Callable[..., torch.Tensor]] = {"digits": load_digits}
+# ---------------------------------------------------------------------------------------------------
+# Photographs bundled with scikit-image.
+
+PHOTO_LEVELS = 256
+
+#: Colour photographs of ``skimage.data`` (all load from the installed package, without network access),
+#: as ``name -> (loader, index)``: ``getattr(skimage.data, loader)()``, and ``[index]`` of its result when
+#: that is a tuple. Left out on purpose: synthetic images (colorwheel, logo, checkerboard, binary_blobs,
+#: shepp_logan_phantom, horse), ``cat`` (the same picture as ``chelsea``), ``retina`` and
+#: ``hubble_deep_field`` (mostly black background; they would be most of the patches), ``microaneurysms``
+#: and ``lfw_subset`` (tiny), and the images that scikit-image downloads on demand (eagle, kidney, ...).
+PHOTO_COLOR_SOURCES: dict[str, tuple[str, int | None]] = {
+    "astronaut": ("astronaut", None),
+    "chelsea": ("chelsea", None),
+    "coffee": ("coffee", None),
+    "immunohistochemistry": ("immunohistochemistry", None),
+    "motorcycle_left": ("stereo_motorcycle", 0),
+    "motorcycle_right": ("stereo_motorcycle", 1),
+    "rocket": ("rocket", None),
+}
+#: Grey-level photographs of ``skimage.data`` (same rules as :data:`PHOTO_COLOR_SOURCES`).
+PHOTO_GRAY_SOURCES: dict[str, tuple[str, int | None]] = {
+    name: (name, None) for name in ("brick", "camera", "clock", "coins", "grass", "gravel", "moon", "page", "text")
+}
+#: The held-out photographs: never in a training split, colour or grey. A colour photo held out in
+#: ``photos-rgb`` is also held out (as its luma) in ``photos-gray``, so no test picture leaks into either
+#: training set. Both motorcycle views (a stereo pair of one scene) are training images.
+PHOTO_TEST_NAMES = ("astronaut", "camera", "coffee")
+
+
+def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
+    """8-bit luma of 8-bit RGB pixels ``[..., 3]``: ITU-R BT.601, ``Y = (299 R + 587 G + 114 B + 500) // 1000``.
+
+    Integer arithmetic (the weights sum to 1000, so the result is in 0..255 and rounds half up), hence the
+    same bytes on every machine.
+    """
+    rgb = np.asarray(rgb, dtype=np.int64)
+    if rgb.shape[-1] != 3:
+        raise ValueError(f"rgb_to_luma: expected [..., 3] pixels, got shape {list(rgb.shape)}")
+    return (299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000
+
+
+def photo_names(split: str, *, color: bool) -> list[str]:
+    """Names of the photographs of ``split`` in the order :func:`load_photos` returns them.
+
+    ``color=True``: the colour photographs. ``color=False``: the grey photographs and the colour ones
+    (converted by :func:`rgb_to_luma`). Sorted by name; a photograph that fails to load is left out (with
+    a warning) by the loaders, not here.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"flowkernels.data: split must be one of {SPLITS}, got {split!r}")
+    names = set(PHOTO_COLOR_SOURCES) | (set() if color else set(PHOTO_GRAY_SOURCES))
+    return sorted(name for name in names if (name in PHOTO_TEST_NAMES) == (split == "test"))
+
+
+@functools.cache
+def _photo(name: str) -> np.ndarray | None:
+    """Photograph ``name`` as uint8 [H, W] or [H, W, 3], or None (and a warning) if it does not load."""
+    skdata = require("skimage.data", "scikit-image", "the photograph datasets")
+    loader, index = PHOTO_COLOR_SOURCES.get(name) or PHOTO_GRAY_SOURCES[name]
+    try:
+        image = getattr(skdata, loader)()
+        if index is not None:
+            image = image[index]
+        image = np.asarray(image)
+    except Exception as error:  # a missing file, or one scikit-image would have to download
+        warnings.warn(f"flowkernels.data: photograph {name!r} did not load ({error}); skipped", stacklevel=3)
+        return None
+    expected_dims = 3 if name in PHOTO_COLOR_SOURCES else 2
+    if image.dtype != np.uint8 or image.ndim != expected_dims or (expected_dims == 3 and image.shape[2] != 3):
+        warnings.warn(f"flowkernels.data: photograph {name!r} is not 8-bit as expected; skipped", stacklevel=3)
+        return None
+    image.setflags(write=False)
+    return image
+
+
+def _photo_arrays(split: str, color: bool) -> list[tuple[str, np.ndarray]]:
+    """``(name, uint8 [C, H, W])`` of each photograph of ``split`` that loads."""
+    images = []
+    for name in photo_names(split, color=color):
+        image = _photo(name)
+        if image is None:
+            continue
+        if image.ndim == 3 and not color:
+            image = rgb_to_luma(image).astype(np.uint8)
+        images.append((name, image.transpose(2, 0, 1) if image.ndim == 3 else image[None]))
+    if not images:
+        raise RuntimeError(f"flowkernels.data: none of the {split} photographs of scikit-image could be loaded")
+    return images
+
+
+def load_photos(split: str = "test", *, color: bool = False) -> list[torch.Tensor]:
+    """The whole photographs of ``split`` as a list of uint8 tensors ``[C, H, W]`` (C = 3 or 1).
+
+    The order is that of :func:`photo_names`. With ``color=False`` colour photographs come as their luma
+    (:func:`rgb_to_luma`). Sizes vary (172x448 to 512x741). Needs scikit-image; no download.
+    """
+    return [torch.from_numpy(image.copy()) for _, image in _photo_arrays(split, color)]
+
+
+def load_photo_patches(
+    split: str = "train", *, color: bool = False, patch_size: int = 32, stride: int | None = None
+) -> torch.Tensor:
+    """Square patches of the scikit-image photographs: int64 ``[N, C, p, p]`` with values 0..255.
+
+    Patches are cut on a grid of step ``stride`` from the top-left corner of every photograph of
+    ``split`` (:func:`photo_names`), row by row, photograph by photograph; a border narrower than a
+    patch is dropped. ``stride`` defaults to ``patch_size // 2`` (overlapping patches: 4x the data) for
+    "train" and ``patch_size`` (disjoint patches) for "test". ``color=True`` gives the RGB patches of the
+    colour photographs (C = 3); ``color=False`` gives grey patches (C = 1) of all photographs, colour ones
+    converted by :func:`rgb_to_luma`. The split is by photograph (:data:`PHOTO_TEST_NAMES` are the test
+    photographs), so no test pixel is ever seen in training. Needs scikit-image; no download.
+    """
+    if patch_size < 1:
+        raise ValueError(f"load_photo_patches: patch_size must be positive, got {patch_size}")
+    if stride is None:
+        stride = patch_size // 2 if split == "train" else patch_size
+    if stride < 1:
+        raise ValueError(f"load_photo_patches: stride must be positive, got {stride}")
+    patches = []
+    for _, image in _photo_arrays(split, color):
+        _, height, width = image.shape
+        for top in range(0, height - patch_size + 1, stride):
+            for left in range(0, width - patch_size + 1, stride):
+                patches.append(image[:, top : top + patch_size, left : left + patch_size])
+    if not patches:
+        raise ValueError(f"load_photo_patches: no {patch_size}x{patch_size} patch fits in the {split} photographs")
+    return torch.from_numpy(np.stack(patches).astype(np.int64))
+
+
+DATASETS: dict[str, Callable[..., torch.Tensor]] = {
+    "digits": load_digits,
+    "photos-gray": functools.partial(load_photo_patches, color=False),
+    "photos-rgb": functools.partial(load_photo_patches, color=True),
+}
 
 
 def load_dataset(name: str, split: str = "train", **kwargs) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
 from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet
+from .idf import IDF, LatentStep, load_idf, save_idf, train_idf
 
 __all__ = [
     "CONV_KINDS",
@@ -10,6 +11,11 @@ __all__ = [
     "TrainHistory",
     "save_sample_grid",
     "train_glow",
+    "IDF",
+    "LatentStep",
+    "load_idf",
+    "save_idf",
+    "train_idf",
     "LATTICES",
     "HexNet",
     "HexNetHistory",

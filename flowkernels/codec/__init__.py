@@ -1,0 +1,27 @@
+"""Lossless image compression: an integer discrete flow (IDF) plus rANS, and its file container.
+
+* :class:`LosslessImageCodec`: uint8 images ``[N, C, H, W]`` of any size to bytes and back.
+* :class:`CodecModel`: the model interface it codes with (IDF implements it).
+* :mod:`flowkernels.codec.container`: the ``.fkc`` byte layout and its validation.
+* :func:`resolve_model`: shipped models by name, checkpoints by path (the CLI's ``--model``).
+"""
+
+from __future__ import annotations
+
+from .container import ContainerHeader, model_fingerprint, read_header
+from .image_codec import LosslessImageCodec, default_lanes
+from .interface import CodecModel, LatentStep, LatentStepLike, PopFn
+from .registry import resolve_model
+
+__all__ = [
+    "LosslessImageCodec",
+    "default_lanes",
+    "CodecModel",
+    "LatentStep",
+    "LatentStepLike",
+    "PopFn",
+    "ContainerHeader",
+    "read_header",
+    "model_fingerprint",
+    "resolve_model",
+]

@@ -1,0 +1,455 @@
+"""The ``.fkc`` container of :class:`flowkernels.codec.LosslessImageCodec`.
+
+A file holds ``N`` images of one shape ``[C, H, W]``, coded with one model. Each
+image is tiled into the model's ``h x w`` patches (padded at the right and
+bottom edges by edge replication to ``Hp = ceil(H / h) h`` by
+``Wp = ceil(W / w) w``); its ``P = (Hp / h) (Wp / w)`` patches, in row-major
+order of the patch grid, are coded in ``P`` rANS lanes, one per patch. Every
+image's payload depends on that image and the model only, never on the other
+images in the file.
+
+Layout, little-endian:
+
+========  ==========================================================================
+bytes     content
+========  ==========================================================================
+4         magic ``b"FKIC"``
+2         format version (1)
+2         flags: bit 0 set when the encoder's model calls spanned several images
+          (a batch-invariant model); other bits 0
+16        model fingerprint (:func:`model_fingerprint`)
+4         N, the number of images (may be 0)
+4         C, channels (>= 1)
+4         H, height (>= 1)
+4         W, width (>= 1)
+4         h, patch height (the model's)
+4         w, patch width (the model's)
+4         lanes: patches per model call (1 to 65536)
+1         padding mode (0: edge replication)
+1         rANS precision of the logistic coding (8 to 24)
+2         reserved (0)
+4         J, bytes of the model config
+4         M, bytes of the metadata
+J         model config: canonical JSON object (sorted keys, no spaces, ASCII)
+M         metadata: canonical JSON object (the CLI records the array layout)
+16 N      image table: per image, payload bytes (u64), CRC-32 of the payload (u32),
+          CRC-32 of the image's pixels (u32; uint8, C-major ``[C, H, W]`` order)
+4         CRC-32 of everything above (the header)
+...       the N payloads, one after the other
+========  ==========================================================================
+
+An image payload holds its ``P`` lanes as the rANS coder leaves them, stripped
+of the ``FKRS`` framing of :mod:`flowkernels.rans`: ``P`` word counts (u32),
+``P`` final states (u64, in ``[2**32, 2**64)``), then the words (u32), lane by
+lane, bottom of each stack first. The codec pushes the model's latent steps in
+reverse decode order, so decoding pops them in order; after the last step every
+lane must be back at the coder's initial state (an empty stack and state
+``2**32``), which the decoder checks.
+
+The model is called on runs of at most ``lanes`` consecutive patches: within one
+image (flag bit 0 clear), or across images in file order (bit 0 set). The
+decoder repeats the encoder's runs, so even a model whose floating-point
+results depend on the batch decodes exactly.
+
+Every byte is covered by a CRC-32 (header, payloads) and the decoded pixels by
+another. :func:`read_header` validates every field, the table and the payload
+CRCs before anything sized by the header is allocated: each lane takes at least
+12 bytes, so the images a file can claim are bounded by its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import rans
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "PADDING_MODES",
+    "ContainerHeader",
+    "ImageRecord",
+    "canonical_json",
+    "model_fingerprint",
+    "pack_container",
+    "read_header",
+    "Lanes",
+    "parse_lanes",
+]
+
+MAGIC = b"FKIC"
+FORMAT_VERSION = 1
+#: padding mode byte -> name
+PADDING_MODES = {0: "edge"}
+#: flags bit 0: the encoder called the model on runs of patches that span images
+FLAG_SPANS_IMAGES = 1
+MAX_JSON_BYTES = 1 << 16
+MAX_LANES = 1 << 16
+MIN_PRECISION, MAX_PRECISION = 8, 24
+#: bytes every lane takes at least: a word count and a final state
+LANE_BYTES = 12
+
+_FIXED = struct.Struct("<4sHH16sIIIIIIIBBHII")
+_CRC = struct.Struct("<I")
+_RECORD = np.dtype([("length", "<u8"), ("payload_crc", "<u4"), ("pixel_crc", "<u4")])
+assert _FIXED.size == 64 and _RECORD.itemsize == 16
+
+
+def _corrupt(message: str) -> ValueError:
+    return ValueError(f"corrupt or invalid flowkernels codec file: {message}")
+
+
+# -- model fingerprint and JSON ------------------------------------------------------------
+
+
+def canonical_json(value: Any, what: str = "value") -> bytes:
+    """The one JSON encoding the container uses: sorted keys, no spaces, ASCII, no NaN."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the {what} must be JSON-serialisable (plain numbers and strings): {error}") from None
+
+
+def _parse_json(raw: bytes, what: str) -> dict:
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not allowed")
+
+    try:
+        value = json.loads(raw.decode("ascii"), parse_constant=no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise _corrupt(f"the {what} is not valid JSON ({type(error).__name__}: {str(error)[:200]})") from None
+    if not isinstance(value, dict):
+        raise _corrupt(f"the {what} must be a JSON object, got {type(value).__name__}")
+    if canonical_json(value, what) != raw:
+        raise _corrupt(f"the {what} is not in canonical form")
+    return value
+
+
+def model_fingerprint(model) -> bytes:
+    """16 bytes identifying a model: SHA-256 of its config, patch shape and weights, truncated.
+
+    The weights are hashed in sorted key order: each entry's name, dtype, shape and
+    raw bytes (native, little-endian on every supported platform). Two models with
+    the same fingerprint decode each other's files, as long as they compute the
+    same floating-point results (same device kind).
+    """
+    digest = hashlib.sha256(b"flowkernels codec model fingerprint v1\0")
+    header = {"config": dict(model.config), "patch_shape": [int(s) for s in model.patch_shape]}
+    digest.update(canonical_json(header, "model config"))
+    state = model.state_dict()
+    for key in sorted(state):
+        value = state[key]
+        name = str(key).encode()
+        digest.update(struct.pack("<Q", len(name)) + name)
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"{tensor.dtype}{list(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        else:
+            digest.update(b"object:" + repr(value).encode())
+    return digest.digest()[:16]
+
+
+# -- header -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """Where image ``i``'s payload lies in the file, and its checksums."""
+
+    offset: int
+    length: int
+    payload_crc: int
+    pixel_crc: int
+
+
+@dataclass(frozen=True)
+class ContainerHeader:
+    """The validated header of a codec file (see the module docstring)."""
+
+    version: int
+    flags: int
+    fingerprint: bytes
+    images: int
+    channels: int
+    height: int
+    width: int
+    patch_height: int
+    patch_width: int
+    lanes: int
+    padding: str
+    precision: int
+    config: dict
+    metadata: dict
+    records: tuple[ImageRecord, ...]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patches per column and per row of an image."""
+        return -(-self.height // self.patch_height), -(-self.width // self.patch_width)
+
+    @property
+    def patches_per_image(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def padding_amounts(self) -> tuple[int, int]:
+        """Rows added at the bottom and columns added at the right of each image."""
+        rows, cols = self.grid
+        return rows * self.patch_height - self.height, cols * self.patch_width - self.width
+
+    @property
+    def spans_images(self) -> bool:
+        """Whether the encoder's model calls spanned images (flag bit 0: a batch-invariant model)."""
+        return bool(self.flags & FLAG_SPANS_IMAGES)
+
+
+def pack_container(
+    *,
+    fingerprint: bytes,
+    config: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    shape: tuple[int, int, int],
+    patch: tuple[int, int],
+    lanes: int,
+    precision: int,
+    payloads: list[bytes],
+    pixel_crcs: list[int],
+    padding: str = "edge",
+    flags: int = 0,
+) -> bytes:
+    """Assemble a container from the per-image payloads (the inverse of :func:`read_header`)."""
+    channels, height, width = (int(s) for s in shape)
+    mode = {name: code for code, name in PADDING_MODES.items()}[padding]
+    config_json = canonical_json(dict(config), "model config")
+    metadata_json = canonical_json(dict(metadata), "metadata")
+    if len(config_json) > MAX_JSON_BYTES or len(metadata_json) > MAX_JSON_BYTES:
+        raise ValueError(f"the model config and the metadata must each be at most {MAX_JSON_BYTES} bytes of JSON")
+    if len(fingerprint) != 16:
+        raise ValueError("the model fingerprint must be 16 bytes")
+    for name, value, low, high in [
+        ("images", len(payloads), 0, 2**32 - 1),
+        ("channels", channels, 1, 2**32 - 1),
+        ("height", height, 1, 2**32 - 1),
+        ("width", width, 1, 2**32 - 1),
+        ("patch height", patch[0], 1, 2**32 - 1),
+        ("patch width", patch[1], 1, 2**32 - 1),
+        ("lanes", lanes, 1, MAX_LANES),
+        ("precision", precision, MIN_PRECISION, MAX_PRECISION),
+    ]:
+        if not low <= value <= high:
+            raise ValueError(f"codec container: {name} = {value} is outside [{low}, {high}]")
+    table = np.zeros(len(payloads), dtype=_RECORD)
+    table["length"] = [len(p) for p in payloads]
+    table["payload_crc"] = [zlib.crc32(p) for p in payloads]
+    table["pixel_crc"] = pixel_crcs
+    head = b"".join(
+        [
+            _FIXED.pack(
+                MAGIC,
+                FORMAT_VERSION,
+                int(flags),
+                fingerprint,
+                len(payloads),
+                channels,
+                height,
+                width,
+                int(patch[0]),
+                int(patch[1]),
+                int(lanes),
+                mode,
+                int(precision),
+                0,
+                len(config_json),
+                len(metadata_json),
+            ),
+            config_json,
+            metadata_json,
+            table.tobytes(),
+        ]
+    )
+    return b"".join([head, _CRC.pack(zlib.crc32(head)), *payloads])
+
+
+def read_header(data: bytes | bytearray | memoryview, *, check_payloads: bool = True) -> ContainerHeader:
+    """Parse and validate a container's header, image table and (by default) payload CRCs.
+
+    Raises ValueError, with a message that says what is wrong, for anything that is
+    not an intact file of this format. Needs no model; allocates nothing sized by
+    the header beyond the image table, whose size is checked against the data first.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a flowkernels codec file must be bytes, got {type(data).__name__}")
+    data = memoryview(data).cast("B")
+    size = len(data)
+    if size < 4 or bytes(data[:4]) != MAGIC:
+        raise ValueError(f"not a flowkernels codec file (magic {bytes(data[:4])!r}, expected {MAGIC!r})")
+    if size < _FIXED.size + _CRC.size:
+        raise _corrupt(f"truncated: {size} bytes is shorter than the {_FIXED.size + _CRC.size}-byte header")
+    (
+        _,
+        version,
+        flags,
+        fingerprint,
+        images,
+        channels,
+        height,
+        width,
+        patch_height,
+        patch_width,
+        lanes,
+        padding,
+        precision,
+        reserved,
+        config_len,
+        metadata_len,
+    ) = _FIXED.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"unsupported flowkernels codec format version {version} (this flowkernels reads {FORMAT_VERSION})"
+        )
+    if flags & ~FLAG_SPANS_IMAGES or reserved != 0:
+        raise _corrupt(f"unknown flags {flags:#x} / reserved field {reserved:#x}")
+    if config_len > MAX_JSON_BYTES or metadata_len > MAX_JSON_BYTES:
+        raise _corrupt(f"JSON sections of {config_len} and {metadata_len} bytes (at most {MAX_JSON_BYTES} each)")
+    table_at = _FIXED.size + config_len + metadata_len
+    header_end = table_at + _RECORD.itemsize * images + _CRC.size
+    if header_end > size:
+        raise _corrupt(
+            f"truncated: the header describes {images} images and {config_len + metadata_len} bytes of JSON, "
+            f"{header_end} bytes in all, but the file has {size}"
+        )
+    (crc,) = _CRC.unpack_from(data, header_end - _CRC.size)
+    if zlib.crc32(data[: header_end - _CRC.size]) != crc:
+        raise _corrupt("header CRC-32 mismatch")
+    for name, value, low, high in [
+        ("channels", channels, 1, None),
+        ("height", height, 1, None),
+        ("width", width, 1, None),
+        ("patch height", patch_height, 1, None),
+        ("patch width", patch_width, 1, None),
+        ("lanes", lanes, 1, MAX_LANES),
+        ("precision", precision, MIN_PRECISION, MAX_PRECISION),
+    ]:
+        if value < low or (high is not None and value > high):
+            raise _corrupt(f"{name} = {value} is outside [{low}, {high if high is not None else 2**32 - 1}]")
+    if padding not in PADDING_MODES:
+        raise _corrupt(f"unknown padding mode {padding}")
+    config = _parse_json(bytes(data[_FIXED.size : _FIXED.size + config_len]), "model config")
+    metadata = _parse_json(bytes(data[_FIXED.size + config_len : table_at]), "metadata")
+    table = np.frombuffer(data, dtype=_RECORD, count=images, offset=table_at)
+    lengths = [int(n) for n in table["length"]]
+    if sum(lengths) != size - header_end:
+        raise _corrupt(
+            f"the image table describes {sum(lengths)} bytes of payload, the file has {size - header_end} "
+            + ("(truncated)" if sum(lengths) > size - header_end else "(trailing bytes)")
+        )
+    patches = math.ceil(height / patch_height) * math.ceil(width / patch_width)
+    records = []
+    offset = header_end
+    for index, (length, payload_crc, pixel_crc) in enumerate(
+        zip(lengths, table["payload_crc"].tolist(), table["pixel_crc"].tolist(), strict=True)
+    ):
+        if length < LANE_BYTES * patches or (length - LANE_BYTES * patches) % 4:
+            raise _corrupt(f"image {index}'s payload of {length} bytes cannot hold {patches} patches")
+        if check_payloads and zlib.crc32(data[offset : offset + length]) != payload_crc:
+            raise _corrupt(f"payload CRC-32 mismatch in image {index}")
+        records.append(ImageRecord(offset, length, payload_crc, pixel_crc))
+        offset += length
+    return ContainerHeader(
+        version=version,
+        flags=flags,
+        fingerprint=bytes(fingerprint),
+        images=images,
+        channels=channels,
+        height=height,
+        width=width,
+        patch_height=patch_height,
+        patch_width=patch_width,
+        lanes=lanes,
+        padding=PADDING_MODES[padding],
+        precision=precision,
+        config=config,
+        metadata=metadata,
+        records=tuple(records),
+    )
+
+
+# -- lanes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """rANS lanes: final states (uint64 ``[n]``), word counts (uint32 ``[n]``), words (uint32, lane by lane)."""
+
+    states: np.ndarray
+    counts: np.ndarray
+    words: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def to_bytes(self) -> bytes:
+        """The payload form: counts, states, words."""
+        return (
+            self.counts.astype("<u4").tobytes()
+            + self.states.astype("<u8").tobytes()
+            + self.words.astype("<u4").tobytes()
+        )
+
+    def word_bounds(self) -> np.ndarray:
+        """``bounds[i]:bounds[i + 1]`` are lane ``i``'s words."""
+        return np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
+
+    def select(self, start: int, end: int, bounds: np.ndarray | None = None) -> Lanes:
+        """Lanes ``start .. end - 1``."""
+        bounds = self.word_bounds() if bounds is None else bounds
+        return Lanes(self.states[start:end], self.counts[start:end], self.words[bounds[start] : bounds[end]])
+
+    @staticmethod
+    def concatenate(parts: list[Lanes]) -> Lanes:
+        if not parts:
+            empty = np.zeros(0, dtype=np.uint32)
+            return Lanes(np.zeros(0, dtype=np.uint64), empty, empty)
+        return Lanes(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("states", "counts", "words")))
+
+    @staticmethod
+    def from_coder(coder: rans.RansCoder) -> Lanes:
+        states, counts, words = rans.unpack(coder.to_bytes())
+        return Lanes(states, counts, words)
+
+    def to_coder(self, *, device: torch.device | str = "cpu") -> rans.RansCoder:
+        """A coder holding these lanes, ready to pop (validated again by ``RansCoder.from_bytes``)."""
+        bounds = self.word_bounds()
+        lanes = [self.words[bounds[i] : bounds[i + 1]] for i in range(len(self))]
+        return rans.RansCoder.from_bytes(rans.pack(self.states.tolist(), lanes), device=device)
+
+
+def parse_lanes(payload: memoryview | bytes, lanes: int, *, image: int = 0) -> Lanes:
+    """An image payload as its ``lanes`` lanes, checking every length and state."""
+    payload = memoryview(payload).cast("B")
+    if LANE_BYTES * lanes > len(payload):
+        raise _corrupt(f"image {image}: truncated lane table")
+    counts = np.frombuffer(payload, dtype="<u4", count=lanes, offset=0)
+    states = np.frombuffer(payload, dtype="<u8", count=lanes, offset=4 * lanes)
+    total = int(counts.sum(dtype=np.uint64))
+    if LANE_BYTES * lanes + 4 * total != len(payload):
+        raise _corrupt(
+            f"image {image}: its lanes hold {total} words, {LANE_BYTES * lanes + 4 * total} bytes in all, "
+            f"but its payload has {len(payload)} bytes"
+        )
+    if (states < rans.STATE_LOWER).any():
+        raise _corrupt(f"image {image}: a lane state is below 2^32")
+    words = np.frombuffer(payload, dtype="<u4", count=total, offset=LANE_BYTES * lanes)
+    return Lanes(states, counts, words)

@@ -1,0 +1,92 @@
+"""Finding the model a file is (de)compressed with: shipped models by name, or checkpoints by path.
+
+:func:`resolve_model` is what ``flowkernels compress / decompress --model`` call.
+Shipped models are factories in :data:`MODELS` (none yet: trained IDF weights
+will be registered here, and :data:`DEFAULT_MODEL` will name the one used when
+``--model`` is not given). A path loads a checkpoint
+``{"config": dict, "state_dict": dict}`` with ``torch.load(weights_only=True)``
+and builds the model with :data:`CHECKPOINT_FACTORY` (IDF by default).
+Tests inject fake models by patching :data:`MODELS` or :data:`CHECKPOINT_FACTORY`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .interface import CodecModel
+
+__all__ = ["MODELS", "DEFAULT_MODEL", "CHECKPOINT_FACTORY", "resolve_model", "load_checkpoint", "build_idf"]
+
+#: shipped models: name -> factory returning the model in eval mode
+MODELS: dict[str, Callable[[], CodecModel]] = {}
+#: the name used when no model is given (None: there is no shipped model yet)
+DEFAULT_MODEL: str | None = None
+
+
+def build_idf(config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> CodecModel:
+    """``IDF(**config)`` with ``state_dict`` loaded, in eval mode."""
+    from ..models.idf import IDF  # imported lazily: the model module is optional for the codec
+
+    try:
+        model = IDF(**config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the checkpoint's config does not describe an IDF ({error})") from None
+    dtypes = [v.dtype for v in state_dict.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if dtypes:
+        model.to(dtypes[0])
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise ValueError(f"the checkpoint's weights do not fit its config ({error})") from None
+    return model.eval()
+
+
+#: builds a model from a checkpoint's config and state dict
+CHECKPOINT_FACTORY: Callable[[Mapping[str, Any], Mapping[str, Any]], CodecModel] = build_idf
+
+
+def load_checkpoint(path: str | os.PathLike) -> CodecModel:
+    """Load ``{"config": ..., "state_dict": ...}`` safely (``weights_only=True``) and build its model."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # unpickling errors of every kind: not a plain-tensor checkpoint
+        raise ValueError(f"{path} is not a loadable flowkernels checkpoint: {error}") from None
+    if (
+        not isinstance(checkpoint, dict)
+        or not isinstance(checkpoint.get("config"), dict)
+        or not isinstance(checkpoint.get("state_dict"), dict)
+    ):
+        raise ValueError(f"{path} is not a model checkpoint: expected a dict with 'config' and 'state_dict' dicts")
+    try:
+        return CHECKPOINT_FACTORY(checkpoint["config"], checkpoint["state_dict"])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def resolve_model(name_or_path: str | os.PathLike | None = None) -> CodecModel:
+    """The model called ``name_or_path`` in :data:`MODELS`, else the checkpoint at that path.
+
+    ``None`` means :data:`DEFAULT_MODEL`. Raises ValueError for an unknown name
+    that is not an existing file either.
+    """
+    if name_or_path is None:
+        if DEFAULT_MODEL is None:
+            raise ValueError(
+                "no model given, and flowkernels ships no default compression model yet: "
+                "pass --model PATH to a checkpoint ({'config': ..., 'state_dict': ...}, e.g. from train-idf)"
+            )
+        name_or_path = DEFAULT_MODEL
+    name = os.fspath(name_or_path)
+    if name in MODELS:
+        return MODELS[name]()
+    if Path(name).is_file():
+        return load_checkpoint(name)
+    shipped = ", ".join(sorted(MODELS)) or "none yet"
+    raise ValueError(f"unknown model {name!r}: neither a shipped model (shipped: {shipped}) nor a checkpoint file")

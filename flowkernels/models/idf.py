@@ -1,0 +1,891 @@
+"""Integer Discrete Flows (Hoogeboom, Peters, van den Berg & Welling 2019, arXiv:1905.07376).
+
+A flow on the integer lattice: every layer maps integers to integers bijectively, so the discrete
+likelihood of an image is the likelihood of its latents, and those latents can be entropy coded
+(rANS) for lossless compression. The architecture of the paper, scaled down for a CPU::
+
+    x - shift  ->  per level:  Squeeze -> depth x (channel permutation -> integer coupling)
+                               -> factor out half the channels (not at the top), with a split prior
+               ->  top prior on what is left
+
+* Integer coupling (:class:`IntegerCoupling`): the first 3/4 of the channels ``x_a`` condition the last
+  quarter ``x_b``: ``z_b = x_b + round(t(x_a))`` with ``flowkernels.ops.integer_coupling`` (the rounding is
+  straight-through in training). ``t`` is a small ResNet or DenseNet with a zero-initialised last conv,
+  so every coupling starts as the identity. As in the paper (whose data are ``x / 256``), the network
+  sees ``x_a / data_levels`` and its output is multiplied by ``data_levels``.
+* Channel permutations (fixed random, or a reversal) between couplings; the 2x2 squeeze of
+  :class:`flowkernels.nn.Squeeze`. Permutations and the squeeze move entries around, couplings add
+  integers: the whole map is volume preserving on ``Z^d``, so ``log P(x) = sum log P(latents)`` with no
+  Jacobian term.
+* Priors: each latent has a mixture of ``n_mixtures`` discretized logistics per element
+  (``flowkernels.ops.discretized_logistic_logp`` with ``bin_width=1``). A factored-out latent's
+  ``(mu, log_scale, logit_pi)`` come from a conv net on the kept channels (:class:`SplitPrior`); the
+  top latent's are learned per channel and position (:class:`TopPrior`).
+
+The map is exact in floating point as long as every intermediate value is an integer below 2^24 in
+magnitude (float32; 2^53 in float64): ``model.inverse(model(x))`` returns ``x`` bit for bit.
+
+Also here: :func:`train_idf` (single process or DistributedDataParallel under ``torchrun``),
+:func:`load_idf` and :func:`evaluate_bpd`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._optional import require
+from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
+from ..nn import FlowLayer, FlowSequential, Squeeze
+from ..ops import discretized_logistic_logp, integer_coupling
+
+__all__ = [
+    "IDF",
+    "LatentStep",
+    "IntegerCoupling",
+    "ChannelPermutation",
+    "SplitPrior",
+    "TopPrior",
+    "IDFHistory",
+    "NETS",
+    "PERMUTATIONS",
+    "IDF_DATASETS",
+    "train_idf",
+    "load_idf",
+    "evaluate_bpd",
+]
+
+NETS = ("resnet", "densenet")
+PERMUTATIONS = ("random", "reverse")
+
+#: Initial scale of every logistic, as a fraction of the data range (``log_scale = log(levels) - 2``:
+#: a logistic of scale ``levels / 7.4`` has a standard deviation of about ``levels / 4``).
+_LOG_SCALE_OFFSET = -2.0
+#: Initial spread of the mixture components' locations, as a fraction of the data range per component.
+_MU_SPREAD = 0.1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Networks
+
+
+def run_net(net: nn.Module, x: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """``net(x)``; with ``chunk``, on fixed-size chunks of ``chunk`` samples (the last one zero-padded).
+
+    Convolutions can pick a different algorithm for a different batch size (on CPU, oneDNN computes a
+    batch of one differently from larger batches, to the last bit), and a coder must recompute the
+    encoder's numbers exactly. With every call seeing the same shape ``[chunk, ...]``, and no layer
+    mixing samples, a sample's output no longer depends on how many samples are coded together or
+    which; the input is also made contiguous, so its memory layout cannot matter either.
+    """
+    if chunk is None:
+        return net(x)
+    n = x.shape[0]
+    outputs = []
+    for start in range(0, n, chunk):
+        part = x[start : start + chunk]
+        if part.shape[0] < chunk:
+            part = torch.cat([part, part.new_zeros((chunk - part.shape[0], *part.shape[1:]))])
+        outputs.append(net(part.contiguous())[: min(chunk, n - start)])
+    if not outputs:
+        return net(x.contiguous())
+    return torch.cat(outputs)
+
+
+def _zero_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv1x1(relu(conv3x3(relu(x))))``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class DenseLayer(nn.Module):
+    """DenseNet layer: ``cat([x, relu(conv3x3(relu(conv1x1(x))))])``, adding ``growth`` channels."""
+
+    def __init__(self, channels: int, growth: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, growth, kernel_size=1),
+            nn.ReLU(),
+            nn.Conv2d(growth, growth, kernel_size=3, padding=1),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], dim=1)
+
+
+def make_net(kind: str, c_in: int, c_out: int, hidden: int, blocks: int) -> nn.Sequential:
+    """A small conv net ``c_in -> c_out`` whose last conv is zero-initialised (output 0 at the start).
+
+    ``"resnet"``: 3x3 conv to ``hidden`` channels, ``blocks`` residual blocks, ReLU, 3x3 conv.
+    ``"densenet"``: 3x3 conv to ``hidden`` channels, ``blocks`` dense layers of growth ``hidden // 2``,
+    then a 1x1 conv back to ``hidden``, ReLU, 3x3 conv (the paper's translation nets are DenseNets).
+    No normalisation layers: every sample is processed on its own, in training and in coding alike.
+    """
+    if kind == "resnet":
+        layers = [nn.Conv2d(c_in, hidden, kernel_size=3, padding=1), *(ResidualBlock(hidden) for _ in range(blocks))]
+    elif kind == "densenet":
+        growth = max(1, hidden // 2)
+        layers = [nn.Conv2d(c_in, hidden, kernel_size=3, padding=1), nn.ReLU()]
+        layers += [DenseLayer(hidden + i * growth, growth) for i in range(blocks)]
+        layers.append(nn.Conv2d(hidden + blocks * growth, hidden, kernel_size=1))
+    else:
+        raise ValueError(f"IDF: net must be one of {NETS}, got {kind!r}")
+    return nn.Sequential(*layers, nn.ReLU(), _zero_conv(hidden, c_out))
+
+
+class _Chunked(nn.Module):
+    """Mix-in state: ``chunk`` is None (nets see the whole batch) or the fixed coding batch size."""
+
+    chunk: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Flow layers (the FlowLayer convention: z, logdet = layer(x); here logdet is always 0)
+
+
+class IntegerCoupling(FlowLayer, _Chunked):
+    """IDF's additive integer coupling: ``z = [x_a, x_b + round(t(x_a))]``.
+
+    ``x_a`` is the first ``channels - max(1, channels // 4)`` channels (3/4 condition 1/4, the paper's
+    split), ``t = data_levels * net(x_a / data_levels)`` with ``net`` from :func:`make_net`. Exactly
+    invertible on integers (``inverse`` subtracts the same rounded translation, computed from the same
+    ``x_a``); ``logdet`` is 0. Gradients pass the rounding straight through.
+    """
+
+    def __init__(self, channels: int, hidden: int, blocks: int, net: str, data_levels: int) -> None:
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"IntegerCoupling: needs at least 2 channels to split, got {channels}")
+        self.channels = channels
+        self.split = channels - max(1, channels // 4)
+        self.data_levels = data_levels
+        self.net = make_net(net, self.split, channels - self.split, hidden, blocks)
+
+    def translation(self, x_a: torch.Tensor) -> torch.Tensor:
+        return run_net(self.net, x_a * (1.0 / self.data_levels), self.chunk) * self.data_levels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_a, x_b = x[:, : self.split], x[:, self.split :]
+        z_b = integer_coupling(x_b, self.translation(x_a))
+        return torch.cat([x_a, z_b], dim=1), x.new_zeros(x.shape[0])
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        z_a, z_b = z[:, : self.split], z[:, self.split :]
+        return torch.cat([z_a, integer_coupling(z_b, self.translation(z_a), inverse=True)], dim=1)
+
+
+class ChannelPermutation(FlowLayer):
+    """A fixed permutation of the channels: random (drawn from the global RNG at construction, kept in
+    the state dict) or a reversal. ``logdet`` is 0."""
+
+    def __init__(self, channels: int, kind: str = "random") -> None:
+        super().__init__()
+        if kind == "random":
+            permutation = torch.randperm(channels)
+        elif kind == "reverse":
+            permutation = torch.arange(channels - 1, -1, -1)
+        else:
+            raise ValueError(f"IDF: permutation must be one of {PERMUTATIONS}, got {kind!r}")
+        self.register_buffer("permutation", permutation)
+        self.register_buffer("inverse_permutation", torch.argsort(permutation))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, self.permutation], x.new_zeros(x.shape[0])
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z[:, self.inverse_permutation]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Priors
+
+
+def _mixture_bias(factor: int, n_mixtures: int) -> torch.Tensor:
+    """Initial raw (mu, log_scale, logit_pi) per (channel, component): components spread apart, since
+    identical components would get identical gradients and never separate."""
+    offsets = _MU_SPREAD * (torch.arange(n_mixtures, dtype=torch.float64) - (n_mixtures - 1) / 2)
+    bias = torch.zeros(3, factor, n_mixtures, dtype=torch.float64)
+    bias[0] = offsets
+    return bias
+
+
+def _to_params(raw: torch.Tensor, data_levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw ``[..., 3, K]``-style triplet (already split) to (mu, log_scale, logit_pi) in integer units."""
+    mu, log_scale, logit_pi = raw
+    return mu * data_levels, log_scale + (math.log(data_levels) + _LOG_SCALE_OFFSET), logit_pi
+
+
+class SplitPrior(_Chunked):
+    """The prior of a factored-out latent: ``x = [kept, z]`` along channels, with the first
+    ``channels // 2`` kept, and ``(mu, log_scale, logit_pi)`` of ``z``, each ``[N, F, h, w, K]``, computed
+    by a conv net (:func:`make_net`) from ``kept / data_levels``. ``mu = data_levels * raw``,
+    ``log_scale = raw + log(data_levels) - 2``; the net's last conv has zero weights and a bias that
+    spreads the components' locations."""
+
+    def __init__(self, channels: int, hidden: int, blocks: int, net: str, n_mixtures: int, data_levels: int) -> None:
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"SplitPrior: needs at least 2 channels to split, got {channels}")
+        self.keep = channels // 2
+        self.factor = channels - self.keep
+        self.n_mixtures = n_mixtures
+        self.data_levels = data_levels
+        self.net = make_net(net, self.keep, 3 * self.factor * n_mixtures, hidden, blocks)
+        with torch.no_grad():
+            self.net[-1].bias.copy_(_mixture_bias(self.factor, n_mixtures).flatten())
+
+    def params(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = run_net(self.net, kept * (1.0 / self.data_levels), self.chunk)
+        n, _, height, width = out.shape
+        # [N, 3 * F * K, h, w] -> [3, N, F, h, w, K]
+        raw = out.reshape(n, 3, self.factor, self.n_mixtures, height, width).permute(1, 0, 2, 4, 5, 3)
+        return tuple(p.contiguous() for p in _to_params(raw, self.data_levels))
+
+
+class TopPrior(nn.Module):
+    """The prior of the top latent ``[C, h, w]``: a mixture of ``K`` discretized logistics with learned
+    parameters per channel and position (the same for every image)."""
+
+    def __init__(self, shape: tuple[int, int, int], n_mixtures: int, data_levels: int) -> None:
+        super().__init__()
+        channels, height, width = shape
+        self.data_levels = data_levels
+        bias = _mixture_bias(channels, n_mixtures)  # [3, C, K]
+        raw = bias[:, :, None, None, :].expand(3, channels, height, width, n_mixtures)
+        self.raw = nn.Parameter(raw.to(torch.get_default_dtype()).clone())
+
+    def params(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(p.expand(n, *p.shape).contiguous() for p in _to_params(self.raw, self.data_levels))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class LatentStep:
+    """One latent of :meth:`IDF.encode_latents`, with the prior it is coded under.
+
+    ``z``: integer-valued float tensor ``[N, *S]``; ``mu``, ``log_scale``, ``logit_pi``: ``[N, *S, K]``,
+    the discretized logistic mixture (bin width 1) of every element of ``z``, i.e.
+    ``log P(z) = discretized_logistic_logp(z, mu, log_scale, logit_pi)``.
+    """
+
+    z: torch.Tensor
+    mu: torch.Tensor
+    log_scale: torch.Tensor
+    logit_pi: torch.Tensor
+
+
+class IDF(nn.Module):
+    """Integer Discrete Flow on images ``[N, C, H, W]`` of integers ``0 .. data_levels - 1`` (see the module doc).
+
+    Args:
+        in_channels, height, width: the patch shape the model is built for (:attr:`patch_shape`); H and W
+            must be divisible by ``2 ** levels``.
+        levels: squeeze levels; a factor-out with a split prior after each but the last.
+        depth: couplings per level (each preceded by a channel permutation).
+        hidden, blocks: width and number of residual blocks / dense layers of every network.
+        n_mixtures: K, logistic components of every prior (at most 16 for ``flowkernels.rans``).
+        net: ``"resnet"`` or ``"densenet"`` (translation and split-prior networks).
+        permutation: ``"random"`` or ``"reverse"``.
+        data_levels: number of grey levels (256 for 8-bit pixels, 17 for the digits); the data are centred by
+            subtracting ``data_levels // 2`` (an integer shift, so a bijection) and networks work in units of
+            ``data_levels``.
+        coding_batch: in eval mode and in the coding methods every network runs on chunks of exactly this
+            many samples (:func:`run_net`), so results do not depend on the batch.
+
+    Data go in as integer-valued floats of the model's dtype (or any integer dtype, converted). Map:
+    ``latents = model(x)`` (a list in decode order, see below), ``x = model.inverse(latents)``, exact.
+    Likelihood: :meth:`log_prob` (natural log, ``[N]``), :meth:`bits_per_dim`.
+
+    **The coding interface** (what ``flowkernels.codec`` relies on):
+
+    * ``encode_latents(x) -> list[LatentStep]``, for ``x`` of shape ``[N, *patch_shape]``, in DECODE ORDER:
+      the top latent first, then the latent factored out at the deepest split, ..., the first split's
+      latent last. Step ``i`` has ``z`` ``[N, *S_i]`` (integer-valued, model dtype) and ``mu``,
+      ``log_scale``, ``logit_pi`` ``[N, *S_i, K]``, contiguous, with ``S_i = (C_i, h_i, w_i)``
+      (:meth:`latent_shapes`). ``sum_i discretized_logistic_logp(z_i, mu_i, log_scale_i, logit_pi_i)``,
+      summed per image, is :meth:`log_prob` (to the bit in eval mode, which runs the same computation;
+      in training mode networks see the whole batch, which changes float results in the last bits).
+    * ``decode_latents(n, pop) -> x`` ``[n, *patch_shape]`` (integer-valued, model dtype): for each step in
+      the same order it computes ``(mu, log_scale, logit_pi)`` ``[n, *S_i, K]`` (the top prior's are
+      constants; a split prior's come from the kept channels that inverting the higher levels produced),
+      calls ``z = pop(mu, log_scale, logit_pi)``, which must return the integer latent ``[n, *S_i]`` (any
+      float or integer dtype; converted to the model's), and continues.
+    * The parameters given to ``pop`` are bit-identical (``torch.equal``) to those ``encode_latents``
+      returned for the same images, whatever the batch sizes and the order of images on either side:
+      both run under ``torch.no_grad``, through the same functions, with every network on chunks of
+      ``coding_batch`` samples. This holds on one machine and torch build with the same dtype and
+      device (float results of convolutions may differ between CPUs, thread libraries or a GPU).
+    * :attr:`patch_shape` ``(C, H, W)``; :attr:`config`, a dict of plain numbers and strings with
+      ``IDF(**config)`` rebuilding the architecture (then ``load_state_dict`` the weights).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        height: int = 8,
+        width: int = 8,
+        *,
+        levels: int = 2,
+        depth: int = 4,
+        hidden: int = 64,
+        blocks: int = 1,
+        n_mixtures: int = 5,
+        net: str = "resnet",
+        permutation: str = "random",
+        data_levels: int = 256,
+        coding_batch: int = 16,
+    ) -> None:
+        super().__init__()
+        if levels < 1 or depth < 1 or hidden < 1 or blocks < 0 or not 1 <= n_mixtures <= 16 or coding_batch < 1:
+            raise ValueError(
+                "IDF: expected levels >= 1, depth >= 1, hidden >= 1, blocks >= 0, 1 <= n_mixtures <= 16, "
+                f"coding_batch >= 1; got levels={levels}, depth={depth}, hidden={hidden}, blocks={blocks}, "
+                f"n_mixtures={n_mixtures}, coding_batch={coding_batch}"
+            )
+        if height % 2**levels or width % 2**levels:
+            raise ValueError(
+                f"IDF: height and width must be divisible by 2**levels = {2**levels}, got {height}x{width}"
+            )
+        if data_levels < 2:
+            raise ValueError(f"IDF: data_levels must be at least 2, got {data_levels}")
+        if net not in NETS:
+            raise ValueError(f"IDF: net must be one of {NETS}, got {net!r}")
+        self.config = {
+            "in_channels": in_channels,
+            "height": height,
+            "width": width,
+            "levels": levels,
+            "depth": depth,
+            "hidden": hidden,
+            "blocks": blocks,
+            "n_mixtures": n_mixtures,
+            "net": net,
+            "permutation": permutation,
+            "data_levels": data_levels,
+            "coding_batch": coding_batch,
+        }
+        self.shift = data_levels // 2
+        self.n_mixtures = n_mixtures
+        self.coding_batch = coding_batch
+        self.blocks = nn.ModuleList()
+        self.splits = nn.ModuleList()
+        channels, h, w = in_channels, height, width
+        for level in range(levels):
+            channels, h, w = channels * 4, h // 2, w // 2
+            steps = []
+            for _ in range(depth):
+                steps.append(ChannelPermutation(channels, permutation))
+                steps.append(IntegerCoupling(channels, hidden, blocks, net, data_levels))
+            self.blocks.append(FlowSequential(Squeeze(), *steps))
+            if level < levels - 1:
+                split = SplitPrior(channels, hidden, blocks, net, n_mixtures, data_levels)
+                self.splits.append(split)
+                channels = split.keep
+        self.top = TopPrior((channels, h, w), n_mixtures, data_levels)
+
+    # -- shapes and modes ---------------------------------------------------------------------------
+
+    @property
+    def patch_shape(self) -> tuple[int, int, int]:
+        return (self.config["in_channels"], self.config["height"], self.config["width"])
+
+    @property
+    def levels(self) -> int:
+        return len(self.blocks)
+
+    def latent_shapes(self) -> list[tuple[int, int, int]]:
+        """``S_i`` of each latent, in decode order (top first)."""
+        channels, h, w = self.patch_shape
+        shapes = []
+        for level in range(self.levels):
+            channels, h, w = channels * 4, h // 2, w // 2
+            if level < len(self.splits):
+                shapes.append((channels - channels // 2, h, w))
+                channels //= 2
+        return [(channels, h, w), *reversed(shapes)]
+
+    def _set_chunk(self, chunk: int | None) -> None:
+        for module in self.modules():
+            if isinstance(module, _Chunked):
+                module.chunk = chunk
+
+    def train(self, mode: bool = True) -> IDF:
+        """As ``nn.Module.train``; in eval mode networks also run on fixed chunks (see ``coding_batch``)."""
+        super().train(mode)
+        self._set_chunk(None if mode else self.coding_batch)
+        return self
+
+    @contextlib.contextmanager
+    def _coding(self) -> Iterator[None]:
+        """Chunked networks and no autograd for the duration (whatever the mode)."""
+        self._set_chunk(self.coding_batch)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self._set_chunk(None if self.training else self.coding_batch)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.top.raw.dtype
+
+    def _prepare(self, x: torch.Tensor, name: str, *, patch: bool) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.patch_shape[0]:
+            raise ValueError(f"IDF.{name}: x must be [N, {self.patch_shape[0]}, H, W], got {list(x.shape)}")
+        if patch and tuple(x.shape[1:]) != self.patch_shape:
+            raise ValueError(f"IDF.{name}: x must be [N, *{self.patch_shape}], got {list(x.shape)}")
+        if x.dtype.is_floating_point:
+            if x.dtype != self.dtype:
+                raise ValueError(f"IDF.{name}: x must be {self.dtype} like the model (or integers), got {x.dtype}")
+        elif x.dtype == torch.bool or x.dtype.is_complex:
+            raise ValueError(f"IDF.{name}: x must hold integers, got {x.dtype}")
+        else:
+            x = x.to(self.dtype)
+        return x.to(self.top.raw.device)
+
+    # -- the bijection ------------------------------------------------------------------------------
+
+    def _analyse(self, x: torch.Tensor, with_params: bool) -> list[tuple[torch.Tensor, tuple | None]]:
+        """``[(z_i, params_i or None)]`` in decode order, for prepared ``x``."""
+        x = x - self.shift
+        factored = []
+        for level, block in enumerate(self.blocks):
+            x, _ = block(x)
+            if level < len(self.splits):
+                split = self.splits[level]
+                kept, z = x[:, : split.keep], x[:, split.keep :]
+                factored.append((z, split.params(kept) if with_params else None))
+                x = kept
+        top = (x, self.top.params(x.shape[0]) if with_params else None)
+        return [top, *reversed(factored)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Map integer images ``x`` ``[N, C, H, W]`` to their integer latents, in decode order (top first)."""
+        return [z for z, _ in self._analyse(self._prepare(x, "forward", patch=False), False)]
+
+    def inverse(self, zs: list[torch.Tensor]) -> torch.Tensor:
+        """Map the latents of :meth:`forward` back to the images, exactly."""
+        if len(zs) != self.levels:
+            raise ValueError(f"IDF.inverse: expected {self.levels} latents, got {len(zs)}")
+        x = zs[0]
+        for level in reversed(range(self.levels)):
+            if level < len(self.splits):
+                x = torch.cat([x, zs[len(self.splits) - level]], dim=1)
+            x = self.blocks[level].inverse(x)
+        return x + self.shift
+
+    # -- likelihood ---------------------------------------------------------------------------------
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Natural-log probability of the integer images ``x`` ``[N, *patch_shape]``: shape ``[N]``.
+
+        The sum over latents of their discretized-logistic log-probabilities (no Jacobian: the map is a
+        volume-preserving bijection of ``Z^d``).
+        """
+        total = 0
+        for z, (mu, log_scale, logit_pi) in self._analyse(self._prepare(x, "log_prob", patch=True), True):
+            total = total + discretized_logistic_logp(z, mu, log_scale, logit_pi).flatten(1).sum(1)
+        return total
+
+    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """``-log2 P(x) / (C H W)`` per image, shape ``[N]``: the ideal code length of a lossless coder."""
+        return -self.log_prob(x) / (math.prod(self.patch_shape) * math.log(2))
+
+    # -- coding -------------------------------------------------------------------------------------
+
+    def encode_latents(self, x: torch.Tensor) -> list[LatentStep]:
+        """The latents of ``x`` ``[N, *patch_shape]`` and their priors' parameters, in decode order (class doc)."""
+        with self._coding():
+            steps = self._analyse(self._prepare(x, "encode_latents", patch=True), True)
+        return [LatentStep(z, *params) for z, params in steps]
+
+    def decode_latents(
+        self, n: int, pop: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Decode ``n`` images by calling ``pop(mu, log_scale, logit_pi) -> z`` once per latent (see the class doc)."""
+        if n < 1:
+            raise ValueError(f"IDF.decode_latents: n must be positive, got {n}")
+        shapes = self.latent_shapes()
+
+        def popped(index: int, params: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            z = pop(*params)
+            expected = (n, *shapes[index])
+            if not isinstance(z, torch.Tensor) or tuple(z.shape) != expected:
+                got = list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+                raise ValueError(f"IDF.decode_latents: pop must return a tensor of shape {list(expected)}, got {got}")
+            return z.to(device=params[0].device, dtype=self.dtype)
+
+        with self._coding():
+            x = popped(0, self.top.params(n))
+            for level in reversed(range(self.levels)):
+                if level < len(self.splits):
+                    z = popped(len(self.splits) - level, self.splits[level].params(x))
+                    x = torch.cat([x, z], dim=1)
+                x = self.blocks[level].inverse(x)
+            return x + self.shift
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+
+
+#: Dataset name -> (loader kwargs, data_levels, default architecture).
+IDF_DATASETS: dict[str, tuple[dict, int, dict]] = {
+    "digits": ({}, DIGITS_LEVELS, {"levels": 3, "depth": 2, "hidden": 64, "blocks": 1}),
+    "photos-gray": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
+    "photos-rgb": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
+}
+
+
+@dataclass
+class IDFHistory:
+    """What :func:`train_idf` measured: mean training bits/dim per epoch, ``(epoch, test bits/dim)`` pairs
+    (epoch 0 = before training), the wall time of the optimisation alone and the number of processes."""
+
+    config: dict
+    train_bpd: list[float] = field(default_factory=list)
+    test_bpd: list[tuple[int, float]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    world_size: int = 1
+
+    @property
+    def final_test_bpd(self) -> float:
+        return self.test_bpd[-1][1]
+
+
+def _all_reduce_sum(values: list[float], device: torch.device, distributed: bool) -> list[float]:
+    if not distributed:
+        return values
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def evaluate_bpd(model: IDF, x: torch.Tensor, *, batch_size: int = 256, rank: int = 0, world_size: int = 1) -> float:
+    """Mean bits/dim of the integer images ``x`` (exact: IDF needs no dequantization noise).
+
+    With ``world_size > 1`` (an initialised process group) each rank scores ``x[rank::world_size]`` and the
+    sums are all-reduced, so every rank returns the same number.
+    """
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    shard = x[rank::world_size]
+    try:
+        with torch.no_grad():
+            for start in range(0, shard.shape[0], batch_size):
+                total += model.bits_per_dim(shard[start : start + batch_size]).double().sum().item()
+    finally:
+        model.train(was_training)
+    total, count = _all_reduce_sum([total, float(shard.shape[0])], model.top.raw.device, world_size > 1)
+    return total / count
+
+
+class _Loss(nn.Module):
+    """Mean bits/dim as a module, so that DistributedDataParallel's forward hooks see the loss computation."""
+
+    def __init__(self, model: IDF) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.bits_per_dim(x).mean()
+
+
+def _distributed_from_env() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def save_idf(model: IDF, path: str | Path, **extra) -> Path:
+    """Write ``{"config": model.config, "state_dict": ..., **extra}`` (plain tensors, numbers and strings:
+    loadable with ``torch.load(path, weights_only=True)``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    torch.save({"config": dict(model.config), "state_dict": state, **extra}, path)
+    return path
+
+
+def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> IDF:
+    """Load a checkpoint of :func:`save_idf` / :func:`train_idf` as an :class:`IDF` in eval mode.
+
+    The file is read with ``weights_only=True`` (no code runs) and validated: a ValueError says what is
+    wrong with a file that is not an IDF checkpoint.
+    """
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise ValueError(f"load_idf: {path} is not a readable torch checkpoint ({error})") from error
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        raise ValueError(f"load_idf: {path} is not an IDF checkpoint (expected a dict with 'config' and 'state_dict')")
+    config, state = checkpoint["config"], checkpoint["state_dict"]
+    if not isinstance(config, dict) or not all(isinstance(v, (int, float, str)) for v in config.values()):
+        raise ValueError(f"load_idf: {path}: 'config' must be a dict of numbers and strings")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"load_idf: {path}: 'state_dict' must be a dict of tensors")
+    try:
+        model = IDF(**config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"load_idf: {path}: its config does not describe an IDF ({error})") from error
+    dtype = state.get("top.raw", torch.empty(0)).dtype
+    model.to(dtype)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"load_idf: {path}: the weights do not fit the config ({error})") from error
+    return model.eval()
+
+
+def train_idf(
+    dataset: str = "digits",
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    distributed: bool | None = None,
+    checkpoint: str | Path | None = None,
+    patch_size: int = 32,
+    levels: int | None = None,
+    depth: int | None = None,
+    hidden: int | None = None,
+    blocks: int | None = None,
+    n_mixtures: int = 5,
+    net: str = "resnet",
+    permutation: str = "random",
+    eval_every: int | None = None,
+    warmup_steps: int = 100,
+    max_grad_norm: float = 100.0,
+    max_train: int | None = None,
+) -> tuple[IDF, IDFHistory]:
+    """Fit an :class:`IDF` to ``dataset`` ("digits", "photos-gray" or "photos-rgb") by maximum likelihood.
+
+    Adam on the exact bits/dim of the training split, with a linear warm-up over ``warmup_steps`` steps,
+    a cosine decay to zero and gradient-norm clipping. Photo datasets use ``patch_size`` x ``patch_size``
+    patches (:func:`flowkernels.data.load_photo_patches`); ``max_train`` keeps only that many training
+    images (a seeded choice) for quick runs. Architecture arguments left at None take the dataset's
+    defaults of :data:`IDF_DATASETS`. The test bits/dim is measured before training, every
+    ``eval_every`` epochs (default: 5 times in all) and at the end; with ``checkpoint`` the model is saved
+    there (see :func:`save_idf`) at every evaluation.
+
+    ``distributed`` (default: whether the ``WORLD_SIZE`` environment variable is above 1, as under
+    ``torchrun``) trains with DistributedDataParallel: the process group is initialised from the
+    environment (gloo on CPU, NCCL on CUDA, where each rank takes ``cuda:LOCAL_RANK``) unless it already
+    is, every rank takes ``batch[rank::world_size]`` of each global batch of ``batch_size`` images (a final
+    batch with fewer images than ranks is skipped), gradients are averaged, only rank 0 shows progress
+    and writes the checkpoint, and the group is destroyed at the end if this function created it.
+
+    Deterministic for a given ``seed`` (and number of processes) on a given machine: the model is built
+    under ``torch.manual_seed(seed)`` in a forked RNG state, and batch order comes from a seeded generator
+    that all ranks share. Returns the trained model (in eval mode) and an :class:`IDFHistory`.
+    """
+    if dataset not in IDF_DATASETS:
+        raise ValueError(f"train_idf: dataset must be one of {sorted(IDF_DATASETS)}, got {dataset!r}")
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"train_idf: need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    distributed = _distributed_from_env() if distributed is None else distributed
+    device = torch.device(device)
+    rank, world_size, created_group = 0, 1, False
+    if distributed:
+        import torch.distributed as dist
+
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            created_group = True
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        if batch_size < world_size:
+            raise ValueError(f"train_idf: batch_size {batch_size} is smaller than the {world_size} processes")
+    try:
+        return _train(
+            dataset,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            progress=progress and rank == 0,
+            rank=rank,
+            world_size=world_size,
+            checkpoint=checkpoint,
+            patch_size=patch_size,
+            arch={
+                "levels": levels,
+                "depth": depth,
+                "hidden": hidden,
+                "blocks": blocks,
+                "n_mixtures": n_mixtures,
+                "net": net,
+                "permutation": permutation,
+            },
+            eval_every=eval_every,
+            warmup_steps=warmup_steps,
+            max_grad_norm=max_grad_norm,
+            max_train=max_train,
+        )
+    finally:
+        if created_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(
+    dataset: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+    rank: int,
+    world_size: int,
+    checkpoint: str | Path | None,
+    patch_size: int,
+    arch: dict,
+    eval_every: int | None,
+    warmup_steps: int,
+    max_grad_norm: float,
+    max_train: int | None,
+) -> tuple[IDF, IDFHistory]:
+    loader_kwargs, data_levels, defaults = IDF_DATASETS[dataset]
+    if dataset != "digits":
+        loader_kwargs = {**loader_kwargs, "patch_size": patch_size}
+    train = load_dataset(dataset, "train", **loader_kwargs)
+    test = load_dataset(dataset, "test", **loader_kwargs)
+    generator = torch.Generator().manual_seed(seed)
+    if max_train is not None and max_train < train.shape[0]:
+        train = train[torch.randperm(train.shape[0], generator=generator)[:max_train].sort().values]
+    arch = {key: defaults[key] if value is None else value for key, value in arch.items()}
+    _, channels, height, width = train.shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = IDF(channels, height, width, data_levels=data_levels, **arch).to(device)
+    train, test = train.to(device=device, dtype=model.dtype), test.to(device=device, dtype=model.dtype)
+    distributed = world_size > 1
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_module = DistributedDataParallel(_Loss(model), device_ids=[device] if device.type == "cuda" else None)
+    else:
+        loss_module = _Loss(model)
+
+    history = IDFHistory(
+        {
+            "dataset": dataset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "world_size": world_size,
+            "train_images": train.shape[0],
+            **model.config,
+        },
+        world_size=world_size,
+    )
+    history.test_bpd.append((0, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
+    eval_every = eval_every or max(1, epochs // 5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    n = train.shape[0]
+    batches_per_epoch = n // batch_size + (1 if n % batch_size >= world_size else 0)
+    total_steps = max(1, epochs * batches_per_epoch)
+
+    def lr_factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / warmup_steps)
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    tqdm = require("tqdm", "tqdm", "train_idf's progress bar").tqdm
+    name = f"idf[{dataset}]"
+    bar = tqdm(total=epochs * batches_per_epoch, desc=name, disable=not progress, leave=False)
+
+    def save(epoch: int) -> None:
+        if checkpoint is not None and rank == 0:
+            save_idf(
+                model,
+                checkpoint,
+                train={
+                    "dataset": dataset,
+                    "epoch": epoch,
+                    "test_bpd": history.final_test_bpd,
+                    "seed": seed,
+                    "world_size": world_size,
+                },
+            )
+
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n, generator=generator)
+        epoch_total, epoch_count = 0.0, 0
+        for step in range(batches_per_epoch):
+            global_batch = order[step * batch_size : (step + 1) * batch_size]
+            batch = train[global_batch[rank::world_size].to(device)]
+            loss = loss_module(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            epoch_total += loss.item() * batch.shape[0]
+            epoch_count += batch.shape[0]
+            bar.update()
+            bar.set_postfix(bpd=f"{loss.item():.3f}")
+        epoch_total, epoch_count = _all_reduce_sum([epoch_total, float(epoch_count)], device, distributed)
+        history.train_bpd.append(epoch_total / epoch_count)
+        if epoch % eval_every == 0 or epoch == epochs:
+            paused = time.perf_counter()  # evaluation time is not training time
+            history.test_bpd.append((epoch, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
+            model.train()
+            if progress:
+                bar.write(
+                    f"{name} epoch {epoch}: train {history.train_bpd[-1]:.3f}, "
+                    f"test {history.final_test_bpd:.3f} bits/dim"
+                )
+            save(epoch)
+            start += time.perf_counter() - paused
+    history.train_time_s = time.perf_counter() - start
+    bar.close()
+    if epochs == 0:
+        save(0)
+    model.eval()
+    return model, history
