@@ -63,7 +63,8 @@ def roundtrip(codec, images, **kwargs):
 def parts(data):
     """(fixed fields, config, metadata, table, header end) of a container."""
     fields = list(FIXED.unpack_from(data))
-    config_len, metadata_len, images = fields[-2], fields[-1], fields[4]
+    config_len, metadata_len = fields[-2], fields[-1]
+    images = 1 if fields[2] & fkc.FLAG_STREAM else fields[4]
     table_at = FIXED.size + config_len + metadata_len
     end = table_at + 16 * images
     return (
@@ -197,9 +198,9 @@ def test_coded_size_is_close_to_the_ideal_code_length(name):
     codec = LosslessImageCodec(model)
     data = roundtrip(codec, images)
     header = read_header(data)
-    lanes = header.images * header.patches_per_image
+    lanes = header.lane_count
     # what the rANS coder wrote: words + 64-bit final states (the 32-bit word counts are framing)
-    coded = 8 * sum(r.length for r in header.records) - 32 * lanes
+    coded = 8 * sum(r.length for r in header.records) - 32 * (lanes - len(header.records))
     ideal = codec.ideal_bits(images)
     assert ideal > 1e4
     assert coded <= 1.005 * ideal + 64 * lanes, (coded, ideal, lanes)
@@ -254,9 +255,10 @@ def test_batch_invariant_models_are_called_across_images_with_the_same_bytes(lan
     calls = []
     original = model.encode_latents
     model.encode_latents = lambda x: calls.append(len(x)) or original(x)
-    per_image = LosslessImageCodec(model, lanes=lanes).encode(images)
+    # one patch per rANS lane: model calls are then packed patch by patch
+    per_image = LosslessImageCodec(model, lanes=lanes, lane_patches=1).encode(images)
     per_image_calls, calls[:] = list(calls), []
-    across = LosslessImageCodec(model, lanes=lanes, batch_invariant=True).encode(images)
+    across = LosslessImageCodec(model, lanes=lanes, batch_invariant=True, lane_patches=1).encode(images)
     assert payloads(across) == payloads(per_image)
     assert read_header(across).spans_images and not read_header(per_image).spans_images
     assert max(per_image_calls) == min(lanes, 6) and len(calls) == math.ceil(120 / lanes)
@@ -352,12 +354,13 @@ def test_truncated_and_extended_files_are_detected(sample):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        (1, 2, "unsupported flowkernels codec format version 2"),
-        (2, 2, "unknown flags"),
+        (1, 1, "unsupported flowkernels codec format version 1"),
+        (1, 3, "unsupported flowkernels codec format version 3"),
+        (2, 4, "unknown flags"),
         (2, 0x8001, "unknown flags"),
         (4, 2**32 - 1, "truncated"),  # images: the table cannot fit
         (5, 0, "channels = 0"),
-        (5, 3, "patch shape"),
+        (5, 3, "patch shape|lane patches"),
         (6, 0, "height = 0"),
         (6, 2**32 - 1, "cannot hold"),  # absurd sizes: caught before any allocation
         (7, 2**31, "cannot hold"),
@@ -368,7 +371,8 @@ def test_truncated_and_extended_files_are_detected(sample):
         (11, 9, "unknown padding mode"),
         (12, 25, "precision = 25"),
         (12, 3, "precision = 3"),
-        (13, 1, "reserved"),
+        (13, 0, "lane patches = 0"),
+        (13, 257, "lane patches = 257"),  # more than LANE_SYMBOLS = 4096 subpixels per lane
     ],
 )
 def test_forged_headers_are_rejected(sample, field, value, message):
@@ -441,29 +445,22 @@ def test_forged_payloads_never_give_wrong_pixels(sample):
     # random payload words behind a valid lane table, re-signed
     for trial in range(20):
         body = bytearray(bodies[trial % 3])
-        lanes = read_header(data).patches_per_image
-        start = 12 * lanes
+        lanes = read_header(data).lanes_per_payload
+        start = 12 * lanes - 4
         body[start:] = generator.integers(0, 256, len(body) - start, dtype=np.uint8).tobytes()
         if trial % 2:
-            body[4 * lanes : 12 * lanes] = generator.integers(0, 256, 8 * lanes, dtype=np.uint8).tobytes()
+            body[start - 8 * lanes : start] = generator.integers(0, 256, 8 * lanes, dtype=np.uint8).tobytes()
         new = list(bodies)
         new[trial % 3] = bytes(body)
         with pytest.raises(ValueError):
             codec.decode(with_payloads(new))
-    # lane tables that promise more words than there are
-    body = bytearray(bodies[0])
-    body[0:4] = struct.pack("<I", 2**32 - 1)
-    with pytest.raises(ValueError, match="lanes hold"):
-        codec.decode(with_payloads([bytes(body), bodies[1], bodies[2]]))
-    # a payload too short for its patches
+    # a payload too short for its patches (one lane: a final state, its word count implied)
+    assert read_header(data).lanes_per_payload == 1
     with pytest.raises(ValueError, match="cannot hold"):
-        codec.decode(with_payloads([bodies[0][:20], bodies[1], bodies[2]]))
-    # data left over after the last step: an extra word in lane 0
+        codec.decode(with_payloads([bodies[0][:6], bodies[1], bodies[2]]))
+    # data left over after the last step: an extra word at the bottom of the lane
     body = bytearray(bodies[0])
-    count = struct.unpack_from("<I", body, 0)[0]
-    body[0:4] = struct.pack("<I", count + 1)
-    lanes = read_header(data).patches_per_image
-    body[12 * lanes : 12 * lanes] = b"\1\2\3\4"
+    body[8:8] = b"\1\2\3\4"
     with pytest.raises(ValueError):
         codec.decode(with_payloads([bytes(body), bodies[1], bodies[2]]))
 
@@ -582,7 +579,7 @@ def test_cli_checkpoint_path_with_an_injected_factory(tmp_path, monkeypatch, cap
 def test_cli_errors(tmp_path, fake_models, capsys):
     np.save(tmp_path / "f.npy", np.zeros((4, 4), dtype=np.float32))
     np.save(tmp_path / "g.npy", np.zeros((4, 4), dtype=np.uint8))
-    (tmp_path / "bad.fkc").write_bytes(b"FKIC\x01" + bytes(100))
+    (tmp_path / "bad.fkc").write_bytes(b"FKIC\x02" + bytes(100))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     cases = [
         (["compress", str(tmp_path / "f.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-gray"], "uint8"),
@@ -630,8 +627,8 @@ def test_real_idf_round_trip_code_length_and_batch_invariance(idf_model):
     assert payloads(across) == payloads(per_image)
     assert payloads(codec.encode(images[3:4])) == [payloads(per_image)[3]]
     header = read_header(per_image)
-    lanes = header.images * header.patches_per_image
-    coded = 8 * sum(r.length for r in header.records) - 32 * lanes
+    lanes = header.lane_count
+    coded = 8 * sum(r.length for r in header.records) - 32 * (lanes - len(header.records))
     assert coded <= 1.005 * codec.ideal_bits(images) + 64 * lanes
 
 
@@ -662,3 +659,150 @@ def test_cli_with_the_real_idf_model(tmp_path, capsys):
         argv = ["compress", str(tmp_path / "x.npy"), "-o", str(tmp_path / "z.fkc"), "--model", str(tmp_path / path)]
         assert cli.main(argv) == 1
         assert message in capsys.readouterr().err
+
+
+# -- several patches per lane, and streams ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_invariant", [False, True])
+@pytest.mark.parametrize(("lanes", "lane_patches"), [(1, 1), (3, 3), (5, 3), (7, 2), (64, 7)])
+def test_lanes_of_several_patches_round_trip(lanes, lane_patches, batch_invariant):
+    model = TwoStepFlow(1, (2, 3))
+    codec = LosslessImageCodec(model, lanes=lanes, lane_patches=lane_patches, batch_invariant=batch_invariant)
+    images = structured_images(5, 1, 9, 10)  # 5 x 4 = 20 patches per image: lanes of uneven lengths
+    for stream in (False, True):
+        data = roundtrip(codec, images, stream=stream)
+        header = read_header(data)
+        assert header.lane_patches == lane_patches and header.stream == stream
+        segment = 20 * (5 if stream else 1)
+        assert header.lanes_per_payload == -(-segment // lane_patches)
+        assert len(header.records) == (1 if stream else 5)
+    # per image, a payload depends only on its image: alone or in a batch, the same bytes
+    together = payloads(codec.encode(images))
+    assert [payloads(codec.encode(images[i : i + 1]))[0] for i in range(5)] == together
+
+
+def test_default_lane_patches_hold_about_lane_symbols():
+    assert LosslessImageCodec(IdentityFlow(1, (8, 8))).lane_patches == 64
+    assert LosslessImageCodec(IdentityFlow(3, (4, 4))).lane_patches == 86
+    assert LosslessImageCodec(IdentityFlow(3, (4, 4)), lanes=5).lane_patches == 5
+    assert LosslessImageCodec(IdentityFlow(3, (64, 64))).lane_patches == 1
+    for bad in (0, 87):
+        with pytest.raises(ValueError, match="lane_patches"):
+            LosslessImageCodec(IdentityFlow(3, (4, 4)), lane_patches=bad)
+
+
+@pytest.mark.parametrize("name", ["identity-gray", "two-step-rgb"])
+@pytest.mark.parametrize("count", [0, 1, 2, 37])
+def test_stream_round_trips(name, count):
+    model = MODELS[name]()
+    images = structured_images(count, model.patch_shape[0], 7, 5, seed=count)
+    data = roundtrip(LosslessImageCodec(model), images, stream=True)
+    header = read_header(data)
+    assert header.stream and header.spans_images and header.images == count and len(header.records) == 1
+
+
+def test_a_stream_of_many_tiny_images_costs_what_the_model_says():
+    model = IdentityFlow(1, (4, 4), mu=128.0, log_scale=3.0)
+    images = structured_images(2000, 1, 4, 4, seed=9)
+    codec = LosslessImageCodec(model)
+    data = roundtrip(codec, images, stream=True)
+    header = read_header(data)
+    ideal = codec.ideal_bits(images, stream=True)
+    assert ideal == pytest.approx(codec.ideal_bits(images), rel=1e-9)
+    assert header.lane_count == math.ceil(2000 / 256)
+    # the whole file: within 0.5% of the ideal, plus the lanes' framing and the header
+    config = len(fkc.canonical_json(model.config))
+    metadata = len(fkc.canonical_json({}))
+    fixed = 64 + config + metadata + 16 + 4
+    assert len(data) == fixed + header.records[0].length
+    assert 8 * len(data) <= 1.005 * ideal + 96 * header.lane_count + 8 * fixed + 64, (8 * len(data), ideal)
+    # per image, every tiny image pays for its own lane and table row
+    assert len(codec.encode(images)) > len(data) + 2000 * (16 + 4)
+
+
+def test_stream_bytes_do_not_depend_on_the_thread_count():
+    codec = LosslessImageCodec(TwoStepFlow(3, (4, 4)), lanes=7)
+    images = structured_images(30, 3, 6, 5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.encode(images, stream=True)
+        torch.set_num_threads(max(2, threads))
+        many = codec.encode(images, stream=True)
+        assert torch.equal(codec.decode(one), images)
+    finally:
+        torch.set_num_threads(threads)
+    assert one == many == codec.encode(images, stream=True)
+    # a batch-sensitive model: the decoder repeats the encoder's model calls
+    roundtrip(LosslessImageCodec(BatchSensitiveFlow(3, (4, 4)), lanes=7), images, stream=True)
+
+
+@pytest.fixture(scope="module")
+def stream_sample():
+    model = TwoStepFlow(1, (2, 2))
+    images = structured_images(6, 1, 5, 4, seed=8)  # 6 patches per image, 36 in all
+    codec = LosslessImageCodec(model, lanes=5, lane_patches=4)  # 9 lanes of 4
+    return codec, images, codec.encode(images, stream=True)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (2, 0, "CRC|trailing bytes|truncated|cannot hold"),  # no longer a stream: one table row for 6 images
+        (2, 4, "unknown flags"),
+        (4, 2**32 - 1, "cannot hold"),  # a stream of 2^32 images: caught before any allocation
+        (4, 7, "cannot hold|corrupt"),
+        (4, 5, "corrupt"),
+        (13, 0, "lane patches = 0"),
+        (13, 6, "lane patches = 6"),  # more than lanes
+        (13, 3, "corrupt"),  # other lanes: the lane table or the coder's checks catch it
+        (13, 5, "corrupt"),
+        (10, 3, "lane patches = 4"),
+    ],
+)
+def test_forged_stream_headers_are_rejected(stream_sample, field, value, message):
+    codec, images, data = stream_sample
+    fields = parts(data)[0]
+    assert fields[13] == 4 and fields[2] & fkc.FLAG_STREAM
+    fields[field] = value
+    with pytest.raises(ValueError, match=message):
+        codec.decode(forge(data, fields=fields))
+
+
+def test_forged_stream_payloads_never_give_wrong_pixels(stream_sample):
+    codec, images, data = stream_sample
+    fields, config, metadata, table, end = parts(data)
+    record = np.frombuffer(table, dtype=fkc._RECORD).copy()
+    body = data[end:]
+
+    def with_payload(new_body, pixel_crc=None):
+        new = record.copy()
+        new["length"], new["payload_crc"] = len(new_body), zlib.crc32(new_body)
+        if pixel_crc is not None:
+            new["pixel_crc"] = pixel_crc
+        return forge(data, table=new.tobytes(), payload=new_body)
+
+    assert codec.decode(with_payload(body)).equal(images)
+    with pytest.raises(ValueError, match="pixel CRC"):
+        codec.decode(with_payload(body, pixel_crc=record["pixel_crc"][0] ^ 1))
+    with pytest.raises(ValueError, match="cannot hold"):
+        codec.decode(with_payload(body[: 12 * 9 - 8]))
+    # lane tables that promise more words than there are
+    forged = bytearray(body)
+    forged[0:4] = struct.pack("<I", 2**32 - 1)
+    with pytest.raises(ValueError, match="lanes hold"):
+        codec.decode(with_payload(bytes(forged)))
+    generator = np.random.default_rng(1)
+    for trial in range(20):
+        forged = bytearray(body)
+        start = 12 * 9 - 4 if trial % 2 else 4 * 8
+        forged[start:] = generator.integers(0, 256, len(forged) - start, dtype=np.uint8).tobytes()
+        with pytest.raises(ValueError):
+            codec.decode(with_payload(bytes(forged)))
+    # swapping two lanes of equal length: valid rANS data in the wrong place, caught by the pixel CRC or the coder
+    payload = fkc.parse_lanes(body, 9)
+    swapped = payload.take(np.array([1, 0, *range(2, 9)])).to_bytes()
+    if swapped != body:
+        with pytest.raises(ValueError):
+            codec.decode(with_payload(swapped))

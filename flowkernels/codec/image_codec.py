@@ -4,15 +4,20 @@
 exactly. The model (:class:`~flowkernels.codec.interface.CodecModel`, e.g. IDF)
 maps each ``h x w`` patch to integer latents with a discretized logistic prior;
 the latents are rANS-coded with :meth:`flowkernels.rans.RansCoder.push_logistic`,
-one lane per patch. Latents are unbounded integers: values outside the coder's
+in lanes of up to ``lane_patches`` consecutive patches (about 4096 symbols), so
+that small patches do not each pay a lane's framing. Latents are unbounded integers: values outside the coder's
 window go through its escape path (any int32 round-trips).
 
 Determinism. Each image's payload is a deterministic function of that image and
-the model (and ``lanes`` for a batch-sensitive model):
+the model (and ``lanes``, ``lane_patches``, ``precision``); with
+``encode(..., stream=True)`` the one payload is a deterministic function of the
+whole batch (and the same settings), never of the thread count:
 
 * the rANS lanes are independent and the coder is integer-exact, so a lane's
-  words depend only on its own latents and their prior parameters;
-* the model is called on runs of at most ``lanes`` consecutive patches. Unless
+  words depend only on its own latents and their prior parameters; which
+  patches a lane holds depends only on the image size (or, in a stream, the
+  batch size) and ``lane_patches``;
+* the model is called on runs of whole lanes, at most ``lanes`` patches. Unless
   the model is declared batch-invariant, a run never spans two images: the
   model never sees two images in one batch, so its floating-point results
   (which for convolutions depend on the batch size, to the last bit) are the
@@ -40,6 +45,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -116,18 +122,61 @@ def _params(step_index: int, mu, log_scale, logit_pi, n: int, *, z_shape=None):
     return flat(mu), flat(log_scale), flat(logit_pi), spatial
 
 
-def _runs(images: int, patches: int, lanes: int, spans_images: bool) -> list[tuple[int, int]]:
-    """The model calls: ranges of flat patch indices (image-major), at most ``lanes`` long."""
-    if images == 0 or patches == 0:
-        return []
-    if spans_images:
-        total = images * patches
-        return [(start, min(start + lanes, total)) for start in range(0, total, lanes)]
-    return [
-        (base + start, base + min(start + lanes, patches))
-        for base in range(0, images * patches, patches)
-        for start in range(0, patches, lanes)
-    ]
+def _layout(
+    images: int, patches: int, lane_patches: int, lanes: int, *, stream: bool, spans_images: bool
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """The rANS lanes and the model calls of a file.
+
+    Returns ``(starts, sizes, runs)``: lane ``i`` holds the flat patches (image-major)
+    ``starts[i] .. starts[i] + sizes[i] - 1``; each payload (an image, or all images in a
+    stream) is cut by :func:`container.lane_layout`. ``runs`` are ranges of lanes, each a
+    model call of at most ``lanes`` patches: consecutive whole lanes packed greedily, never
+    across an image boundary unless ``spans_images``. Everything depends only on these
+    arguments, so the decoder repeats it exactly.
+    """
+    segment, segments = (images * patches, 1) if stream else (patches, images)
+    count, base, extra = container.lane_layout(segment, lane_patches)
+    if count == 0 or segments == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, []
+    one = np.full(count, base, dtype=np.int64)
+    one[:extra] += 1
+    sizes = np.tile(one, segments)
+    starts = np.zeros(len(sizes), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    runs = []
+    first, total = 0, 0
+    for index, size in enumerate(sizes.tolist()):
+        if index > first and (total + size > lanes or (not spans_images and index % count == 0)):
+            runs.append((first, index))
+            first, total = index, 0
+        total += size
+    runs.append((first, len(sizes)))
+    return starts, sizes, runs
+
+
+def _groups(sizes: np.ndarray) -> list[tuple[np.ndarray, int, torch.Tensor | None]]:
+    """A run's lanes by patch count: ``(lane indices, patches per lane, patch indices or None for all)``."""
+    starts = np.zeros(len(sizes), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    values = np.unique(sizes)
+    if len(values) == 1:
+        return [(np.arange(len(sizes)), int(values[0]), None)]
+    groups = []
+    for value in values.tolist():
+        ids = np.flatnonzero(sizes == value)
+        patch_index = (starts[ids][:, None] + np.arange(value)[None, :]).reshape(-1)
+        groups.append((ids, value, torch.from_numpy(patch_index)))
+    return groups
+
+
+def _gather(tensor, index: torch.Tensor | None, lanes: int):
+    """Patch-major ``[n, L, ...]`` to lane-major ``[lanes, (n / lanes) L, ...]`` for the patches at ``index``."""
+    if tensor is None:
+        return None
+    if index is not None:
+        tensor = tensor.index_select(0, index.to(tensor.device))
+    return tensor.reshape(lanes, -1, *tensor.shape[2:])
 
 
 def _describe(start: int, end: int, patches: int) -> str:
@@ -141,12 +190,15 @@ class LosslessImageCodec:
 
     Args:
         model: the flow (e.g. ``flowkernels.models.idf.IDF``), in eval mode.
-        lanes: patches per model call (each patch is one rANS lane). ``None`` picks
-            :func:`default_lanes` of the model's patch shape. Recorded in the file.
+        lanes: patches per model call at most. ``None`` picks :func:`default_lanes` of
+            the model's patch shape. Recorded in the file.
         precision: bits of the rANS model quantization (8 to 24). Recorded in the file.
         batch_invariant: whether the model's results for a patch do not depend on the
             other patches in its batch (nor on their number), so that model calls may
             span images. ``None`` reads ``model.batch_invariant`` (default False).
+        lane_patches: patches per rANS lane at most (1 to ``min(lanes, ceil(4096 / (C h w)))``).
+            ``None`` picks that maximum: lanes of about 4096 symbols, each costing 12 bytes
+            of framing. Recorded in the file.
 
     The model is called on the device of its weights (CPU if it has none); the
     container format is described in :mod:`flowkernels.codec.container`.
@@ -159,6 +211,7 @@ class LosslessImageCodec:
         lanes: int | None = None,
         precision: int = 24,
         batch_invariant: bool | None = None,
+        lane_patches: int | None = None,
     ):
         patch_shape = tuple(int(s) for s in model.patch_shape)
         if len(patch_shape) != 3 or min(patch_shape) < 1:
@@ -176,11 +229,17 @@ class LosslessImageCodec:
         if batch_invariant is None:
             batch_invariant = bool(getattr(model, "batch_invariant", False))
         self.batch_invariant = bool(batch_invariant)
+        most = min(self.lanes, container.max_lane_patches(math.prod(patch_shape)))
+        if lane_patches is not None and not 1 <= int(lane_patches) <= most:
+            raise ValueError(
+                f"lane_patches must be in [1, {most}] (at most lanes and LANE_SYMBOLS), got {lane_patches}"
+            )
+        self.lane_patches = most if lane_patches is None else int(lane_patches)
 
     def __repr__(self) -> str:
         return (
             f"LosslessImageCodec(patch_shape={self.patch_shape}, lanes={self.lanes}, precision={self.precision}, "
-            f"batch_invariant={self.batch_invariant})"
+            f"batch_invariant={self.batch_invariant}, lane_patches={self.lane_patches})"
         )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -244,6 +303,7 @@ class LosslessImageCodec:
         metadata: Mapping[str, Any] | None = None,
         progress: bool = False,
         verify: bool = False,
+        stream: bool = False,
     ) -> bytes:
         """Compress uint8 images ``[N, C, H, W]`` (any ``H``, ``W``) into a container.
 
@@ -253,6 +313,11 @@ class LosslessImageCodec:
             progress: show a tqdm progress bar (over patches).
             verify: decode the result and check that it reproduces ``images`` (twice the time);
                 a mismatch means that the model breaks its determinism contract (RuntimeError).
+            stream: code all images as one stream: their patches share rANS lanes and model
+                calls, and the file holds one payload and one pixel CRC. Much smaller for many
+                small images (no per-image lanes and table rows), but the bytes then depend on
+                the whole set of images (still not on the thread count); by default each image's
+                payload depends only on that image and the model.
         """
         images = self._check_images(images)
         device, dtype = self._model_placement()
@@ -260,14 +325,25 @@ class LosslessImageCodec:
         _, patch_height, patch_width = self.patch_shape
         patches = self._tiles(images)
         per_image = -(-height // patch_height) * -(-width // patch_width)
+        starts, sizes, runs = _layout(
+            count, per_image, self.lane_patches, self.lanes, stream=stream, spans_images=stream or self.batch_invariant
+        )
         parts = []
         with tqdm(total=len(patches), unit="patch", desc="compress", disable=not progress) as bar:
-            for start, end in _runs(count, per_image, self.lanes, self.batch_invariant):
-                parts.append(self._encode_run(patches[start:end].to(device=device, dtype=dtype)))
+            for first, last in runs:
+                start, end = int(starts[first]), int(starts[last - 1] + sizes[last - 1])
+                x = patches[start:end].to(device=device, dtype=dtype)
+                parts.append(self._encode_run(x, sizes[first:last]))
                 bar.update(end - start)
         lanes = container.Lanes.concatenate(parts)
-        bounds = lanes.word_bounds()
-        payloads = [lanes.select(i * per_image, (i + 1) * per_image, bounds).to_bytes() for i in range(count)]
+        if stream:
+            payloads, pixel_crcs = [lanes.to_bytes()], [_pixel_crc(images)]
+        else:
+            bounds = lanes.word_bounds()
+            per_payload = len(lanes) // max(1, count)
+            payloads = [lanes.select(i * per_payload, (i + 1) * per_payload, bounds).to_bytes() for i in range(count)]
+            pixel_crcs = [_pixel_crc(image) for image in images]
+        flags = (container.FLAG_SPANS_IMAGES if self.batch_invariant else 0) | (container.FLAG_STREAM if stream else 0)
         data = container.pack_container(
             fingerprint=model_fingerprint(self.model),
             config=self.model.config,
@@ -277,8 +353,10 @@ class LosslessImageCodec:
             lanes=self.lanes,
             precision=self.precision,
             payloads=payloads,
-            pixel_crcs=[_pixel_crc(image) for image in images],
-            flags=container.FLAG_SPANS_IMAGES if self.batch_invariant else 0,
+            pixel_crcs=pixel_crcs,
+            lane_patches=self.lane_patches,
+            images=count,
+            flags=flags,
         )
         if verify and not torch.equal(self.decode(data), images):
             raise RuntimeError(
@@ -287,26 +365,50 @@ class LosslessImageCodec:
             )
         return data
 
-    def _encode_run(self, x: torch.Tensor) -> container.Lanes:
+    def _encode_run(self, x: torch.Tensor, sizes: np.ndarray) -> container.Lanes:
+        """Code one model call's patches into its lanes (``sizes``: patches per lane, in order)."""
         steps = self._latents(x)
-        coder = RansCoder(x.shape[0], device=x.device)
-        # rANS is a stack: push the last step first so that decoding pops the steps in order.
-        for symbols, mu, log_scale, logit_pi, _ in reversed(steps):
-            coder.push_logistic(symbols, mu, log_scale, logit_pi, precision=self.precision)
-        return container.Lanes.from_coder(coder)
+        ids, parts = [], []
+        # one coder per lane length: its lanes hold the same number of patches, so every step is one push
+        for lane_ids, _, index in _groups(sizes):
+            m = len(lane_ids)
+            coder = RansCoder(m, device=x.device)
+            # rANS is a stack: push the last step first so that decoding pops the steps in order.
+            for symbols, mu, log_scale, logit_pi, _ in reversed(steps):
+                coder.push_logistic(
+                    _gather(symbols, index, m),
+                    _gather(mu, index, m),
+                    _gather(log_scale, index, m),
+                    _gather(logit_pi, index, m),
+                    precision=self.precision,
+                )
+            ids.append(lane_ids)
+            parts.append(container.Lanes.from_coder(coder))
+        lanes = container.Lanes.concatenate(parts)
+        return lanes if len(parts) == 1 else lanes.take(np.argsort(np.concatenate(ids), kind="stable"))
 
-    def ideal_bits(self, images: torch.Tensor) -> float:
+    def ideal_bits(self, images: torch.Tensor, *, stream: bool = False) -> float:
         """The model's code length of ``images`` in bits: the sum over every latent of ``-log2 P``.
 
         It covers the padded patches exactly as :meth:`encode` codes them; the coded
-        payload exceeds it by the rANS overhead (about 64 bits per lane) and escapes.
+        payload exceeds it by the rANS overhead (about 64 bits per lane), the 32-bit word
+        counts of the lanes, and escapes. ``stream`` as in :meth:`encode`.
         """
         images = self._check_images(images)
         device, dtype = self._model_placement()
         patches = self._tiles(images)
         per_image = len(patches) // max(1, len(images))
         total = 0.0
-        for start, end in _runs(len(images), per_image, self.lanes, self.batch_invariant):
+        starts, sizes, runs = _layout(
+            len(images),
+            per_image,
+            self.lane_patches,
+            self.lanes,
+            stream=stream,
+            spans_images=stream or self.batch_invariant,
+        )
+        for first, last in runs:
+            start, end = int(starts[first]), int(starts[last - 1] + sizes[last - 1])
             x = patches[start:end].to(device=device, dtype=dtype)
             for symbols, mu, log_scale, logit_pi, _ in self._latents(x):
                 with torch.inference_mode():
@@ -348,54 +450,84 @@ class LosslessImageCodec:
         view = memoryview(data).cast("B")
         device, _ = self._model_placement()
         per_image = header.patches_per_image
+        per_payload = header.lanes_per_payload
         lanes = container.Lanes.concatenate(
             [
-                container.parse_lanes(view[record.offset : record.offset + record.length], per_image, image=index)
+                container.parse_lanes(view[record.offset : record.offset + record.length], per_payload, image=index)
                 for index, record in enumerate(header.records)
             ]
         )
         bounds = lanes.word_bounds()
         patches = torch.empty((header.images * per_image, *self.patch_shape), dtype=torch.uint8)
-        runs = _runs(header.images, per_image, header.lanes, header.spans_images)
+        starts, sizes, runs = _layout(
+            header.images,
+            per_image,
+            header.lane_patches,
+            header.lanes,
+            stream=header.stream,
+            spans_images=header.spans_images,
+        )
         with tqdm(total=len(patches), unit="patch", desc="decompress", disable=not progress) as bar:
-            for start, end in runs:
+            for first, last in runs:
+                start, end = int(starts[first]), int(starts[last - 1] + sizes[last - 1])
                 where = _describe(start, end, per_image)
-                patches[start:end] = self._decode_run(lanes.select(start, end, bounds), header, device, where)
+                run_lanes = lanes.select(first, last, bounds)
+                patches[start:end] = self._decode_run(run_lanes, sizes[first:last], header, device, where)
                 bar.update(end - start)
         rows, cols = header.grid
         out = torch.empty((header.images, header.channels, header.height, header.width), dtype=torch.uint8)
-        for index, record in enumerate(header.records):
+        for index in range(header.images):
+            record = header.records[0 if header.stream else index]
             image_patches = patches[index * per_image : (index + 1) * per_image]
             image = untile(image_patches, rows, cols)[:, : header.height, : header.width]
             if not torch.equal(tile(image, header.patch_height, header.patch_width), image_patches):
                 raise ValueError(f"corrupt flowkernels codec file: image {index}'s padding is not edge replication")
-            if _pixel_crc(image) != record.pixel_crc:
+            if not header.stream and _pixel_crc(image) != record.pixel_crc:
                 raise ValueError(f"corrupt flowkernels codec file: pixel CRC-32 mismatch in image {index}")
             out[index] = image
+        if header.stream and _pixel_crc(out) != header.records[0].pixel_crc:
+            raise ValueError("corrupt flowkernels codec file: pixel CRC-32 mismatch in the stream")
         return out
 
     def _decode_run(
-        self, lanes: container.Lanes, header: ContainerHeader, device: torch.device, where: str
+        self, lanes: container.Lanes, sizes: np.ndarray, header: ContainerHeader, device: torch.device, where: str
     ) -> torch.Tensor:
-        n = len(lanes)
-        coder = lanes.to_coder(device=device)
+        n = int(sizes.sum())
+        groups = _groups(sizes)
+        bounds = lanes.word_bounds()
+        coders = [
+            (lanes if index is None else lanes.take(ids, bounds)).to_coder(device=device) for ids, _, index in groups
+        ]
         steps = 0
 
         def pop(mu: torch.Tensor, log_scale: torch.Tensor, logit_pi: torch.Tensor | None = None) -> torch.Tensor:
-            nonlocal coder, steps
+            nonlocal steps
             mu_flat, log_scale_flat, logit_pi_flat, spatial = _params(steps, mu, log_scale, logit_pi, n)
-            if coder.device != mu.device:
-                coder = coder.to(mu.device)
-            try:
-                symbols = coder.pop_logistic(mu_flat, log_scale_flat, logit_pi_flat, precision=header.precision)
-            except (ValueError, RuntimeError) as error:
-                raise ValueError(f"corrupt flowkernels codec file: {where}, latent step {steps}: {error}") from None
+            symbols = torch.empty(mu_flat.shape[:2], dtype=torch.int64, device=mu.device)
+            for slot, (ids, _, index) in enumerate(groups):
+                m = len(ids)
+                if coders[slot].device != mu.device:
+                    coders[slot] = coders[slot].to(mu.device)
+                try:
+                    popped = coders[slot].pop_logistic(
+                        _gather(mu_flat, index, m),
+                        _gather(log_scale_flat, index, m),
+                        _gather(logit_pi_flat, index, m),
+                        precision=header.precision,
+                    )
+                except (ValueError, RuntimeError) as error:
+                    raise ValueError(f"corrupt flowkernels codec file: {where}, latent step {steps}: {error}") from None
+                popped = popped.reshape(-1, symbols.shape[1])
+                if index is None:
+                    symbols = popped
+                else:
+                    symbols[index.to(mu.device)] = popped
             steps += 1
             return symbols.reshape(n, *spatial).to(mu.dtype)
 
         with torch.inference_mode():
             x = self.model.decode_latents(n, pop)
-        if not bool((coder.lengths == 0).all()) or not bool((coder.state == STATE_LOWER).all()):
+        if not all(bool((c.lengths == 0).all()) and bool((c.state == STATE_LOWER).all()) for c in coders):
             raise ValueError(
                 f"corrupt flowkernels codec file: {where}: data left over after the model's {steps} latent steps"
             )

@@ -79,7 +79,9 @@ class CodecModel(Protocol):
     ``decode_latents`` must compute bit-identical parameters, on every run and
     with any ``torch.get_num_threads()``. The codec calls the model on batches
     whose composition depends only on one image (never on the other images
-    coded with it), so the model need not be invariant to the batch size.
+    coded with it), so the model need not be invariant to the batch size
+    (except in a stream, ``encode(..., stream=True)``, whose bytes depend on
+    the whole batch anyway).
     Models with dropout or batch statistics must be in eval mode.
 
     Optional: ``batch_invariant = True`` declares that a patch's results do not
