@@ -806,3 +806,16 @@ def test_forged_stream_payloads_never_give_wrong_pixels(stream_sample):
     if swapped != body:
         with pytest.raises(ValueError):
             codec.decode(with_payload(swapped))
+
+
+def test_shipped_models_are_registered_by_name():
+    from flowkernels import pretrained
+
+    names = pretrained.available()
+    if not names:
+        pytest.skip("no shipped models in this checkout")
+    assert set(names) <= set(registry.MODELS)
+    model = registry.resolve_model(names[0])
+    assert model.patch_shape[0] in (1, 3) and not model.training
+    with pytest.raises(ValueError, match="unknown shipped model"):
+        pretrained.checkpoint_path("nope")

@@ -1,9 +1,9 @@
 """Finding the model a file is (de)compressed with: shipped models by name, or checkpoints by path.
 
 :func:`resolve_model` is what ``flowkernels compress / decompress --model`` call.
-Shipped models are factories in :data:`MODELS` (none yet: trained IDF weights
-will be registered here, and :data:`DEFAULT_MODEL` will name the one used when
-``--model`` is not given). A path loads a checkpoint
+Shipped models are factories in :data:`MODELS`, one per model of
+:mod:`flowkernels.pretrained` present in the installation (:data:`DEFAULT_MODEL`
+will name the one used when ``--model`` is not given). A path loads a checkpoint
 ``{"config": dict, "state_dict": dict}`` with ``torch.load(weights_only=True)``
 and builds the model with :data:`CHECKPOINT_FACTORY` (IDF by default).
 Tests inject fake models by patching :data:`MODELS` or :data:`CHECKPOINT_FACTORY`.
@@ -22,7 +22,8 @@ from .interface import CodecModel
 
 __all__ = ["MODELS", "DEFAULT_MODEL", "CHECKPOINT_FACTORY", "resolve_model", "load_checkpoint", "build_idf"]
 
-#: shipped models: name -> factory returning the model in eval mode
+#: shipped models: name -> factory returning the model in eval mode (filled from
+#: flowkernels.pretrained at the end of this module)
 MODELS: dict[str, Callable[[], CodecModel]] = {}
 #: the name used when no model is given (None: there is no shipped model yet)
 DEFAULT_MODEL: str | None = None
@@ -90,3 +91,13 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> CodecModel:
         return load_checkpoint(name)
     shipped = ", ".join(sorted(MODELS)) or "none yet"
     raise ValueError(f"unknown model {name!r}: neither a shipped model (shipped: {shipped}) nor a checkpoint file")
+
+
+def _register_shipped_models() -> None:
+    from .. import pretrained
+
+    for name in pretrained.available():
+        MODELS[name] = lambda name=name: load_checkpoint(pretrained.checkpoint_path(name))
+
+
+_register_shipped_models()
