@@ -109,7 +109,12 @@ def _compress(args: argparse.Namespace) -> int:
     from .codec.imageio import read_image
 
     try:
-        codec = LosslessImageCodec(resolve_model(args.model), lanes=args.lanes)
+        model_name = args.model
+        if model_name is None:  # the shipped photograph model for the image's channel count
+            from .codec.registry import shipped_model_for_channels
+
+            model_name = shipped_model_for_channels(read_image(args.input, layout=args.layout)[0].shape[1])
+        codec = LosslessImageCodec(resolve_model(model_name), lanes=args.lanes)
         channels, patch_height, patch_width = codec.patch_shape
         images, layout = read_image(args.input, channels=channels, layout=args.layout)
         _, channels, height, width = images.shape
@@ -134,7 +139,14 @@ def _decompress(args: argparse.Namespace) -> int:
 
     try:
         data = Path(args.input).read_bytes()
-        codec = LosslessImageCodec(resolve_model(args.model))
+        if args.model is None:  # the shipped model whose weights the file names
+            from .codec.container import read_header
+            from .codec.registry import shipped_model_with_fingerprint
+
+            model = shipped_model_with_fingerprint(read_header(data).fingerprint)
+        else:
+            model = resolve_model(args.model)
+        codec = LosslessImageCodec(model)
         header = codec.read_header(data)
         if header.images != 1:
             raise ValueError(f"{args.input} holds {header.images} images; the command line writes one")
@@ -245,7 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("input", metavar="IN", help=".png (8-bit) or .npy (uint8 [H, W], [H, W, C] or [C, H, W])")
     compress.add_argument("-o", "--output", metavar="OUT.fkc", required=True, help="the compressed file to write")
-    compress.add_argument("--model", metavar="NAME|PATH", help="a shipped model's name, or a checkpoint file")
+    compress.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="a shipped model's name, or a checkpoint file (default: the shipped photograph model for the image's "
+        "channel count)",
+    )
     compress.add_argument(
         "--layout", type=str.upper, choices=("HWC", "CHW"), help="layout of a 3-D .npy array (default: guessed)"
     )
@@ -256,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     decompress = sub.add_parser("decompress", help="decompress a file made by `flowkernels compress`")
     decompress.add_argument("input", metavar="IN.fkc", help="the compressed file")
     decompress.add_argument("-o", "--output", metavar="OUT", required=True, help="the .png or .npy image to write")
-    decompress.add_argument("--model", metavar="NAME|PATH", help="the model the file was compressed with")
+    decompress.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="the model the file was compressed with (default: the shipped model whose fingerprint the file holds)",
+    )
     decompress.add_argument("--no-progress", action="store_true", help="no progress bar")
     decompress.set_defaults(handler=_decompress)
     return parser

@@ -584,7 +584,6 @@ def test_cli_errors(tmp_path, fake_models, capsys):
     cases = [
         (["compress", str(tmp_path / "f.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-gray"], "uint8"),
         (["compress", str(tmp_path / "g.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "nope"], "unknown model"),
-        (["compress", str(tmp_path / "g.npy"), "-o", str(tmp_path / "o.fkc")], "no model given"),
         (["compress", str(tmp_path / "g.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-rgb"], "channels"),
         (["compress", str(tmp_path / "g.tif"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-gray"], "unsupported"),
         (
@@ -819,3 +818,20 @@ def test_shipped_models_are_registered_by_name():
     assert model.patch_shape[0] in (1, 3) and not model.training
     with pytest.raises(ValueError, match="unknown shipped model"):
         pretrained.checkpoint_path("nope")
+
+
+def test_cli_picks_the_shipped_model_when_none_is_named(tmp_path):
+    from flowkernels.codec import registry as reg
+
+    if "photos-gray" not in reg.MODELS:
+        pytest.skip("the shipped grayscale model is not in this checkout")
+    image = (np.add.outer(np.arange(40), np.arange(37)) * 3 % 256).astype(np.uint8)
+    source, packed, back = tmp_path / "in.npy", tmp_path / "in.fkc", tmp_path / "out.npy"
+    np.save(source, image)
+    assert cli.main(["compress", str(source), "-o", str(packed), "--no-progress"]) == 0
+    assert cli.main(["decompress", str(packed), "-o", str(back), "--no-progress"]) == 0
+    assert np.array_equal(np.load(back), image)
+    with pytest.raises(ValueError, match="not compressed with a shipped model"):
+        reg.shipped_model_with_fingerprint(b"\0" * 16)
+    with pytest.raises(ValueError, match="no shipped model compresses 2-channel"):
+        reg.shipped_model_for_channels(2)

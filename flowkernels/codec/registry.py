@@ -20,7 +20,16 @@ import torch
 
 from .interface import CodecModel
 
-__all__ = ["MODELS", "DEFAULT_MODEL", "CHECKPOINT_FACTORY", "resolve_model", "load_checkpoint", "build_idf"]
+__all__ = [
+    "MODELS",
+    "DEFAULT_MODEL",
+    "CHECKPOINT_FACTORY",
+    "resolve_model",
+    "load_checkpoint",
+    "build_idf",
+    "shipped_model_for_channels",
+    "shipped_model_with_fingerprint",
+]
 
 #: shipped models: name -> factory returning the model in eval mode (filled from
 #: flowkernels.pretrained at the end of this module)
@@ -91,6 +100,31 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> CodecModel:
         return load_checkpoint(name)
     shipped = ", ".join(sorted(MODELS)) or "none yet"
     raise ValueError(f"unknown model {name!r}: neither a shipped model (shipped: {shipped}) nor a checkpoint file")
+
+
+#: the shipped model that compresses images of a channel count when no model is named
+_SHIPPED_FOR_CHANNELS = {1: "photos-gray", 3: "photos-rgb"}
+
+
+def shipped_model_for_channels(channels: int) -> str:
+    """The name of the shipped photograph model for ``channels`` (ValueError when there is none)."""
+    name = _SHIPPED_FOR_CHANNELS.get(channels)
+    if name is None or name not in MODELS:
+        raise ValueError(
+            f"no shipped model compresses {channels}-channel images in this installation: pass --model PATH"
+        )
+    return name
+
+
+def shipped_model_with_fingerprint(fingerprint: bytes) -> CodecModel:
+    """The shipped model whose weights have ``fingerprint`` (the one a file was compressed with)."""
+    from .container import model_fingerprint
+
+    for name in sorted(MODELS):
+        model = MODELS[name]()
+        if model_fingerprint(model) == fingerprint:
+            return model
+    raise ValueError("the file was not compressed with a shipped model: pass --model with the model it was made with")
 
 
 def _register_shipped_models() -> None:
