@@ -18,148 +18,25 @@ Also the codec's throughput (pixels per second) and the share of it spent in rAN
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from flowkernels import pretrained
-from flowkernels.benchmarks import classical
-from flowkernels.codec import LosslessImageCodec
-from flowkernels.codec.registry import load_checkpoint
-from flowkernels.data import load_digits, load_photos, photo_names
-from flowkernels.rans import RansCoder
-
-
-@contextmanager
-def rans_timer():
-    """Accumulates the wall time spent inside RansCoder's logistic push and pop."""
-    spent = [0.0]
-    originals = {name: getattr(RansCoder, name) for name in ("push_logistic", "pop_logistic")}
-
-    def timed(original):
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                spent[0] += time.perf_counter() - start
-
-        return wrapper
-
-    for name, original in originals.items():
-        setattr(RansCoder, name, timed(original))
-    try:
-        yield spent
-    finally:
-        for name, original in originals.items():
-            setattr(RansCoder, name, original)
-
-
-def code(codec: LosslessImageCodec, images: torch.Tensor, *, stream: bool = False) -> dict:
-    """Coded bits per dimension, the model's ideal, and timings of one encode and one decode."""
-    with rans_timer() as rans_encode:
-        start = time.perf_counter()
-        data = codec.encode(images, stream=stream)
-        encode_s = time.perf_counter() - start
-    with rans_timer() as rans_decode:
-        start = time.perf_counter()
-        decoded = codec.decode(data)
-        decode_s = time.perf_counter() - start
-    if not torch.equal(decoded, images):
-        raise RuntimeError("the codec did not return the input pixels")
-    dims = images.numel()
-    return {
-        "coded": 8 * len(data) / dims,
-        "ideal": codec.ideal_bits(images, stream=stream) / dims,
-        "encode_px_s": dims / encode_s,
-        "decode_px_s": dims / decode_s,
-        "rans_share": (rans_encode[0] + rans_decode[0]) / (encode_s + decode_s),
-    }
-
-
-def mosaic(images: np.ndarray, columns: int = 20) -> np.ndarray:
-    """[N, H, W] -> one image of ``columns`` tiles per row (zero tiles fill the last row)."""
-    n, h, w = images.shape
-    rows = math.ceil(n / columns)
-    canvas = np.zeros((rows * h, columns * w), dtype=images.dtype)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = image
-    return canvas
-
-
-def classical_row(images: Sequence[np.ndarray]) -> dict:
-    return {name: classical.bits_per_dim(images, name) for name in classical.CLASSICAL_CODECS}
-
-
-def to_numpy_image(image: torch.Tensor) -> np.ndarray:
-    """uint8 [C, H, W] -> [H, W] or [H, W, 3]."""
-    array = image.numpy()
-    return array[0] if array.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
-
-
-def load_model(name: str, folder: Path | None):
-    path = (folder / pretrained.SHIPPED[name]) if folder else pretrained.checkpoint_path(name)
-    return load_checkpoint(path)
+from flowkernels.benchmarks.compression import compression_rows, format_compression_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=None, help="folder with idf_*.pt (default: shipped)")
     args = parser.parse_args(argv)
-    rows = []
-
-    digits = load_digits("test").to(torch.uint8)
-    codec = LosslessImageCodec(load_model("digits", args.models))
-    per_image = code(codec, digits)
-    as_stream = code(codec, digits, stream=True)
-    arrays = [image[0] for image in digits.numpy()]
-    rows.append(("digits, each image", per_image, classical_row(arrays), None))
-    rows.append(
-        (
-            "digits, one stream",
-            as_stream,
-            classical_row([mosaic(np.stack(arrays))]),
-            classical.lzma_bits_per_dim(arrays),
-        )
-    )
-
-    for color, model_name in ((False, "photos-gray"), (True, "photos-rgb")):
-        try:
-            codec = LosslessImageCodec(load_model(model_name, args.models))
-        except (ValueError, OSError) as error:
-            print(f"skipping {model_name}: {error}", file=sys.stderr)
-            continue
-        for name, image in zip(photo_names("test", color=color), load_photos("test", color=color), strict=True):
-            result = code(codec, image[None])
-            label = f"{name} ({'RGB' if color else 'gray'}, {image.shape[1]}x{image.shape[2]})"
-            rows.append((label, result, classical_row([to_numpy_image(image)]), None))
-
+    rows = compression_rows(args.models)
     print(
         f"flowkernels IDF codec vs classical lossless codecs (bits per dimension; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads)\n"
     )
-    names = list(classical.CLASSICAL_CODECS)
-    print(
-        "| data | IDF model | IDF coded | " + " | ".join(names) + " | lzma | encode Mpx/s | decode Mpx/s | rANS share |"
-    )
-    print("|---|" + "---:|" * (len(names) + 6))
-    for label, result, baselines, lzma_bpd in rows:
-        cells = [f"{result['ideal']:.3f}", f"**{result['coded']:.3f}**"]
-        cells += [f"{baselines[n]:.3f}" for n in names]
-        cells.append("-" if lzma_bpd is None else f"{lzma_bpd:.3f}")
-        cells += [
-            f"{result['encode_px_s'] / 1e6:.2f}",
-            f"{result['decode_px_s'] / 1e6:.2f}",
-            f"{100 * result['rans_share']:.1f}%",
-        ]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(format_compression_table(rows))
     return 0
 
 

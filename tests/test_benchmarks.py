@@ -146,3 +146,19 @@ def test_classical_codecs_are_exact_and_sized():
     assert classical.lzma_bits_per_dim([smooth]) < classical.lzma_bits_per_dim([noise])
     with pytest.raises(ValueError, match="uint8"):
         classical.encoded_size(smooth.astype(np.int16), "PNG")
+
+
+def test_cli_demo_compresses_with_the_shipped_model_then_benchmarks():
+    from flowkernels import pretrained
+
+    if "digits" not in pretrained.available():
+        pytest.skip("the shipped digits model is not in this checkout")
+    pytest.importorskip("imagecodecs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowkernels.cli", "demo", "--quick", "--min-run-time", "0.01", "--no-compile"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "digits, one stream" in proc.stdout and "JPEG-XL lossless" in proc.stdout
+    assert "discretized_logistic_logp" in proc.stdout  # then the kernel benchmarks
