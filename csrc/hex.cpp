@@ -82,4 +82,13 @@ void check_filter_transform_args(const char* op, const at::Tensor& values, int64
   }
 }
 
+void check_filter_transform_call(const char* op, const at::Tensor& weight, const at::Tensor& index,
+                                 const at::Tensor& inverse_index, c10::DeviceType device) {
+  check_filter_transform_args(op, weight, 3, index, "index", device);
+  check_filter_transform_args(op, weight, 3, inverse_index, "inverse_index", device);
+  TORCH_CHECK(inverse_index.size(0) == index.size(0), "flowkernels.", op,
+              ": 'index' and 'inverse_index' must have the same shape, got ", shape_str(index.sizes()),
+              " and ", shape_str(inverse_index.sizes()));
+}
+
 }  // namespace flowkernels

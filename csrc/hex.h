@@ -31,6 +31,11 @@ at::Tensor hex_conv_mask(int64_t kernel_size, const at::TensorOptions& options);
 at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias);
 
+// All checks of a hex_filter_transform call: weight [O, I, S], index and
+// inverse_index [G, S] int64 tables of the same shape.
+void check_filter_transform_call(const char* op, const at::Tensor& weight, const at::Tensor& index,
+                                 const at::Tensor& inverse_index, c10::DeviceType device);
+
 // Checks of hex_filter_transform's arguments (weight [O, I, S], tables [G, S] int64).
 void check_filter_transform_args(const char* op, const at::Tensor& values, int64_t values_dim,
                                  const at::Tensor& table, const char* table_name,

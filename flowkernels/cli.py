@@ -219,6 +219,15 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def _add_training_arguments(parser: argparse.ArgumentParser, *, batch_help: str | None, device_help: str | None):
+    """The options every training command has (epochs, batch, learning rate, seed, device)."""
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=64, help=batch_help)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help=device_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,14 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .models.glow import CONV_KINDS
 
     glow.add_argument("--conv", choices=CONV_KINDS, default="emerging")
-    glow.add_argument("--epochs", type=int, default=60)
-    glow.add_argument("--batch-size", type=int, default=64)
-    glow.add_argument("--lr", type=float, default=2e-3)
-    glow.add_argument("--seed", type=int, default=0)
+    _add_training_arguments(glow, batch_help=None, device_help=None)
     glow.add_argument("--steps-per-level", type=int, default=4)
     glow.add_argument("--hidden", type=int, default=64, help="channels of the coupling networks")
     glow.add_argument("--kernel-size", type=int, default=3, help="of the emerging / periodic convolutions")
-    glow.add_argument("--device", default="cpu")
     glow.add_argument("--out", default="glow-run", help="folder for the checkpoint and the sample grid")
     glow.add_argument("--no-progress", action="store_true", help="no progress bar")
     glow.set_defaults(handler=_train_glow)
@@ -258,10 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .models.idf import IDF_DATASETS, NETS
 
     idf.add_argument("--dataset", choices=sorted(IDF_DATASETS), default="digits")
-    idf.add_argument("--epochs", type=int, default=60)
-    idf.add_argument("--batch-size", type=int, default=64, help="images per step, over all processes")
-    idf.add_argument("--lr", type=float, default=2e-3)
-    idf.add_argument("--seed", type=int, default=0)
+    _add_training_arguments(
+        idf,
+        batch_help="images per step, over all processes",
+        device_help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)",
+    )
     idf.add_argument("--patch-size", type=int, default=32, help="of the photo patches")
     idf.add_argument("--levels", type=int, default=None, help="squeeze levels (default: per dataset)")
     idf.add_argument("--depth", type=int, default=None, help="couplings per level (default: per dataset)")
@@ -270,7 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     idf.add_argument("--mixtures", type=int, default=5, help="logistic components of every prior")
     idf.add_argument("--net", choices=NETS, default="resnet")
     idf.add_argument("--max-train", type=int, default=None, help="train on a seeded subset of this many images")
-    idf.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     idf.add_argument("--out", default="idf-run/idf.pt", help="checkpoint file (written at every evaluation)")
     idf.add_argument("--no-progress", action="store_true", help="no progress bar")
     idf.set_defaults(handler=_train_idf)

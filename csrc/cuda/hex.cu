@@ -65,11 +65,7 @@ at::Tensor hex_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight,
 at::Tensor hex_filter_transform_cuda(const at::Tensor& weight_in, const at::Tensor& index_in,
                                      const at::Tensor& inverse_in) {
   const char* op = "hex_filter_transform";
-  check_filter_transform_args(op, weight_in, 3, index_in, "index", c10::DeviceType::CUDA);
-  check_filter_transform_args(op, weight_in, 3, inverse_in, "inverse_index", c10::DeviceType::CUDA);
-  TORCH_CHECK(inverse_in.size(0) == index_in.size(0), "flowkernels.", op,
-              ": 'index' and 'inverse_index' must have the same shape, got ",
-              shape_str(index_in.sizes()), " and ", shape_str(inverse_in.sizes()));
+  check_filter_transform_call(op, weight_in, index_in, inverse_in, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(weight_in.device());
   const at::Tensor weight = weight_in.contiguous(), index = index_in.contiguous();
   const int64_t O = weight.size(0), I = weight.size(1), S = weight.size(2), G = index.size(0);

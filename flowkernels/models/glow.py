@@ -19,10 +19,8 @@ Also here: :func:`train_glow`, which fits a Glow to the digits of :mod:`flowkern
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +39,7 @@ from ..nn import (
     PeriodicConv2d,
     Squeeze,
 )
+from .training import evaluating, warmup_cosine
 
 __all__ = [
     "CONV_KINDS",
@@ -257,18 +256,6 @@ def quantize(x_cont: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.floor(x_cont * levels).clamp(0, levels - 1).long()
 
 
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for the duration; the previous mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 @dataclass
 class TrainHistory:
     """What :func:`train_glow` measured.
@@ -296,7 +283,7 @@ def evaluate_bpd(model: Glow, x_int: torch.Tensor, levels: int, *, batch_size: i
     """Mean bits/dim of ``x_int`` under ``model`` with the fixed test dequantization noise."""
     generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
     total = 0.0
-    with _evaluating(model):
+    with evaluating(model):
         for batch in iterate_minibatches(x_int, batch_size, shuffle=False):
             total += model.bits_per_dim(batch, levels, generator).sum().item()
     return total / x_int.shape[0]
@@ -362,11 +349,7 @@ def train_glow(
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total_steps = epochs * steps_per_epoch
 
-    def lr_factor(step: int) -> float:
-        warmup = min(1.0, (step + 1) / warmup_steps)
-        return warmup * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
     tqdm = require("tqdm", "tqdm", "train_glow's progress bar").tqdm
     bar = tqdm(total=total_steps, desc=f"glow[{conv}]", disable=not progress, leave=False)
     start = time.perf_counter()
@@ -417,7 +400,7 @@ def save_sample_grid(
     """
     image = require("matplotlib.image", "matplotlib", "save_sample_grid")
     generator = torch.Generator().manual_seed(seed)
-    with _evaluating(model):
+    with evaluating(model):
         samples = quantize(model.sample(n, temperature, generator), levels).cpu()
     _, channels, height, width = samples.shape
     if channels != 1:

@@ -32,11 +32,9 @@ mirrored (see :func:`train_hexnet` for exactly what each lattice is shown).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +57,7 @@ from ..nn.hex import (
     _HexConv,
     live_taps,
 )
+from .training import evaluating, warmup_cosine
 
 __all__ = [
     "LATTICES",
@@ -353,21 +352,10 @@ def square_transform(images: torch.Tensor, *, angle_deg: float = 0.0, reflect_ax
 # Training and evaluation
 
 
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def evaluate_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500) -> float:
     """Fraction of ``images`` that ``model`` (in eval mode) classifies as ``labels``."""
     correct = 0
-    with _evaluating(model):
+    with evaluating(model):
         for start in range(0, images.shape[0], batch_size):
             logits = model(images[start : start + batch_size])
             correct += (logits.argmax(-1) == labels[start : start + batch_size]).sum().item()
@@ -483,9 +471,7 @@ def train_hexnet(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total_steps = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(0, total_steps))
     generator = torch.Generator().manual_seed(seed)
     tqdm = require("tqdm", "tqdm", "train_hexnet's progress bar").tqdm
     bar = tqdm(total=total_steps, desc=f"hexnet[{lattice}]", disable=not progress, leave=False)

@@ -46,6 +46,7 @@ from .._optional import require
 from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
 from ..nn import FlowLayer, FlowSequential, Squeeze
 from ..ops import discretized_logistic_logp, integer_coupling
+from .training import warmup_cosine
 
 __all__ = [
     "IDF",
@@ -829,11 +830,7 @@ def _train(
     batches_per_epoch = n // batch_size + (1 if n % batch_size >= world_size else 0)
     total_steps = max(1, epochs * batches_per_epoch)
 
-    def lr_factor(step: int) -> float:
-        warmup = min(1.0, (step + 1) / warmup_steps)
-        return warmup * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
     tqdm = require("tqdm", "tqdm", "train_idf's progress bar").tqdm
     name = f"idf[{dataset}]"
     bar = tqdm(total=epochs * batches_per_epoch, desc=name, disable=not progress, leave=False)
