@@ -20,8 +20,6 @@ Also here: :func:`train_glow`, which fits a Glow to the digits of :mod:`flowkern
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,7 +37,7 @@ from ..nn import (
     PeriodicConv2d,
     Squeeze,
 )
-from .training import evaluating, warmup_cosine
+from .training import TrainHistory, evaluating, fit
 
 __all__ = [
     "CONV_KINDS",
@@ -256,24 +254,6 @@ def quantize(x_cont: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.floor(x_cont * levels).clamp(0, levels - 1).long()
 
 
-@dataclass
-class TrainHistory:
-    """What :func:`train_glow` measured.
-
-    ``train_bpd`` has one mean training bits/dim per epoch; ``test_bpd`` holds ``(epoch, bits/dim)`` pairs,
-    epoch 0 being the model before training; ``train_time_s`` is the wall time of the optimisation alone.
-    """
-
-    config: dict
-    train_bpd: list[float] = field(default_factory=list)
-    test_bpd: list[tuple[int, float]] = field(default_factory=list)
-    train_time_s: float = 0.0
-
-    @property
-    def final_test_bpd(self) -> float:
-        return self.test_bpd[-1][1]
-
-
 # The test-set dequantization noise is fixed (independent of the training seed), so test bits/dim of
 # different runs and epochs are measured on the very same continuous points.
 _TEST_NOISE_SEED = 2019
@@ -307,10 +287,8 @@ def train_glow(
 ) -> tuple[Glow, TrainHistory]:
     """Fit a 2-level Glow with ``conv`` ("1x1", "emerging", "periodic") to the digits' training split.
 
-    Adam on the uniformly dequantized bits/dim, with a linear learning-rate warm-up over ``warmup_steps``
-    steps (Glow's recipe: it keeps the first, large updates of a freshly ActNorm-initialised flow from
-    diverging), a cosine decay to zero over the whole run (so the final model is not a snapshot of a
-    noisy high-learning-rate iterate) and gradient-norm clipping at ``max_grad_norm``.
+    Adam on the uniformly dequantized bits/dim, in the loop of :func:`~flowkernels.models.training.fit`
+    (learning-rate warm-up over ``warmup_steps`` steps, cosine decay, clipping at ``max_grad_norm``).
 
     Deterministic for a given ``seed`` on a given machine: the model is built under
     ``torch.manual_seed(seed)`` in a forked RNG state (the caller's global RNG is left alone), and batch
@@ -344,40 +322,22 @@ def train_glow(
 
     history = TrainHistory(config)
     history.test_bpd.append((0, evaluate_bpd(model, test, levels)))
-    eval_every = eval_every or max(1, epochs // 5)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total_steps = epochs * steps_per_epoch
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
-    tqdm = require("tqdm", "tqdm", "train_glow's progress bar").tqdm
-    bar = tqdm(total=total_steps, desc=f"glow[{conv}]", disable=not progress, leave=False)
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        epoch_total = 0.0
-        for batch in iterate_minibatches(train, batch_size, generator=generator):
-            loss = model.bits_per_dim(batch, levels, generator).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            epoch_total += loss.item() * batch.shape[0]
-            bar.update()
-            bar.set_postfix(bpd=f"{loss.item():.3f}")
-        history.train_bpd.append(epoch_total / len(train))
-        if epoch % eval_every == 0 or epoch == epochs:
-            # Evaluation time is not training time.
-            paused = time.perf_counter()
-            history.test_bpd.append((epoch, evaluate_bpd(model, test, levels)))
-            if progress:
-                train_bpd, test_bpd = history.train_bpd[-1], history.final_test_bpd
-                bar.write(f"glow[{conv}] epoch {epoch}: train {train_bpd:.3f}, test {test_bpd:.3f} bits/dim")
-            start += time.perf_counter() - paused
-    history.train_time_s = time.perf_counter() - start
-    bar.close()
-    model.eval()
+    fit(
+        model,
+        train,
+        lambda batch: model.bits_per_dim(batch, levels, generator).mean(),
+        lambda: evaluate_bpd(model, test, levels),
+        history,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        generator=generator,
+        warmup_steps=warmup_steps,
+        max_grad_norm=max_grad_norm,
+        eval_every=eval_every,
+        desc=f"glow[{conv}]",
+        progress=progress,
+    )
     return model, history
 
 
