@@ -1,0 +1,748 @@
+"""Dequantization: continuous flows as models of discrete data, with the bounds of arXiv:2001.11235.
+
+A flow has a density ``p(v)`` on continuous ``v``; a discrete ``x`` (integers ``0 .. levels - 1``) gets
+the probability of its bin, ``P(x) = integral over u in [0, 1)^D of p(x + u) du``. With a dequantizer
+``q(u | x)`` whose support is exactly that unit cube, the log weights ``log w = log p(x + u) - log q(u | x)``
+(``u ~ q``) have ``E[w] = P(x)``, which gives a family of lower bounds on ``log P(x)`` ("Learning Discrete
+Distributions by Dequantization", Hoogeboom, Cohen & Tomczak 2020):
+
+* :func:`elbo`: ``E[log w]`` (uniform dequantization is the ELBO with ``q = 1``);
+* :func:`iw_bound`: ``log (1/K) sum_k w_k``, tighter as K grows and exact as ``K -> infinity``;
+* :func:`renyi_bound`: ``1/(1 - alpha) log (1/K) sum_k w_k^(1 - alpha)``, between the two: the iw bound at
+  ``alpha = 0`` and the ELBO as ``alpha -> 1``.
+
+On the same K samples the three are ordered for every sample draw, not just in expectation: they are
+the logarithms of power means of the weights (order ``1 - alpha``), and power means grow with the order.
+
+Dequantizers (all :class:`Dequantizer`): :class:`UniformDequantizer`; :class:`VariationalDequantizer`,
+a conditional flow (Gaussian, masked affine couplings, sigmoid) whose networks see ``x``; and
+:class:`AutoregressiveDequantizer`, whose flow is triangular in the raster order (the autoregressive
+convolutions of ``ops.ar_conv2d``, elementwise maps), so that ``q`` factorises as
+``prod_d q(u_d | u_<d, x)``. :class:`DequantizedFlow` pairs any flow having ``log_prob`` (e.g. the
+:class:`~flowkernels.models.glow.Glow` of this package, with 1x1, emerging or periodic convolutions) with a
+dequantizer and an objective; :func:`train_dequantized` fits one to the digits.
+
+Data are images ``[B, C, H, W]`` (a vector of D values is ``[B, D, 1, 1]``). The flow sees
+``(x + u) / levels`` in ``[0, 1)``, so ``log p(x + u) = log p_flow((x + u) / levels) - D log(levels)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
+from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv
+from ..nn.flow import check_image
+from .glow import CONV_KINDS, Glow, standard_normal_log_prob
+from .training import TrainHistory, evaluating, fit
+
+__all__ = [
+    "DEQUANTIZERS",
+    "OBJECTIVES",
+    "AutoregressiveDequantizer",
+    "DequantizedFlow",
+    "Dequantizer",
+    "NormalPriorFlow",
+    "UniformDequantizer",
+    "VariationalDequantizer",
+    "elbo",
+    "iw_bound",
+    "make_dequantizer",
+    "renyi_bound",
+    "toy_flow",
+    "train_dequantized",
+]
+
+OBJECTIVES = ("elbo", "iw", "renyi")
+DEQUANTIZERS = ("uniform", "variational", "autoregressive")
+
+_LOG2 = math.log(2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Objectives: functions of the log weights [K, B].
+
+
+def _check_log_weights(name: str, log_weights: torch.Tensor) -> None:
+    if log_weights.dim() != 2:
+        raise ValueError(f"{name}: log_weights must be [K, B] (K samples per example), got {list(log_weights.shape)}")
+    if log_weights.shape[0] < 1:
+        raise ValueError(f"{name}: needs K >= 1 samples per example, got K = {log_weights.shape[0]}")
+
+
+def _check_alpha(name: str, alpha: float) -> float:
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+        raise ValueError(
+            f"{name}: alpha must be in [0, 1] (0 is the iw bound, 1 the ELBO; outside, the Renyi objective "
+            f"is not a lower bound between them), got {alpha}"
+        )
+    return alpha
+
+
+def elbo(log_weights: torch.Tensor) -> torch.Tensor:
+    """The evidence lower bound ``mean_k log w_k`` per example: ``[K, B] -> [B]`` (natural log)."""
+    _check_log_weights("elbo", log_weights)
+    return log_weights.mean(0)
+
+
+def iw_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """The importance-weighted bound ``log (1/K) sum_k w_k`` per example: ``[K, B] -> [B]``.
+
+    A logsumexp, so log weights of -1e4 (far below what ``exp`` can represent) are fine. With ``K = 1`` it
+    is the ELBO; its expectation grows with K towards ``log P(x)``.
+    """
+    _check_log_weights("iw_bound", log_weights)
+    return torch.logsumexp(log_weights, 0) - math.log(log_weights.shape[0])
+
+
+def renyi_bound(log_weights: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The Renyi bound ``1/(1 - alpha) log (1/K) sum_k w_k^(1 - alpha)`` per example: ``[K, B] -> [B]``.
+
+    ``alpha = 0`` is :func:`iw_bound`, ``alpha = 1`` (the limit) :func:`elbo`; for ``0 < alpha < 1`` it lies
+    between them on the same samples. Written as ``m + 1/(1 - alpha) log mean exp((1 - alpha)(log w - m))``
+    with ``m`` the mean log weight: near ``alpha = 1`` the log-mean-exp is then ``O(1 - alpha)`` and is
+    computed as ``log1p(mean(expm1(t)))``, which keeps its relative precision where a logsumexp minus
+    ``log K`` would cancel catastrophically before the division by ``1 - alpha``.
+    """
+    _check_log_weights("renyi_bound", log_weights)
+    alpha = _check_alpha("renyi_bound", alpha)
+    if alpha == 1.0:
+        return elbo(log_weights)
+    mean = log_weights.mean(0)
+    t = (1.0 - alpha) * (log_weights - mean)
+    by_logsumexp = torch.logsumexp(t, 0) - math.log(t.shape[0])
+    # The clamp only keeps the branch that is not selected finite (a NaN gradient would leak through where).
+    by_expm1 = torch.log1p(torch.expm1(t.clamp(max=30.0)).mean(0))
+    small = t.abs().amax(0) < 1.0
+    return mean + torch.where(small, by_expm1, by_logsumexp) / (1.0 - alpha)
+
+
+def bound(log_weights: torch.Tensor, objective: str, alpha: float = 0.5) -> torch.Tensor:
+    """``elbo``, ``iw`` or ``renyi`` (with ``alpha``) of ``log_weights`` ``[K, B]``, per example."""
+    if objective == "elbo":
+        return elbo(log_weights)
+    if objective == "iw":
+        return iw_bound(log_weights)
+    if objective == "renyi":
+        return renyi_bound(log_weights, alpha)
+    raise ValueError(f"dequantization: objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dequantizers.
+
+
+def _check_num_samples(name: str, num_samples: int) -> int:
+    if int(num_samples) != num_samples or num_samples < 1:
+        raise ValueError(f"{name}: the number of samples K must be an integer >= 1, got {num_samples}")
+    return int(num_samples)
+
+
+def _sigmoid(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u = sigmoid(z)`` and ``log du/dz`` per element."""
+    return torch.sigmoid(z), F.logsigmoid(z) + F.logsigmoid(-z)
+
+
+def _module_dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype of a module's parameters or buffers (the default dtype if it has none)."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def _logit(u: torch.Tensor) -> torch.Tensor:
+    return torch.log(u) - torch.log1p(-u)
+
+
+class Dequantizer(nn.Module):
+    """``q(u | x)`` with support exactly ``[0, 1)^D``: ``sample`` draws ``u`` with ``log q``, ``log_prob`` scores.
+
+    Subclasses implement ``_sample(x, generator) -> (u, log_q)`` for a batch (one ``u`` per example) and
+    ``log_prob(u, x) -> [B]``.
+    """
+
+    def __init__(self, channels: int, levels: int) -> None:
+        super().__init__()
+        if levels < 2:
+            raise ValueError(f"{type(self).__name__}: levels must be at least 2, got {levels}")
+        self.channels = channels
+        self.levels = levels
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        check_image(type(self).__name__, x, self.channels)
+
+    def sample(
+        self, x: torch.Tensor, num_samples: int = 1, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``num_samples`` draws ``u ~ q(. | x)``: ``u`` ``[K, B, C, H, W]`` in ``[0, 1)`` and ``log q`` ``[K, B]``.
+
+        The noise is drawn on the generator's device (CPU by default), so a seed gives the same ``u`` on
+        any device.
+        """
+        self._check_x(x)
+        k = _check_num_samples(f"{type(self).__name__}.sample", num_samples)
+        batch = x.shape[0]
+        repeated = x.unsqueeze(0).expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
+        u, log_q = self._sample(repeated, generator)
+        # x + u must stay in the bin of x in floating point too: where u is within rounding of 1 (a sigmoid
+        # of a large logit, or a uniform draw next to 1), x + u could round up to x + 1. Clamping u to
+        # 1 - levels * eps keeps every x + u < levels below the next integer; the density this moves is
+        # below the float resolution.
+        u = u.clamp(max=1.0 - self.levels * torch.finfo(u.dtype).eps)
+        return u.view(k, *x.shape), log_q.view(k, batch)
+
+    def _noise(self, like: torch.Tensor, dtype: torch.dtype, generator: torch.Generator | None) -> torch.Tensor:
+        device = generator.device if generator is not None else like.device
+        return torch.randn(like.shape, generator=generator, device=device, dtype=dtype).to(like.device)
+
+    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """``log q(u | x)`` per example, ``u`` and ``x`` both ``[B, C, H, W]``."""
+        raise NotImplementedError
+
+    def _check_u(self, u: torch.Tensor, x: torch.Tensor) -> None:
+        self._check_x(x)
+        if u.shape != x.shape:
+            raise ValueError(
+                f"{type(self).__name__}.log_prob: u must have the shape of x {list(x.shape)}, got {list(u.shape)}"
+            )
+
+
+class UniformDequantizer(Dequantizer):
+    """``u ~ U[0, 1)^D`` whatever ``x``: ``log q = 0``. No parameters."""
+
+    def __init__(self, channels: int, levels: int) -> None:
+        super().__init__(channels, levels)
+        # Carries the dtype and device of the samples through .to(), .double() and the like.
+        self.register_buffer("_like", torch.empty(0), persistent=False)
+
+    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        device = generator.device if generator is not None else x.device
+        u = torch.rand(x.shape, generator=generator, device=device, dtype=self._like.dtype).to(x.device)
+        return u, u.new_zeros(x.shape[0])
+
+    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        self._check_u(u, x)
+        inside = ((u >= 0) & (u < 1)).flatten(1).all(1)
+        return torch.where(inside, 0.0, -math.inf).to(u.dtype)
+
+
+class ConditionNet(nn.Module):
+    """Features of the integer image ``x`` for a dequantizer: two 3x3 convs with ReLUs, ``hidden`` channels."""
+
+    def __init__(self, channels: int, levels: int, hidden: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.net[0].weight.dtype
+        return self.net(x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0)
+
+
+def _zero_conv(in_channels: int, out_channels: int, kernel_size: int = 1) -> nn.Conv2d:
+    """A conv that starts at zero output, so the transform it parameterises starts as the identity."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _bounded_log_scale(raw: torch.Tensor) -> torch.Tensor:
+    """``3 tanh(raw / 3)``: a log-scale in (-3, 3), linear near 0, so no step can blow a scale up."""
+    return 3.0 * torch.tanh(raw / 3.0)
+
+
+class _ConditionalGaussian(nn.Module):
+    """``z = mean(h) + exp(log_scale(h)) * eps`` per element: the base of the flow dequantizers."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.params = _zero_conv(hidden, 2 * channels)
+
+    def forward(self, eps: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, log N(eps) - log_scale)`` per element: the log density of ``z``."""
+        mean, raw = self.params(h).chunk(2, 1)
+        log_scale = _bounded_log_scale(raw)
+        return mean + torch.exp(log_scale) * eps, -0.5 * eps.square() - 0.5 * math.log(2 * math.pi) - log_scale
+
+    def inverse(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The per-element log density of ``z`` (``eps`` recovered from ``z``)."""
+        mean, raw = self.params(h).chunk(2, 1)
+        log_scale = _bounded_log_scale(raw)
+        eps = (z - mean) * torch.exp(-log_scale)
+        return -0.5 * eps.square() - 0.5 * math.log(2 * math.pi) - log_scale
+
+
+class _MaskedCoupling(nn.Module):
+    """Affine coupling with a checkerboard mask over (channel, row, column), conditioned on features ``h``.
+
+    Elements with ``(c + i + j) % 2 == parity`` pass unchanged and, with ``h``, give the scale and shift of
+    the others. A checkerboard rather than a channel split works for one-channel images and for vectors
+    ``[B, D, 1, 1]`` alike.
+    """
+
+    def __init__(self, channels: int, hidden: int, parity: int) -> None:
+        super().__init__()
+        self.parity = parity
+        self.net = nn.Sequential(
+            nn.Conv2d(channels + hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+            _zero_conv(hidden, 2 * channels, 3),
+        )
+
+    def _mask(self, z: torch.Tensor) -> torch.Tensor:
+        c, h, w = z.shape[1:]
+        index = (
+            torch.arange(c, device=z.device).view(c, 1, 1)
+            + torch.arange(h, device=z.device).view(1, h, 1)
+            + torch.arange(w, device=z.device).view(1, 1, w)
+        )
+        return (index % 2 == self.parity).to(z.dtype)
+
+    def _params(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mask = self._mask(z)
+        shift, raw = self.net(torch.cat([z * mask, h], 1)).chunk(2, 1)
+        return mask, shift * (1 - mask), _bounded_log_scale(raw) * (1 - mask)
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z', log|dz'/dz|)``, the log-derivative per element."""
+        _, shift, log_scale = self._params(z, h)
+        return z * torch.exp(log_scale) + shift, log_scale
+
+    def inverse(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, shift, log_scale = self._params(z, h)  # the kept half is unchanged, so its params are too
+        return (z - shift) * torch.exp(-log_scale), log_scale
+
+
+class VariationalDequantizer(Dequantizer):
+    """Flow++-style variational dequantization: a conditional flow from a Gaussian onto the unit cube.
+
+    ``eps ~ N(0, I)``, ``z = mean(h) + exp(s(h)) eps`` with ``h`` the features of ``x``
+    (:class:`ConditionNet`), ``steps`` checkerboard affine couplings whose networks see ``h``, then
+    ``u = sigmoid(z)``. Every transform starts as the identity except the base, so an untrained ``q`` is a
+    logit-normal. ``log q(u | x) = log N(eps) - sum of the log-derivatives``.
+    """
+
+    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4) -> None:
+        super().__init__(channels, levels)
+        self.condition = ConditionNet(channels, levels, hidden)
+        self.base = _ConditionalGaussian(channels, hidden)
+        self.couplings = nn.ModuleList(_MaskedCoupling(channels, hidden, parity=i % 2) for i in range(steps))
+
+    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.condition(x)
+        z, log_density = self.base(self._noise(x, h.dtype, generator), h)
+        for coupling in self.couplings:
+            z, log_derivative = coupling(z, h)
+            log_density = log_density - log_derivative
+        u, log_derivative = _sigmoid(z)
+        return u, (log_density - log_derivative).flatten(1).sum(1)
+
+    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        self._check_u(u, x)
+        h = self.condition(x)
+        z = _logit(u)
+        log_derivatives = F.logsigmoid(z) + F.logsigmoid(-z)
+        for coupling in reversed(self.couplings):
+            z, log_derivative = coupling.inverse(z, h)
+            log_derivatives = log_derivatives + log_derivative
+        return (self.base.inverse(z, h) - log_derivatives).flatten(1).sum(1)
+
+
+class _ARStep(nn.Module):
+    """One triangular step of :class:`AutoregressiveDequantizer`, every map in the raster order.
+
+    ``z -> ar_conv2d(z, w)`` (an autoregressive convolution: pixel (i, j) mixes in pixels up and to the
+    left, channel c the channels ``<= c`` of its own pixel; diagonal ``w[c, c, p, p]``), then
+    ``z -> z * exp(s(h)) + t(h)`` per element, then the sinh-arcsinh map
+    ``z -> sinh(a * asinh(z) + b)`` (``a > 0`` per channel: monotone, smooth, with a closed-form inverse)
+    that makes the conditionals non-Gaussian. Each map's Jacobian is triangular, so its log-derivative is
+    a per-element quantity that depends only on the element and those before it.
+    """
+
+    def __init__(self, channels: int, hidden: int, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+        weight[:, :, kernel_size // 2, kernel_size // 2] = torch.eye(channels)
+        self.weight = nn.Parameter(weight + 0.01 * torch.randn_like(weight))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.affine = _zero_conv(hidden, 2 * channels)
+        self.log_a = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.b = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def _log_abs_diagonal(self) -> torch.Tensor:
+        p = self.kernel_size // 2
+        return torch.log(self.weight[:, :, p, p].diagonal().abs()).view(1, -1, 1, 1)
+
+    def _affine(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, raw = self.affine(h).chunk(2, 1)
+        return shift, _bounded_log_scale(raw)
+
+    def _sinh_arcsinh_log_derivative(self, z: torch.Tensor) -> torch.Tensor:
+        """``log d/dz sinh(a asinh(z) + b)`` at the input ``z``."""
+        a = torch.exp(self.log_a)
+        inner = a * torch.asinh(z) + self.b
+        log_cosh = inner.abs() + torch.log1p(torch.exp(-2 * inner.abs())) - _LOG2
+        return self.log_a + log_cosh - 0.5 * torch.log1p(z.square())
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_derivative = self._log_abs_diagonal().expand_as(z)
+        z = ops.ar_conv2d(z, self.weight, self.bias)
+        shift, log_scale = self._affine(h)
+        z = z * torch.exp(log_scale) + shift
+        log_derivative = log_derivative + log_scale + self._sinh_arcsinh_log_derivative(z)
+        return torch.sinh(torch.exp(self.log_a) * torch.asinh(z) + self.b), log_derivative
+
+    def inverse(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.sinh((torch.asinh(z) - self.b) * torch.exp(-self.log_a))
+        log_derivative = self._sinh_arcsinh_log_derivative(z)
+        shift, log_scale = self._affine(h)
+        z = (z - shift) * torch.exp(-log_scale)
+        # The triangular solve of the autoregressive convolution (the kernel of ops.ar_conv2d_inverse).
+        z = ops.ar_conv2d_inverse(z, self.weight, self.bias)
+        return z, log_derivative + log_scale + self._log_abs_diagonal()
+
+
+class AutoregressiveDequantizer(Dequantizer):
+    """Autoregressive dequantization: ``q(u | x) = prod_d q(u_d | u_<d, x)`` in the raster order.
+
+    ``eps ~ N(0, I)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), ``steps`` triangular steps
+    (:class:`_ARStep`: autoregressive convolution, conditional affine, sinh-arcsinh), then
+    ``u = sigmoid(z)``. Every map is triangular in the same order (pixels in raster order, channels
+    innermost; the autoregressive convolutions only look up and to the left), so sampling is one parallel
+    pass, and scoring any ``u`` inverts the convolutions with ``ops.ar_conv2d_inverse``.
+    :meth:`conditional_log_probs` returns the factors ``log q(u_d | u_<d, x)`` one by one.
+    """
+
+    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, kernel_size: int = 3) -> None:
+        super().__init__(channels, levels)
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"AutoregressiveDequantizer: kernel_size must be odd and positive, got {kernel_size}")
+        self.condition = ConditionNet(channels, levels, hidden)
+        self.base = _ConditionalGaussian(channels, hidden)
+        self.steps = nn.ModuleList(_ARStep(channels, hidden, kernel_size) for _ in range(steps))
+
+    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.condition(x)
+        z, log_density = self.base(self._noise(x, h.dtype, generator), h)
+        for step in self.steps:
+            z, log_derivative = step(z, h)
+            log_density = log_density - log_derivative
+        u, log_derivative = _sigmoid(z)
+        return u, (log_density - log_derivative).flatten(1).sum(1)
+
+    def conditional_log_probs(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log q(u_d | u_<d, x)`` for every element ``d``: ``[B, C, H, W]``, summing to :meth:`log_prob`.
+
+        Each factor is the base density of the element's ``eps`` plus the element's own log-derivatives,
+        which the triangular structure makes functions of ``u_<=d`` alone.
+        """
+        self._check_u(u, x)
+        h = self.condition(x)
+        z = _logit(u)
+        log_derivatives = F.logsigmoid(z) + F.logsigmoid(-z)
+        for step in reversed(self.steps):
+            z, log_derivative = step.inverse(z, h)
+            log_derivatives = log_derivatives + log_derivative
+        return self.base.inverse(z, h) - log_derivatives
+
+    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.conditional_log_probs(u, x).flatten(1).sum(1)
+
+
+def make_dequantizer(kind: str, channels: int, levels: int, **kwargs) -> Dequantizer:
+    """``"uniform"``, ``"variational"`` or ``"autoregressive"`` (``kwargs``: hidden, steps, ...)."""
+    if kind == "uniform":
+        return UniformDequantizer(channels, levels)
+    if kind == "variational":
+        return VariationalDequantizer(channels, levels, **kwargs)
+    if kind == "autoregressive":
+        return AutoregressiveDequantizer(channels, levels, **kwargs)
+    raise ValueError(f"make_dequantizer: kind must be one of {DEQUANTIZERS}, got {kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flows with a prior, and the dequantized flow.
+
+
+class NormalPriorFlow(nn.Module):
+    """A flow layer with a standard-normal prior: ``log_prob(y) = log N(z) + logdet`` for ``z, logdet = layer(y)``.
+
+    Turns any :class:`~flowkernels.nn.FlowLayer` (e.g. a :class:`~flowkernels.nn.FlowSequential` of ActNorm,
+    invertible 1x1 convs and couplings) into a density for :class:`DequantizedFlow`; Glow has its own.
+    """
+
+    def __init__(self, flow: nn.Module) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        z, logdet = self.flow(y)
+        return standard_normal_log_prob(z) + logdet
+
+
+class DequantizedFlow(nn.Module):
+    """A flow (anything with ``log_prob(y) -> [B]``) trained on discrete data through a dequantizer.
+
+    Args:
+        flow: density of the continuous ``y = (x + u) / levels``, e.g. a :class:`Glow`.
+        dequantizer: the ``q(u | x)``; its ``levels`` is the data's.
+        objective: the training bound: "elbo", "iw" or "renyi".
+        num_samples: K, the samples of ``u`` per example for the bound.
+        alpha: the Renyi order (used by "renyi").
+
+    ``forward(x)`` is the training loss: the mean bits/dim of the bound. :meth:`bound` and
+    :meth:`bits_per_dim` give it per example for any objective and K; :meth:`evaluate_bpd` the large-K
+    importance-weighted estimate of the test bits/dim.
+    """
+
+    def __init__(
+        self,
+        flow: nn.Module,
+        dequantizer: Dequantizer,
+        *,
+        objective: str = "elbo",
+        num_samples: int = 1,
+        alpha: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"DequantizedFlow: objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.flow = flow
+        self.dequantizer = dequantizer
+        self.objective = objective
+        self.num_samples = _check_num_samples("DequantizedFlow", num_samples)
+        self.alpha = _check_alpha("DequantizedFlow", alpha)
+
+    @property
+    def levels(self) -> int:
+        return self.dequantizer.levels
+
+    def _check_data(self, x: torch.Tensor) -> None:
+        self.dequantizer._check_x(x)
+        if x.is_floating_point() or x.is_complex():
+            raise ValueError(f"DequantizedFlow: x must be an integer tensor, got {x.dtype}")
+        if x.numel() and (x.min() < 0 or x.max() >= self.levels):
+            low, high = x.min().item(), x.max().item()
+            raise ValueError(f"DequantizedFlow: x must lie in 0 .. {self.levels - 1}, got values in {low} .. {high}")
+
+    def log_joint(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``log p(x + u)`` (density of the dequantized data, scale included): ``u`` ``[..., B, C, H, W]``."""
+        dims = x[0].numel()
+        y = (x.to(u.dtype) + u) / self.levels
+        log_p = self.flow.log_prob(y.reshape(-1, *x.shape[1:])).view(u.shape[:-3])
+        return log_p - dims * math.log(self.levels)
+
+    def log_weights(
+        self, x: torch.Tensor, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``log p(x + u_k) - log q(u_k | x)`` for K fresh ``u_k ~ q``: ``[K, B]``."""
+        self._check_data(x)
+        k = self.num_samples if num_samples is None else num_samples
+        u, log_q = self.dequantizer.sample(x, k, generator)
+        return self.log_joint(x, u) - log_q
+
+    def bound(
+        self,
+        x: torch.Tensor,
+        objective: str | None = None,
+        num_samples: int | None = None,
+        alpha: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """A lower bound on ``log P(x)`` per example (natural log), by default the training objective."""
+        log_weights = self.log_weights(x, num_samples, generator)
+        return bound(log_weights, objective or self.objective, self.alpha if alpha is None else alpha)
+
+    def bits_per_dim(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """``-bound / (D ln 2)`` per example: an upper bound (in expectation) on the bits/dim; see :meth:`bound`."""
+        return -self.bound(x, *args, **kwargs) / (x[0].numel() * _LOG2)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training loss: mean bits/dim of the configured bound."""
+        return self.bits_per_dim(x, generator=generator).mean()
+
+    @torch.no_grad()
+    def quadrature_log_prob(self, x: torch.Tensor, nodes: int = 48) -> torch.Tensor:
+        """``log P(x) = log integral_bin p(x + u) du`` by Gauss-Legendre quadrature, per example (D <= 3).
+
+        The exact discrete log-likelihood of the flow, up to the quadrature error (``nodes`` per dimension,
+        ``nodes ** D`` evaluations per example): the number every bound is below. For toys; run the flow in
+        float64 for a meaningful comparison.
+        """
+        self._check_data(x)
+        dims = x[0].numel()
+        if dims > 3:
+            raise ValueError(f"DequantizedFlow.quadrature_log_prob: needs D <= 3 dimensions, got {dims}")
+        dtype = _module_dtype(self.flow)
+        points, weights = (torch.from_numpy(a).to(dtype) for a in numpy.polynomial.legendre.leggauss(nodes))
+        points, log_weights = (points + 1) / 2, torch.log(weights / 2)  # from [-1, 1] to [0, 1)
+        grid = torch.cartesian_prod(*[points] * dims).view(-1, dims)
+        log_grid_weights = torch.cartesian_prod(*[log_weights] * dims).view(-1, dims).sum(1)
+        u = grid.view(-1, 1, *x.shape[1:]).expand(-1, *x.shape).to(x.device)
+        return torch.logsumexp(self.log_joint(x, u) + log_grid_weights.to(x.device).unsqueeze(1), 0)
+
+    @torch.no_grad()
+    def iw_log_likelihood(
+        self,
+        x: torch.Tensor,
+        num_samples: int = 1000,
+        *,
+        chunk: int = 100,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The importance-weighted bound with a large K, per example, in chunks of ``chunk`` samples.
+
+        The chunks' logsumexps combine exactly (a logsumexp of logsumexps), so memory stays that of
+        ``chunk`` samples while the result is the K-sample bound.
+        """
+        self._check_data(x)
+        k = _check_num_samples("DequantizedFlow.iw_log_likelihood", num_samples)
+        partial = []
+        for start in range(0, k, chunk):
+            log_weights = self.log_weights(x, min(chunk, k - start), generator)
+            partial.append(torch.logsumexp(log_weights, 0))
+        return torch.logsumexp(torch.stack(partial), 0) - math.log(k)
+
+    def evaluate_bpd(
+        self,
+        x: torch.Tensor,
+        num_samples: int = 1000,
+        *,
+        batch_size: int = 100,
+        chunk: int = 100,
+        seed: int = 2020,
+        progress: Callable[[int], None] | None = None,
+    ) -> float:
+        """Mean test bits/dim by the K-sample importance-weighted bound (fixed noise ``seed``), in eval mode."""
+        generator = torch.Generator().manual_seed(seed)
+        total = 0.0
+        with evaluating(self):
+            for batch in iterate_minibatches(x, batch_size, shuffle=False):
+                log_likelihood = self.iw_log_likelihood(batch, num_samples, chunk=chunk, generator=generator)
+                total += (-log_likelihood / (batch[0].numel() * _LOG2)).sum().item()
+                if progress is not None:
+                    progress(batch.shape[0])
+        return total / x.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training on the digits.
+
+
+def train_dequantized(
+    dequantizer: str,
+    objective: str = "elbo",
+    *,
+    num_samples: int = 1,
+    alpha: float = 0.5,
+    conv: str = "1x1",
+    epochs: int = 40,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    steps_per_level: int = 4,
+    hidden: int = 64,
+    dequantizer_hidden: int = 32,
+    dequantizer_steps: int = 4,
+    eval_samples: int = 16,
+    eval_every: int | None = None,
+    warmup_steps: int = 100,
+    max_grad_norm: float = 50.0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[DequantizedFlow, TrainHistory]:
+    """Fit a 2-level :class:`Glow` (``conv``: 1x1, emerging or periodic) with a dequantizer to the digits.
+
+    ``dequantizer`` is "uniform", "variational" or "autoregressive"; ``objective`` "elbo", "iw" or "renyi"
+    with ``num_samples`` (K) and ``alpha``. Trained by :func:`~flowkernels.models.training.fit`; the test
+    bits/dim logged during training is the iw bound with ``eval_samples`` samples (the final large-K
+    evaluation is :meth:`DequantizedFlow.evaluate_bpd`). Deterministic for a given ``seed`` on a given
+    machine; the caller's global RNG is left alone. Returns the model (eval mode) and its history.
+    """
+    if conv not in CONV_KINDS:
+        raise ValueError(f"train_dequantized: conv must be one of {CONV_KINDS}, got {conv!r}")
+    levels = DIGITS_LEVELS
+    device = torch.device(device)
+    train = load_digits("train").to(device)
+    test = load_digits("test").to(device)
+    config = {
+        "dequantizer": dequantizer,
+        "objective": objective,
+        "num_samples": num_samples,
+        "alpha": alpha,
+        "conv": conv,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "steps_per_level": steps_per_level,
+        "hidden": hidden,
+        "dequantizer_hidden": dequantizer_hidden,
+        "dequantizer_steps": dequantizer_steps,
+    }
+    deq_kwargs = {} if dequantizer == "uniform" else {"hidden": dequantizer_hidden, "steps": dequantizer_steps}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        flow = Glow(1, 2, steps_per_level, hidden, conv=conv)
+        model = DequantizedFlow(
+            flow,
+            make_dequantizer(dequantizer, 1, levels, **deq_kwargs),
+            objective=objective,
+            num_samples=num_samples,
+            alpha=alpha,
+        ).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        # ActNorm's data-dependent initialisation on a large batch, dequantized by the (untrained) q.
+        model.log_weights(train[torch.randperm(len(train), generator=generator)[:512]], 1, generator)
+
+    def evaluate() -> float:
+        return model.evaluate_bpd(test, eval_samples, chunk=eval_samples)
+
+    history = TrainHistory(config)
+    history.test_bpd.append((0, evaluate()))
+    name = f"{dequantizer}/{objective}" + (f"(K={num_samples})" if num_samples > 1 else "")
+    fit(
+        model,
+        train,
+        lambda batch: model(batch, generator),
+        evaluate,
+        history,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        generator=generator,
+        warmup_steps=warmup_steps,
+        max_grad_norm=max_grad_norm,
+        eval_every=eval_every,
+        desc=name,
+        progress=progress,
+    )
+    return model, history
+
+
+def toy_flow(channels: int = 2, steps: int = 6, hidden: int = 64) -> NormalPriorFlow:
+    """A small flow for vectors ``[B, channels, 1, 1]``: ``steps`` x (ActNorm, 1x1 conv, affine coupling)."""
+    layers = []
+    for _ in range(steps):
+        layers += [ActNorm(channels), Invertible1x1Conv(channels), AffineCoupling(channels, hidden)]
+    return NormalPriorFlow(FlowSequential(*layers))
