@@ -15,7 +15,7 @@ On the same K samples the three are ordered for every sample draw, not just in e
 the logarithms of power means of the weights (order ``1 - alpha``), and power means grow with the order.
 
 Dequantizers (all :class:`Dequantizer`): :class:`UniformDequantizer`; :class:`VariationalDequantizer`,
-a conditional flow (Gaussian, masked affine couplings, sigmoid) whose networks see ``x``; and
+a conditional flow (logistic base, masked affine couplings, sigmoid) whose networks see ``x``; and
 :class:`AutoregressiveDequantizer`, whose flow is triangular in the raster order (the autoregressive
 convolutions of ``ops.ar_conv2d``, elementwise maps), so that ``q`` factorises as
 ``prod_d q(u_d | u_<d, x)``. :class:`DequantizedFlow` pairs any flow having ``log_prob`` (e.g. the
@@ -200,10 +200,6 @@ class Dequantizer(nn.Module):
         u = u.clamp(max=1.0 - self.levels * torch.finfo(u.dtype).eps)
         return u.view(k, *x.shape), log_q.view(k, batch)
 
-    def _noise(self, like: torch.Tensor, dtype: torch.dtype, generator: torch.Generator | None) -> torch.Tensor:
-        device = generator.device if generator is not None else like.device
-        return torch.randn(like.shape, generator=generator, device=device, dtype=dtype).to(like.device)
-
     def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -269,25 +265,40 @@ def _bounded_log_scale(raw: torch.Tensor) -> torch.Tensor:
     return 3.0 * torch.tanh(raw / 3.0)
 
 
-class _ConditionalGaussian(nn.Module):
-    """``z = mean(h) + exp(log_scale(h)) * eps`` per element: the base of the flow dequantizers."""
+def _logistic_log_density(eps: torch.Tensor) -> torch.Tensor:
+    return F.logsigmoid(eps) + F.logsigmoid(-eps)
+
+
+class _ConditionalLogistic(nn.Module):
+    """``z = mean(h) + exp(log_scale(h)) * eps``, ``eps`` standard logistic: the base of the flow dequantizers.
+
+    Logistic rather than Gaussian because ``sigmoid(eps)`` is then exactly uniform: with the zero-initialised
+    mean and log-scale and identity-initialised transforms after it, an untrained flow dequantizer IS
+    uniform dequantization, and training can only move it towards a tighter bound.
+    """
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
         self.params = _zero_conv(hidden, 2 * channels)
 
+    @staticmethod
+    def noise(shape: torch.Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None):
+        """Standard logistic noise ``logit(U)``, drawn on the generator's device (portable seeds)."""
+        noise_device = generator.device if generator is not None else device
+        uniform = torch.rand(shape, generator=generator, device=noise_device, dtype=dtype).to(device)
+        return _logit(uniform.clamp(min=torch.finfo(dtype).tiny))
+
     def forward(self, eps: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z, log N(eps) - log_scale)`` per element: the log density of ``z``."""
+        """``(z, log density of z)`` per element."""
         mean, raw = self.params(h).chunk(2, 1)
         log_scale = _bounded_log_scale(raw)
-        return mean + torch.exp(log_scale) * eps, -0.5 * eps.square() - 0.5 * math.log(2 * math.pi) - log_scale
+        return mean + torch.exp(log_scale) * eps, _logistic_log_density(eps) - log_scale
 
     def inverse(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The per-element log density of ``z`` (``eps`` recovered from ``z``)."""
         mean, raw = self.params(h).chunk(2, 1)
         log_scale = _bounded_log_scale(raw)
-        eps = (z - mean) * torch.exp(-log_scale)
-        return -0.5 * eps.square() - 0.5 * math.log(2 * math.pi) - log_scale
+        return _logistic_log_density((z - mean) * torch.exp(-log_scale)) - log_scale
 
 
 class _MaskedCoupling(nn.Module):
@@ -332,23 +343,23 @@ class _MaskedCoupling(nn.Module):
 
 
 class VariationalDequantizer(Dequantizer):
-    """Flow++-style variational dequantization: a conditional flow from a Gaussian onto the unit cube.
+    """Flow++-style variational dequantization: a conditional flow from a logistic onto the unit cube.
 
-    ``eps ~ N(0, I)``, ``z = mean(h) + exp(s(h)) eps`` with ``h`` the features of ``x``
+    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` with ``h`` the features of ``x``
     (:class:`ConditionNet`), ``steps`` checkerboard affine couplings whose networks see ``h``, then
     ``u = sigmoid(z)``. Every transform starts as the identity except the base, so an untrained ``q`` is a
-    logit-normal. ``log q(u | x) = log N(eps) - sum of the log-derivatives``.
+    exactly uniform. ``log q(u | x) = log Logistic(eps) - sum of the log-derivatives``.
     """
 
     def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4) -> None:
         super().__init__(channels, levels)
         self.condition = ConditionNet(channels, levels, hidden)
-        self.base = _ConditionalGaussian(channels, hidden)
+        self.base = _ConditionalLogistic(channels, hidden)
         self.couplings = nn.ModuleList(_MaskedCoupling(channels, hidden, parity=i % 2) for i in range(steps))
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.condition(x)
-        z, log_density = self.base(self._noise(x, h.dtype, generator), h)
+        z, log_density = self.base(self.base.noise(x.shape, h.dtype, x.device, generator), h)
         for coupling in self.couplings:
             z, log_derivative = coupling(z, h)
             log_density = log_density - log_derivative
@@ -424,7 +435,7 @@ class _ARStep(nn.Module):
 class AutoregressiveDequantizer(Dequantizer):
     """Autoregressive dequantization: ``q(u | x) = prod_d q(u_d | u_<d, x)`` in the raster order.
 
-    ``eps ~ N(0, I)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), ``steps`` triangular steps
+    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), ``steps`` triangular steps
     (:class:`_ARStep`: autoregressive convolution, conditional affine, sinh-arcsinh), then
     ``u = sigmoid(z)``. Every map is triangular in the same order (pixels in raster order, channels
     innermost; the autoregressive convolutions only look up and to the left), so sampling is one parallel
@@ -437,12 +448,12 @@ class AutoregressiveDequantizer(Dequantizer):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"AutoregressiveDequantizer: kernel_size must be odd and positive, got {kernel_size}")
         self.condition = ConditionNet(channels, levels, hidden)
-        self.base = _ConditionalGaussian(channels, hidden)
+        self.base = _ConditionalLogistic(channels, hidden)
         self.steps = nn.ModuleList(_ARStep(channels, hidden, kernel_size) for _ in range(steps))
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.condition(x)
-        z, log_density = self.base(self._noise(x, h.dtype, generator), h)
+        z, log_density = self.base(self.base.noise(x.shape, h.dtype, x.device, generator), h)
         for step in self.steps:
             z, log_derivative = step(z, h)
             log_density = log_density - log_derivative
