@@ -409,3 +409,17 @@ def test_train_dequantized_runs_and_is_deterministic():
     assert len(history.train_bpd) == 1 and [epoch for epoch, _ in history.test_bpd] == [0, 1]
     assert all(math.isfinite(value) for _, value in history.test_bpd)
     assert not model.training
+
+
+def test_the_experiment_script_runs_in_quick_mode(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dequantization_results.py"
+    spec = importlib.util.spec_from_file_location("dequantization_results", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| uniform |" in printed and "| autoregressive |" in printed and "claim: iw (K=8)" in printed
+    assert (tmp_path / "dequantization_toy_gap.png").stat().st_size > 0

@@ -1,5 +1,12 @@
 """Model classes that compose :mod:`flowkernels.nn` and :mod:`flowkernels.ops` into published systems."""
 
+from .dequantization import (
+    AutoregressiveDequantizer,
+    DequantizedFlow,
+    UniformDequantizer,
+    VariationalDequantizer,
+    train_dequantized,
+)
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
 from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet
 from .idf import IDF, LatentStep, load_idf, save_idf, train_idf
@@ -16,6 +23,11 @@ __all__ = [
     "load_idf",
     "save_idf",
     "train_idf",
+    "AutoregressiveDequantizer",
+    "DequantizedFlow",
+    "UniformDequantizer",
+    "VariationalDequantizer",
+    "train_dequantized",
     "LATTICES",
     "HexNet",
     "HexNetHistory",
