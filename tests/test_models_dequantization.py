@@ -361,6 +361,18 @@ def test_gradients_reach_the_flow_and_q(kind, objective):
         assert sum(p.grad.abs().sum() for p in model.dequantizer.parameters()) > 0
 
 
+@pytest.mark.parametrize("conv", ["emerging", "periodic"])
+def test_any_glow_convolution_can_be_dequantized(conv):
+    torch.manual_seed(0)
+    from flowkernels.models.glow import Glow
+
+    model = DequantizedFlow(Glow(1, 2, 1, 8, conv=conv), AutoregressiveDequantizer(1, 17, hidden=8), objective="iw")
+    x = torch.randint(0, 17, (4, 1, 8, 8))
+    loss = model(x)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+
+
 def test_bad_data_is_an_error():
     model = DequantizedFlow(toy_flow(), VariationalDequantizer(2, LEVELS, hidden=8))
     with pytest.raises(ValueError, match=r"\[B, 2, H, W\]"):
