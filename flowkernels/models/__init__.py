@@ -10,6 +10,16 @@ from .dequantization import (
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
 from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet
 from .idf import IDF, LatentStep, load_idf, save_idf, train_idf
+from .pixelcnn import (
+    Categorical,
+    DiscretizedLogisticMixture,
+    ForecastingModules,
+    PixelCNN,
+    VQAutoencoder,
+    train_forecaster,
+    train_pixelcnn,
+    train_vq_autoencoder,
+)
 
 __all__ = [
     "CONV_KINDS",
@@ -28,6 +38,14 @@ __all__ = [
     "UniformDequantizer",
     "VariationalDequantizer",
     "train_dequantized",
+    "Categorical",
+    "DiscretizedLogisticMixture",
+    "ForecastingModules",
+    "PixelCNN",
+    "VQAutoencoder",
+    "train_forecaster",
+    "train_pixelcnn",
+    "train_vq_autoencoder",
     "LATTICES",
     "HexNet",
     "HexNetHistory",

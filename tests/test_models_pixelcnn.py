@@ -1,0 +1,240 @@
+"""Tests of the gated PixelCNN, its output distributions, the forecasting modules and the VQ autoencoder."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+
+import pytest
+import torch
+
+from flowkernels.models.pixelcnn import (
+    Categorical,
+    DiscretizedLogisticMixture,
+    ForecastingModules,
+    PixelCNN,
+    save_image_grid,
+    train_forecaster,
+    train_pixelcnn,
+    train_vq_autoencoder,
+)
+
+needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="needs scipy")
+
+# Every kind of ARM: (distribution, embedding) with value inputs and with learned embeddings.
+ARM_KINDS = {
+    "binary": (Categorical(2), None),
+    "categorical": (Categorical(5), None),
+    "embedded": (Categorical(6), 4),
+    "logistic": (DiscretizedLogisticMixture(256, 3), None),
+}
+
+
+def make_arm(kind: str, image_size=(4, 5), seed: int = 0, **options) -> PixelCNN:
+    """A small random PixelCNN whose biases are perturbed too, so that nothing is zero by accident."""
+    distribution, embedding = ARM_KINDS[kind]
+    torch.manual_seed(seed)
+    options = {"hidden": 8, "layers": 2, "input_kernel": 5, **options}
+    arm = PixelCNN(distribution, image_size=image_size, embedding=embedding, **options)
+    with torch.no_grad():
+        for parameter in arm.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return arm.eval()
+
+
+def random_images(arm: PixelCNN, batch: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, arm.distribution.levels, (batch, *arm.event_shape), generator=generator)
+
+
+@pytest.mark.parametrize("kind", ARM_KINDS)
+def test_causal_and_no_blind_spot(kind):
+    """Changing dimension j (raster order) changes the outputs of exactly the dimensions after j.
+
+    Outputs (parameters and features) of dimensions <= j must not change at all, bit for bit. With random
+    weights and a receptive field that covers the 4x5 image, the features of every later dimension do
+    change: the model has no blind spot. (The parameters could, in principle, be cut off by the head's
+    ReLUs, so the blind-spot check is on the features.)
+    """
+    arm = make_arm(kind)
+    x = random_images(arm, 1)
+    levels, dims = arm.distribution.levels, arm.dims
+    with torch.no_grad():
+        params, features = arm.predict(x)
+        params_changed = torch.zeros(dims, dims, dtype=torch.bool)
+        features_changed = torch.zeros(dims, dims, dtype=torch.bool)
+        for j in range(dims):
+            y = x.clone()
+            y.view(-1)[j] = (y.view(-1)[j] + levels // 2) % levels
+            new_params, new_features = arm.predict(y)
+            params_changed[j] = (new_params != params).any(-1).view(-1)
+            features_changed[j] = (new_features != features).any(1).view(-1)
+    assert not params_changed.tril().any(), "a dimension's output depends on itself or a later dimension"
+    assert not features_changed.tril().any(), "a dimension's features depend on itself or a later dimension"
+    later = torch.ones(dims, dims, dtype=torch.bool).triu(1)  # [j, i]: i after j
+    assert features_changed[later].all(), "a dimension's features ignore an earlier dimension (blind spot)"
+
+
+def test_outputs_depend_on_prefix_only_for_any_batch_content():
+    """The output at dimension i is the same, to the last bit, whatever the later dimensions hold."""
+    arm = make_arm("logistic", image_size=(6, 6))
+    x = random_images(arm, 3)
+    with torch.no_grad():
+        base = arm(x).flatten(1, -2)
+        for i in (0, 7, 20, 35):
+            y = random_images(arm, 3, seed=10 + i)
+            y.view(3, -1)[:, :i] = x.view(3, -1)[:, :i]
+            assert torch.equal(arm(y).flatten(1, -2)[:, : i + 1], base[:, : i + 1])
+
+
+@pytest.mark.parametrize("kind", ["categorical", "embedded", "logistic"])
+def test_probabilities_of_all_images_sum_to_one(kind):
+    """A 2x2 image with 3 (or 6) levels: the ARM's probabilities of all images sum to 1."""
+    distribution, embedding = (DiscretizedLogisticMixture(3, 2), None) if kind == "logistic" else ARM_KINDS[kind]
+    torch.manual_seed(0)
+    arm = PixelCNN(distribution, image_size=(2, 2), hidden=8, layers=1, input_kernel=3, embedding=embedding).double()
+    levels = distribution.levels
+    images = torch.tensor(list(itertools.product(range(levels), repeat=4))).view(-1, 1, 2, 2)
+    with torch.no_grad():
+        total = arm.log_prob(images).exp().sum()
+    torch.testing.assert_close(total, torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-10)
+
+
+def test_bits_per_dim_and_shapes():
+    arm = make_arm("binary")
+    x = random_images(arm, 3)
+    params, features = arm.predict(x)
+    assert params.shape == (3, 1, 4, 5, 2) and features.shape == (3, 8, 4, 5)
+    assert arm.event_shape == (1, 4, 5) and arm.dims == 20
+    torch.testing.assert_close(arm.bits_per_dim(x), -arm.log_prob(x) / (20 * math.log(2)))
+
+
+def test_bad_inputs_raise():
+    arm = make_arm("categorical")
+    with pytest.raises(ValueError, match="integer tensor"):
+        arm(torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="one channel"):
+        arm(torch.zeros(1, 3, 4, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"values must be in 0\.\.4"):
+        arm.log_prob(torch.full((1, 1, 4, 5), 5))
+    with pytest.raises(ValueError, match="odd"):
+        PixelCNN(Categorical(2), kernel_size=2)
+    with pytest.raises(ValueError, match="Distribution"):
+        PixelCNN("categorical")
+    with pytest.raises(ValueError, match="levels must be an integer >= 2"):
+        Categorical(1)
+    with pytest.raises(ValueError, match="mixtures must be a positive integer"):
+        DiscretizedLogisticMixture(256, 0)
+    with pytest.raises(ValueError, match="horizon must be a positive integer"):
+        ForecastingModules(8, Categorical(2), 0)
+
+
+def chi_square_pvalue(samples: torch.Tensor, probs: torch.Tensor) -> float:
+    stats = pytest.importorskip("scipy.stats")
+    counts = torch.bincount(samples, minlength=probs.numel()).double()
+    expected = probs.double() * samples.numel()
+    keep = expected > 5  # chi-square needs enough expected counts; pool the rest
+    observed = torch.cat([counts[keep], counts[~keep].sum(0, keepdim=True)])
+    expected = torch.cat([expected[keep], expected[~keep].sum(0, keepdim=True)])
+    if expected[-1] == 0:
+        observed, expected = observed[:-1], expected[:-1]
+    expected = expected * observed.sum() / expected.sum()
+    return float(stats.chisquare(observed.numpy(), expected.numpy()).pvalue)
+
+
+@needs_scipy
+def test_gumbel_max_frequencies_match_softmax():
+    distribution = Categorical(6)
+    logits = torch.tensor([1.5, -0.5, 0.0, 2.0, -3.0, 0.7])
+    generator = torch.Generator().manual_seed(0)
+    n = 60_000
+    noise = torch.rand(n, 6, generator=generator).clamp(1e-30, 1 - 1e-7)
+    samples = distribution.sample(logits.expand(n, 6), noise)
+    assert chi_square_pvalue(samples, torch.softmax(logits, 0)) > 1e-3
+
+
+@needs_scipy
+def test_logistic_inverse_cdf_frequencies_match_the_likelihood_op():
+    """Gumbel-max over components + inverse CDF + binning samples exactly ``exp(discretized_logistic_logp)``."""
+    distribution = DiscretizedLogisticMixture(8, 3)
+    params = torch.tensor([0.3, -0.4, 0.1, -0.6, 0.2, 0.7, -1.2, -0.8, -1.5], dtype=torch.float64)
+    probs = distribution.log_probs(params).exp()
+    torch.testing.assert_close(probs.sum(), torch.tensor(1.0, dtype=torch.float64))
+    n = 60_000
+    noise = torch.rand(n, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64).clamp(1e-300, 1 - 1e-16)
+    samples = distribution.sample(params.expand(n, 9), noise)
+    assert chi_square_pvalue(samples, probs) > 1e-3
+    torch.testing.assert_close(distribution.log_prob(torch.arange(8), params.expand(8, 9)), probs.log())
+
+
+def test_forecaster_kl_is_zero_when_it_copies_the_arm():
+    """``kl_to`` compares module t at dimension i with the ARM at i + t (raster order, across rows)."""
+    arm = make_arm("categorical")
+    forecaster = ForecastingModules(8, arm.distribution, horizon=3)
+    params = arm(random_images(arm, 2))
+    flat = params.flatten(1, -2)  # [B, d, P]
+    shifted = torch.stack([torch.roll(flat, -t, dims=1) for t in (1, 2, 3)], dim=1)  # entry i holds the ARM at i + t
+    copy = shifted.view(2, 3, 1, 4, 5, -1)
+    torch.testing.assert_close(forecaster.kl_to(params, copy), torch.zeros(3), rtol=0, atol=1e-6)
+    assert (forecaster.kl_to(params, torch.zeros_like(copy)) > 0).all()
+    assert forecaster(torch.randn(2, 8, 4, 5), random_images(arm, 2)).shape == (2, 3, 1, 4, 5, 5)
+
+
+def test_logistic_kl_estimate_is_unbiased():
+    """The one-sample KL of a logistic mixture averages to the exact sum over all values."""
+    distribution = DiscretizedLogisticMixture(16, 2)
+    generator = torch.Generator().manual_seed(0)
+    p = torch.randn(6, distribution.params_per_dim, generator=generator, dtype=torch.float64)
+    q = p + 0.5 * torch.randn(p.shape, generator=generator, dtype=torch.float64)
+    exact = Categorical.kl(distribution, p, q, None)  # the base class's exact sum, on this distribution's log_probs
+    n = 40_000
+    noise = torch.rand(n, 6, 3, generator=generator, dtype=torch.float64).clamp(1e-300, 1 - 1e-16)
+    estimate = distribution.kl(p.expand(n, 6, -1), q.expand(n, 6, -1), noise).mean(0)
+    assert (exact > 0).all()
+    torch.testing.assert_close(estimate, exact, rtol=0.1, atol=0.01)
+
+
+@needs_sklearn
+def test_training_lowers_bits_and_is_deterministic():
+    from flowkernels.data import load_digits
+
+    train, test = load_digits("train", levels=2)[:256], load_digits("test", levels=2)[:64]
+    options = {"epochs": 2, "batch_size": 32, "hidden": 8, "layers": 1, "progress": False}
+    arm, history = train_pixelcnn(train, test, Categorical(2), **options)
+    again, _ = train_pixelcnn(train, test, Categorical(2), **options)
+    assert history.final_test_bpd < history.test_bpd[0][1]
+    assert all(torch.equal(a, b) for a, b in zip(arm.state_dict().values(), again.state_dict().values(), strict=True))
+    assert not arm.training
+    forecaster, kl_history = train_forecaster(arm, train, test, horizon=2, epochs=2, hidden=8, progress=False)
+    assert kl_history.final_test_bpd < kl_history.test_bpd[0][1]
+    assert all(p.requires_grad for p in arm.parameters()), "the ARM must be left trainable"
+
+
+def test_vq_autoencoder_round_trip_shapes_and_training():
+    generator = torch.Generator().manual_seed(0)
+    # Smooth random 16x16 "photographs": a coarse pattern upsampled, so that an autoencoder can learn them.
+    coarse = torch.randint(0, 256, (96, 1, 4, 4), generator=generator).double()
+    images = torch.nn.functional.interpolate(coarse, scale_factor=4, mode="bilinear").round().long()
+    model, history = train_vq_autoencoder(
+        images[:64], images[64:], epochs=12, batch_size=8, lr=5e-3, codes=8, dim=4, hidden=8, progress=False
+    )
+    assert history.final_test_bpd < history.test_bpd[0][1] - 0.25
+    codes = model.encode(images[:5])
+    assert codes.shape == (5, 1, 4, 4) and codes.dtype == torch.long
+    assert 0 <= codes.min() and codes.max() < model.codes
+    decoded = model.decode(codes)
+    assert decoded.shape == (5, 1, 16, 16) and 0 <= decoded.min() and decoded.max() <= 255
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model.encode(images[:1, :, :15])
+
+
+@needs_matplotlib
+def test_save_image_grid(tmp_path):
+    images = torch.randint(0, 17, (5, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    path = save_image_grid(images, tmp_path / "grid.png", 17, cmap="gray_r")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"\[N, 1, H, W\]"):
+        save_image_grid(images[:, 0], tmp_path / "bad.png", 17)
