@@ -1,5 +1,12 @@
 """Model classes that compose :mod:`flowkernels.nn` and :mod:`flowkernels.ops` into published systems."""
 
+from .conditional import (
+    BinaryDequantizer,
+    ConditionalFlow,
+    FactorizedBernoulli,
+    FactorizedLogistic,
+    train_conditional,
+)
 from .dequantization import (
     AutoregressiveDequantizer,
     DequantizedFlow,
@@ -33,6 +40,11 @@ __all__ = [
     "load_idf",
     "save_idf",
     "train_idf",
+    "BinaryDequantizer",
+    "ConditionalFlow",
+    "FactorizedBernoulli",
+    "FactorizedLogistic",
+    "train_conditional",
     "AutoregressiveDequantizer",
     "DequantizedFlow",
     "UniformDequantizer",

@@ -71,6 +71,18 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -(0.5 * z.square() + _HALF_LOG_2PI).flatten(1).sum(1)
 
 
+def multiscale_latent_shapes(n: int, channels: int, size: tuple[int, int], levels: int) -> list[tuple[int, ...]]:
+    """Latent shapes of a multi-scale flow: per level a squeeze (4x channels, half the size), then a split
+    that factors out half of the channels, except at the top level, which keeps them all."""
+    (height, width), shapes = size, []
+    for level in range(levels):
+        channels, height, width = channels * 4, height // 2, width // 2
+        if level < levels - 1:
+            channels //= 2
+        shapes.append((n, channels, height, width))
+    return shapes
+
+
 class SplitPrior(nn.Module):
     """Glow's split: ``x = [h, z]``, with ``z ~ N(mean(h), exp(log_scale(h))^2)`` per element.
 
@@ -188,14 +200,7 @@ class Glow(nn.Module):
 
     def latent_shapes(self, n: int, image_size: tuple[int, int] | None = None) -> list[tuple[int, ...]]:
         """Shapes of the latents :meth:`forward` returns for ``n`` images of ``image_size``."""
-        height, width = image_size or self.image_size
-        channels, shapes = self.in_channels, []
-        for level in range(self.levels):
-            channels, height, width = channels * 4, height // 2, width // 2
-            if level < len(self.splits):
-                channels //= 2
-            shapes.append((n, channels, height, width))
-        return shapes
+        return multiscale_latent_shapes(n, self.in_channels, image_size or self.image_size, self.levels)
 
     def sample(
         self,

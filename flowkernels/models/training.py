@@ -64,7 +64,7 @@ def fit(
     model: nn.Module,
     train: torch.Tensor,
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    evaluate: Callable[[], float],
+    evaluate: Callable[[], float] | None,
     history: TrainHistory,
     *,
     epochs: int,
@@ -82,9 +82,10 @@ def fit(
     A linear learning-rate warm-up over ``warmup_steps`` steps (Glow's recipe: it keeps the first, large
     updates of a freshly ActNorm-initialised flow from diverging), a cosine decay to zero over the whole
     run (so the final model is not a snapshot of a noisy high-learning-rate iterate) and gradient-norm
-    clipping at ``max_grad_norm``. Batches are drawn with ``generator``. ``evaluate()`` (the test bits/dim)
-    runs every ``eval_every`` epochs (default: 5 times in all) and after the last; its time is not counted
-    as training time. Appends to ``history`` and leaves ``model`` in eval mode.
+    clipping at ``max_grad_norm``. Batches of ``train`` (data, or indices into data that ``loss_fn``
+    looks up) are drawn with ``generator``. ``evaluate()`` (the test bits/dim; ``None`` for none) runs every
+    ``eval_every`` epochs (default: 5 times in all) and after the last; its time is not counted as
+    training time. Appends to ``history`` and leaves ``model`` in eval mode.
     """
     eval_every = eval_every or max(1, epochs // 5)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -107,7 +108,7 @@ def fit(
             bar.update()
             bar.set_postfix(bpd=f"{loss.item():.3f}")
         history.train_bpd.append(epoch_total / len(train))
-        if epoch % eval_every == 0 or epoch == epochs:
+        if evaluate is not None and (epoch % eval_every == 0 or epoch == epochs):
             paused = time.perf_counter()
             history.test_bpd.append((epoch, evaluate()))
             if progress:
