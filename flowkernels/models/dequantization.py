@@ -342,39 +342,58 @@ class _MaskedCoupling(nn.Module):
         return (z - shift) * torch.exp(-log_scale), log_scale
 
 
-class VariationalDequantizer(Dequantizer):
-    """Flow++-style variational dequantization: a conditional flow from a logistic onto the unit cube.
+class _FlowDequantizer(Dequantizer):
+    """A dequantizer that is a conditional flow: logistic base, ``transforms`` conditioned on ``x``, sigmoid.
 
-    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` with ``h`` the features of ``x``
-    (:class:`ConditionNet`), ``steps`` checkerboard affine couplings whose networks see ``h``, then
-    ``u = sigmoid(z)``. Every transform starts as the identity except the base, so an untrained ``q`` is a
-    exactly uniform. ``log q(u | x) = log Logistic(eps) - sum of the log-derivatives``.
+    Every transform maps ``(z, h) -> (z', log-derivative per element)`` and has the matching ``inverse``;
+    ``h`` are the features of ``x`` (:class:`ConditionNet`). Sampling runs the flow forward once; scoring a
+    given ``u`` runs it backwards from ``logit(u)``.
     """
 
-    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4) -> None:
+    def __init__(self, channels: int, levels: int, hidden: int, make_transforms: Callable[[], list[nn.Module]]) -> None:
         super().__init__(channels, levels)
+        # Built in this order (conditioning net, base, transforms) so that a seed gives the same weights.
         self.condition = ConditionNet(channels, levels, hidden)
         self.base = _ConditionalLogistic(channels, hidden)
-        self.couplings = nn.ModuleList(_MaskedCoupling(channels, hidden, parity=i % 2) for i in range(steps))
+        self.transforms = nn.ModuleList(make_transforms())
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.condition(x)
         z, log_density = self.base(self.base.noise(x.shape, h.dtype, x.device, generator), h)
-        for coupling in self.couplings:
-            z, log_derivative = coupling(z, h)
+        for transform in self.transforms:
+            z, log_derivative = transform(z, h)
             log_density = log_density - log_derivative
         u, log_derivative = _sigmoid(z)
         return u, (log_density - log_derivative).flatten(1).sum(1)
 
-    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _log_prob_terms(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-element terms of ``log q(u | x)``: base log density minus the element's log-derivatives."""
         self._check_u(u, x)
         h = self.condition(x)
         z = _logit(u)
         log_derivatives = F.logsigmoid(z) + F.logsigmoid(-z)
-        for coupling in reversed(self.couplings):
-            z, log_derivative = coupling.inverse(z, h)
+        for transform in reversed(self.transforms):
+            z, log_derivative = transform.inverse(z, h)
             log_derivatives = log_derivatives + log_derivative
-        return (self.base.inverse(z, h) - log_derivatives).flatten(1).sum(1)
+        return self.base.inverse(z, h) - log_derivatives
+
+    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self._log_prob_terms(u, x).flatten(1).sum(1)
+
+
+class VariationalDequantizer(_FlowDequantizer):
+    """Flow++-style variational dequantization: a conditional flow from a logistic onto the unit cube.
+
+    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` with ``h`` the features of ``x``
+    (:class:`ConditionNet`), ``steps`` checkerboard affine couplings whose networks see ``h``, then
+    ``u = sigmoid(z)``. Every transform starts as the identity, so an untrained ``q`` is exactly uniform.
+    ``log q(u | x) = log Logistic(eps) - sum of the log-derivatives``.
+    """
+
+    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4) -> None:
+        super().__init__(
+            channels, levels, hidden, lambda: [_MaskedCoupling(channels, hidden, parity=i % 2) for i in range(steps)]
+        )
 
 
 class _ARStep(nn.Module):
@@ -432,7 +451,7 @@ class _ARStep(nn.Module):
         return z, log_derivative + log_scale + self._log_abs_diagonal()
 
 
-class AutoregressiveDequantizer(Dequantizer):
+class AutoregressiveDequantizer(_FlowDequantizer):
     """Autoregressive dequantization: ``q(u | x) = prod_d q(u_d | u_<d, x)`` in the raster order.
 
     ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), ``steps`` triangular steps
@@ -444,21 +463,11 @@ class AutoregressiveDequantizer(Dequantizer):
     """
 
     def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, kernel_size: int = 3) -> None:
-        super().__init__(channels, levels)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"AutoregressiveDequantizer: kernel_size must be odd and positive, got {kernel_size}")
-        self.condition = ConditionNet(channels, levels, hidden)
-        self.base = _ConditionalLogistic(channels, hidden)
-        self.steps = nn.ModuleList(_ARStep(channels, hidden, kernel_size) for _ in range(steps))
-
-    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.condition(x)
-        z, log_density = self.base(self.base.noise(x.shape, h.dtype, x.device, generator), h)
-        for step in self.steps:
-            z, log_derivative = step(z, h)
-            log_density = log_density - log_derivative
-        u, log_derivative = _sigmoid(z)
-        return u, (log_density - log_derivative).flatten(1).sum(1)
+        super().__init__(
+            channels, levels, hidden, lambda: [_ARStep(channels, hidden, kernel_size) for _ in range(steps)]
+        )
 
     def conditional_log_probs(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``log q(u_d | u_<d, x)`` for every element ``d``: ``[B, C, H, W]``, summing to :meth:`log_prob`.
@@ -466,17 +475,7 @@ class AutoregressiveDequantizer(Dequantizer):
         Each factor is the base density of the element's ``eps`` plus the element's own log-derivatives,
         which the triangular structure makes functions of ``u_<=d`` alone.
         """
-        self._check_u(u, x)
-        h = self.condition(x)
-        z = _logit(u)
-        log_derivatives = F.logsigmoid(z) + F.logsigmoid(-z)
-        for step in reversed(self.steps):
-            z, log_derivative = step.inverse(z, h)
-            log_derivatives = log_derivatives + log_derivative
-        return self.base.inverse(z, h) - log_derivatives
-
-    def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.conditional_log_probs(u, x).flatten(1).sum(1)
+        return self._log_prob_terms(u, x)
 
 
 def make_dequantizer(kind: str, channels: int, levels: int, **kwargs) -> Dequantizer:
