@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._optional import require
 from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
 from ..nn import (
     ActNorm,
@@ -37,6 +36,7 @@ from ..nn import (
     PeriodicConv2d,
     Squeeze,
 )
+from .figures import save_image_grid
 from .training import TrainHistory, evaluating, fit
 
 __all__ = [
@@ -363,22 +363,11 @@ def save_sample_grid(
     with ``matplotlib.image.imsave``, which needs no GUI backend. Returns the quantized samples
     ``[n, C, H, W]``.
     """
-    image = require("matplotlib.image", "matplotlib", "save_sample_grid")
     generator = torch.Generator().manual_seed(seed)
     with evaluating(model):
         samples = quantize(model.sample(n, temperature, generator), levels).cpu()
-    _, channels, height, width = samples.shape
-    if channels != 1:
-        raise ValueError(f"save_sample_grid: grey-level samples expected, got {channels} channels")
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
+    if samples.shape[1] != 1:
+        raise ValueError(f"save_sample_grid: grey-level samples expected, got {samples.shape[1]} channels")
     # A light-grey frame separates the digits, whose own background is 0 (white).
-    grid = torch.full((rows * (height + 1) + 1, columns * (width + 1) + 1), levels // 4, dtype=torch.long)
-    for index in range(n):
-        top, left = 1 + (index // columns) * (height + 1), 1 + (index % columns) * (width + 1)
-        grid[top : top + height, left : left + width] = samples[index, 0]
-    grid = grid.repeat_interleave(upscale, 0).repeat_interleave(upscale, 1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.imsave(path, grid.numpy(), cmap="gray_r", vmin=0, vmax=levels - 1, format="png")
+    save_image_grid(samples, path, levels, upscale=upscale, cmap="gray_r", frame=levels // 4)
     return samples

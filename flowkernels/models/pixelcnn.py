@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._optional import require
 from ..data import iterate_minibatches
 from ..ops import discretized_logistic_logp
+from .figures import save_image_grid
 from .training import TrainHistory, evaluating, fit
 
 __all__ = [
@@ -783,29 +782,3 @@ def train_vq_autoencoder(
 
 # ---------------------------------------------------------------------------------------------------
 # Figures
-
-
-def save_image_grid(
-    images: torch.Tensor, path: str | Path, levels: int, *, upscale: int = 4, cmap: str = "gray"
-) -> Path:
-    """Write integer images ``[N, 1, H, W]`` (values ``0 .. levels - 1``) as one PNG grid to ``path``.
-
-    ``ceil(sqrt(N))`` images per row with a one-pixel mid-grey frame, upscaled ``upscale`` times (8x8
-    images are otherwise too small to see); ``cmap="gray_r"`` draws dark on light like the digits.
-    Written with ``matplotlib.image.imsave`` (no GUI backend needed).
-    """
-    image = require("matplotlib.image", "matplotlib", "save_image_grid")
-    if images.dim() != 4 or images.shape[1] != 1 or images.shape[0] < 1:
-        raise ValueError(f"save_image_grid: images must be [N, 1, H, W] with N >= 1, got {list(images.shape)}")
-    n, _, height, width = images.shape
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = torch.full((rows * (height + 1) + 1, columns * (width + 1) + 1), (levels - 1) / 2, dtype=torch.float64)
-    for index in range(n):
-        top, left = 1 + (index // columns) * (height + 1), 1 + (index % columns) * (width + 1)
-        grid[top : top + height, left : left + width] = images[index, 0].cpu()
-    grid = grid.repeat_interleave(upscale, 0).repeat_interleave(upscale, 1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.imsave(path, grid.numpy(), cmap=cmap, vmin=0, vmax=levels - 1, format="png")
-    return path
