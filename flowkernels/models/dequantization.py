@@ -166,7 +166,8 @@ def _logit(u: torch.Tensor) -> torch.Tensor:
 class Dequantizer(nn.Module):
     """``q(u | x)`` with support exactly ``[0, 1)^D``: ``sample`` draws ``u`` with ``log q``, ``log_prob`` scores.
 
-    Subclasses implement ``_sample(x, generator) -> (u, log_q)`` for a batch (one ``u`` per example) and
+    Subclasses implement ``_sample(x, num_samples, generator) -> (u, log_q)``, with ``u`` ``[K * B, C, H, W]``
+    (sample-major: row ``k * B + b`` is draw ``k`` for example ``b``) and ``log_q`` ``[K * B]``, and
     ``log_prob(u, x) -> [B]``.
     """
 
@@ -191,8 +192,7 @@ class Dequantizer(nn.Module):
         self._check_x(x)
         k = _check_num_samples(f"{type(self).__name__}.sample", num_samples)
         batch = x.shape[0]
-        repeated = x.unsqueeze(0).expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
-        u, log_q = self._sample(repeated, generator)
+        u, log_q = self._sample(x, k, generator)
         # x + u must stay in the bin of x in floating point too: where u is within rounding of 1 (a sigmoid
         # of a large logit, or a uniform draw next to 1), x + u could round up to x + 1. Clamping u to
         # 1 - levels * eps keeps every x + u < levels below the next integer. It moves only the draws in
@@ -200,7 +200,9 @@ class Dequantizer(nn.Module):
         u = u.clamp(max=1.0 - self.levels * torch.finfo(u.dtype).eps)
         return u.view(k, *x.shape), log_q.view(k, batch)
 
-    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(
+        self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -223,10 +225,13 @@ class UniformDequantizer(Dequantizer):
         # Carries the dtype and device of the samples through .to(), .double() and the like.
         self.register_buffer("_like", torch.empty(0), persistent=False)
 
-    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(
+        self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         device = generator.device if generator is not None else x.device
-        u = torch.rand(x.shape, generator=generator, device=device, dtype=self._like.dtype).to(x.device)
-        return u, u.new_zeros(x.shape[0])
+        shape = (num_samples * x.shape[0], *x.shape[1:])
+        u = torch.rand(shape, generator=generator, device=device, dtype=self._like.dtype).to(x.device)
+        return u, u.new_zeros(shape[0])
 
     def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self._check_u(u, x)
@@ -357,9 +362,12 @@ class _FlowDequantizer(Dequantizer):
         self.base = _ConditionalLogistic(channels, hidden)
         self.transforms = nn.ModuleList(make_transforms())
 
-    def _sample(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.condition(x)
-        z, log_density = self.base(self.base.noise(x.shape, h.dtype, x.device, generator), h)
+    def _sample(
+        self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The features of x once, shared by its K draws (not K passes of the network over copies of x).
+        h = self.condition(x).repeat(num_samples, 1, 1, 1)
+        z, log_density = self.base(self.base.noise(h.shape[:1] + x.shape[1:], h.dtype, x.device, generator), h)
         for transform in self.transforms:
             z, log_derivative = transform(z, h)
             log_density = log_density - log_derivative
