@@ -42,6 +42,8 @@ from torch import nn
 from .. import ops
 from ..data import iterate_minibatches
 from ..nn import ActNorm, FlowSequential, Squeeze
+from ..nn.flow import soft_clamp, zero_conv
+from .dequantization import iw_bound
 from .glow import (
     CONV_KINDS,
     TrainHistory,
@@ -81,26 +83,6 @@ def _check_features(layer: str, y: torch.Tensor, features: torch.Tensor, feature
         raise ValueError(
             f"{layer}: features must be {expected} for an input of {list(y.shape)}, got {list(features.shape)}"
         )
-
-
-def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
-    """A zero-initialised 3x3 conv: the last layer of every network that outputs a shift or log-scale, so that
-    each conditional layer starts as a fixed map that ignores ``x`` and training begins from a plain flow."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-def soft_clamp(log_scale: torch.Tensor, bound: float) -> torch.Tensor:
-    """``bound * tanh(log_scale / bound)``: the identity near 0, smoothly limited to ``(-bound, bound)``.
-
-    Every log-scale of the flow goes through this. Sampling at a temperature near 1 feeds the inverse latents
-    that training rarely saw; an unbounded scale can then overflow (``exp(88)`` is float32's limit), and one
-    ``inf`` turns into NaNs that the convolutions spread over the whole image. A bounded scale per layer keeps
-    every inverse finite and costs nothing where the learned scales are moderate (as in FrEIA's soft clamping).
-    """
-    return bound * torch.tanh(log_scale / bound)
 
 
 def resize_features(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -212,7 +194,7 @@ class ConditionalCoupling(nn.Module):
             nn.ReLU(),
             nn.Conv2d(hidden, hidden, kernel_size=1),
             nn.ReLU(),
-            _zero_conv(hidden, 2 * (channels - self.split)),
+            zero_conv(hidden, 2 * (channels - self.split)),
         )
 
     def _shift_and_log_scale(self, y_a: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,7 +253,7 @@ class _ConditionalGaussian(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1), nn.ReLU(), _zero_conv(hidden, 2 * out_channels)
+            nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1), nn.ReLU(), zero_conv(hidden, 2 * out_channels)
         )
 
     def _mean_and_log_scale(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -828,7 +810,7 @@ class BinaryDequantizer(nn.Module):
             nn.ReLU(),
             nn.Conv2d(hidden, hidden, kernel_size=3, padding=1),
             nn.ReLU(),
-            _zero_conv(hidden, 2 * in_channels),
+            zero_conv(hidden, 2 * in_channels),
         )
 
     def _check(self, y: torch.Tensor, x: torch.Tensor) -> None:
@@ -869,8 +851,8 @@ class BinaryDequantizer(nn.Module):
             raise ValueError(f"BinaryDequantizer.log_prob_bound: samples must be positive, got {samples}")
         y_k, x_k = y.repeat_interleave(samples, dim=0), x.repeat_interleave(samples, dim=0)
         v, log_q = self.dequantize(y_k, x_k, generator)
-        weights = (self.flow.log_prob(v, x_k) - log_q).view(y.shape[0], samples)
-        return torch.logsumexp(weights, dim=1) - math.log(samples)
+        log_weights = (self.flow.log_prob(v, x_k) - log_q).view(y.shape[0], samples)
+        return iw_bound(log_weights.T)
 
     def bits_per_dim(
         self, y: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None, *, samples: int = 1

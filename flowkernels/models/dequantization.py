@@ -39,7 +39,7 @@ from torch import nn
 from .. import ops
 from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
 from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv
-from ..nn.flow import check_image
+from ..nn.flow import check_image, soft_clamp, zero_conv
 from .glow import CONV_KINDS, Glow, standard_normal_log_prob
 from .training import TrainHistory, evaluating, fit
 
@@ -64,6 +64,8 @@ OBJECTIVES = ("elbo", "iw", "renyi")
 DEQUANTIZERS = ("uniform", "variational", "autoregressive")
 
 _LOG2 = math.log(2.0)
+# Log-scales of the flow dequantizers are soft-clamped to (-3, 3): no step can blow a scale up.
+_MAX_LOG_SCALE = 3.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -257,19 +259,6 @@ class ConditionNet(nn.Module):
         return self.net(x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0)
 
 
-def _zero_conv(in_channels: int, out_channels: int, kernel_size: int = 1) -> nn.Conv2d:
-    """A conv that starts at zero output, so the transform it parameterises starts as the identity."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-def _bounded_log_scale(raw: torch.Tensor) -> torch.Tensor:
-    """``3 tanh(raw / 3)``: a log-scale in (-3, 3), linear near 0, so no step can blow a scale up."""
-    return 3.0 * torch.tanh(raw / 3.0)
-
-
 def _logistic_log_density(eps: torch.Tensor) -> torch.Tensor:
     return F.logsigmoid(eps) + F.logsigmoid(-eps)
 
@@ -284,7 +273,7 @@ class _ConditionalLogistic(nn.Module):
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.params = _zero_conv(hidden, 2 * channels)
+        self.params = zero_conv(hidden, 2 * channels, 1)
 
     @staticmethod
     def noise(shape: torch.Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None):
@@ -296,13 +285,13 @@ class _ConditionalLogistic(nn.Module):
     def forward(self, eps: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, log density of z)`` per element."""
         mean, raw = self.params(h).chunk(2, 1)
-        log_scale = _bounded_log_scale(raw)
+        log_scale = soft_clamp(raw, _MAX_LOG_SCALE)
         return mean + torch.exp(log_scale) * eps, _logistic_log_density(eps) - log_scale
 
     def inverse(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The per-element log density of ``z`` (``eps`` recovered from ``z``)."""
         mean, raw = self.params(h).chunk(2, 1)
-        log_scale = _bounded_log_scale(raw)
+        log_scale = soft_clamp(raw, _MAX_LOG_SCALE)
         return _logistic_log_density((z - mean) * torch.exp(-log_scale)) - log_scale
 
 
@@ -320,7 +309,7 @@ class _MaskedCoupling(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(channels + hidden, hidden, 3, padding=1),
             nn.ReLU(),
-            _zero_conv(hidden, 2 * channels, 3),
+            zero_conv(hidden, 2 * channels),
         )
 
     def _mask(self, z: torch.Tensor) -> torch.Tensor:
@@ -335,7 +324,7 @@ class _MaskedCoupling(nn.Module):
     def _params(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mask = self._mask(z)
         shift, raw = self.net(torch.cat([z * mask, h], 1)).chunk(2, 1)
-        return mask, shift * (1 - mask), _bounded_log_scale(raw) * (1 - mask)
+        return mask, shift * (1 - mask), soft_clamp(raw, _MAX_LOG_SCALE) * (1 - mask)
 
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z', log|dz'/dz|)``, the log-derivative per element."""
@@ -422,7 +411,7 @@ class _ARStep(nn.Module):
         weight[:, :, kernel_size // 2, kernel_size // 2] = torch.eye(channels)
         self.weight = nn.Parameter(weight + 0.01 * torch.randn_like(weight))
         self.bias = nn.Parameter(torch.zeros(channels))
-        self.affine = _zero_conv(hidden, 2 * channels)
+        self.affine = zero_conv(hidden, 2 * channels, 1)
         self.log_a = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.b = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
@@ -432,7 +421,7 @@ class _ARStep(nn.Module):
 
     def _affine(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shift, raw = self.affine(h).chunk(2, 1)
-        return shift, _bounded_log_scale(raw)
+        return shift, soft_clamp(raw, _MAX_LOG_SCALE)
 
     def _sinh_arcsinh_log_derivative(self, z: torch.Tensor) -> torch.Tensor:
         """``log d/dz sinh(a asinh(z) + b)`` at the input ``z``."""

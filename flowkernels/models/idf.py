@@ -45,6 +45,7 @@ from torch import nn
 from .._optional import require
 from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
 from ..nn import FlowLayer, FlowSequential, Squeeze
+from ..nn.flow import zero_conv
 from ..ops import discretized_logistic_logp, integer_coupling
 from .training import warmup_cosine
 
@@ -101,13 +102,6 @@ def run_net(net: nn.Module, x: torch.Tensor, chunk: int | None) -> torch.Tensor:
     return torch.cat(outputs)
 
 
-def _zero_conv(c_in: int, c_out: int) -> nn.Conv2d:
-    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
 class ResidualBlock(nn.Module):
     """``x + conv1x1(relu(conv3x3(relu(x))))``."""
 
@@ -157,7 +151,7 @@ def make_net(kind: str, c_in: int, c_out: int, hidden: int, blocks: int) -> nn.S
         layers.append(nn.Conv2d(hidden + blocks * growth, hidden, kernel_size=1))
     else:
         raise ValueError(f"IDF: net must be one of {NETS}, got {kind!r}")
-    return nn.Sequential(*layers, nn.ReLU(), _zero_conv(hidden, c_out))
+    return nn.Sequential(*layers, nn.ReLU(), zero_conv(hidden, c_out))
 
 
 class _Chunked(nn.Module):

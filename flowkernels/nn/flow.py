@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FlowLayer", "FlowSequential", "ActNorm", "AffineCoupling", "Squeeze"]
+__all__ = ["FlowLayer", "FlowSequential", "ActNorm", "AffineCoupling", "Squeeze", "soft_clamp", "zero_conv"]
 
 
 def check_image(layer: str, x: torch.Tensor, channels: int | None = None) -> None:
@@ -19,6 +19,26 @@ def check_image(layer: str, x: torch.Tensor, channels: int | None = None) -> Non
     if x.dim() != 4 or (channels is not None and x.shape[1] != channels):
         expected = f"[B, {channels}, H, W]" if channels is not None else "[B, C, H, W]"
         raise ValueError(f"{layer}: input must be {expected}, got {list(x.shape)}")
+
+
+def zero_conv(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
+    """A zero-initialised conv (padding keeps the size): the last layer of every network that outputs a shift
+    or log-scale, so that the transform it parameterises starts as a fixed map (usually the identity)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def soft_clamp(log_scale: torch.Tensor, bound: float) -> torch.Tensor:
+    """``bound * tanh(log_scale / bound)``: the identity near 0, smoothly limited to ``(-bound, bound)``.
+
+    For learned log-scales: an unbounded one can overflow (``exp(88)`` is float32's limit) when a flow is run
+    on inputs training rarely saw, such as latents at a sampling temperature near 1, and one ``inf`` turns into
+    NaNs that convolutions spread over the whole image. Where the learned scales are moderate it costs nothing
+    (FrEIA's soft clamping).
+    """
+    return bound * torch.tanh(log_scale / bound)
 
 
 def per_sample(logdet: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -117,9 +137,7 @@ class AffineCoupling(FlowLayer):
         self.channels = channels
         self.split = channels // 2
         transformed = channels - self.split
-        out = nn.Conv2d(hidden, 2 * transformed, kernel_size=3, padding=1)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
+        out = zero_conv(hidden, 2 * transformed)
         self.net = nn.Sequential(
             nn.Conv2d(self.split, hidden, kernel_size=3, padding=1),
             nn.ReLU(),
