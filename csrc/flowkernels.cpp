@@ -4,6 +4,8 @@
 // Kernels register themselves per dispatch key in cpu/<family>.cpp and
 // cuda/<family>.cu, autograd (for every device) in autograd.cpp; fake (meta)
 // kernels are registered from Python in flowkernels/ops/<family>.py.
+#include "cpu/isa.h"
+
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -90,4 +92,22 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
       "built_torch_version",
       [] { return std::string(FK_STR(FLOWKERNELS_TORCH_MAJOR) "." FK_STR(FLOWKERNELS_TORCH_MINOR)); },
       "major.minor of the torch this extension was built against.");
+  module.def(
+      "cpu_isa_supported", [] { return std::string(flowkernels::cpu_isa_name(flowkernels::cpu_isa_supported())); },
+      "The highest instruction-set path of the CPU kernels that this CPU can run.");
+  module.def(
+      "cpu_isa", [] { return std::string(flowkernels::cpu_isa_name(flowkernels::cpu_isa())); },
+      "The instruction-set path the CPU kernels use now.");
+  module.def(
+      "set_cpu_isa",
+      [](const std::string& ceiling) {
+        using flowkernels::CpuIsa;
+        for (const CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+          if (ceiling == flowkernels::cpu_isa_name(isa))
+            return std::string(flowkernels::cpu_isa_name(flowkernels::set_cpu_isa_ceiling(isa)));
+        throw pybind11::value_error("unknown CPU instruction-set path '" + ceiling +
+                                    "': expected baseline, avx2 or avx512");
+      },
+      "Caps the CPU kernels' instruction-set path at `ceiling` (baseline, avx2 or avx512); returns the path now "
+      "in effect, min(ceiling, cpu_isa_supported()).");
 }

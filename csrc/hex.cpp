@@ -43,7 +43,13 @@ at::Tensor hex_conv_mask(int64_t kernel_size, const at::TensorOptions& options) 
 at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias) {
   const int64_t k = weight.size(2);
-  return at::conv2d(x, weight * hex_conv_mask(k, weight.options()), bias, /*stride=*/1,
+  if (x.numel() == 0) {  // no pixels, or no input channels: the vendor library refuses some of these
+    at::Tensor y = at::zeros({x.size(0), weight.size(0), x.size(2), x.size(3)}, x.options());
+    return bias ? y.add_(bias->view({1, -1, 1, 1})) : y;
+  }
+  // Contiguous input: the vendor library picks its algorithm, and so the last bits
+  // of the result, by the memory layout; the op's result must not depend on it.
+  return at::conv2d(x.contiguous(), weight * hex_conv_mask(k, weight.options()), bias, /*stride=*/1,
                     /*padding=*/k / 2);
 }
 

@@ -47,6 +47,8 @@ def has_cuda_kernels() -> bool:
 
 
 # Imported after the extension is loaded: ops registers the fake kernels.
-from . import ops, rans  # noqa: E402
+from . import cpu, ops, rans  # noqa: E402
 
-__all__ = ["__version__", "has_cuda_kernels", "ops", "rans"]
+cpu._apply_environment()
+
+__all__ = ["__version__", "cpu", "has_cuda_kernels", "ops", "rans"]

@@ -40,14 +40,12 @@ def _bench(args: argparse.Namespace) -> int:
         compile_peers=False if args.no_compile else None,
         min_run_time=args.min_run_time,
     )
-    print(
-        f"flowkernels microbenchmarks: torch {torch.__version__}, device {args.device}, "
-        f"{torch.get_num_threads()} threads; ratio = reference time / kernel time"
-    )
+    print(f"flowkernels microbenchmarks on {args.device}; ratio = reference time / kernel time")
+    print(benchmarks.machine.summary(benchmarks.machine.describe(args.device)))
     print(benchmarks.format_table(results))
     if args.json:
         with open(args.json, "w") as handle:
-            handle.write(benchmarks.results_to_json(results))
+            handle.write(benchmarks.results_to_json(results, args.device))
         print(f"wrote {args.json}")
     return 0
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import flowkernels
 from flowkernels import benchmarks
 from flowkernels.benchmarks.harness import Case, Target, peak_memory_bytes, run_cases
 
@@ -53,6 +54,12 @@ def test_quick_coupling_suite_covers_every_op():
         assert {(op, "fwd"), (op, "fwd+bwd")} <= ops
     payload = json.loads(benchmarks.results_to_json(results))
     assert len(payload["results"]) == len(results)
+    # every record names the machine and the path the family's kernel took
+    machine = payload["machine"]
+    assert machine["cpu"] and machine["torch"] == torch.__version__ and machine["threads"] >= 1
+    assert machine["cpu_isa"] == flowkernels.cpu.isa() and set(machine["kernel_paths"]) >= {"coupling", "hex"}
+    assert {row["path"] for row in payload["results"]} == {flowkernels.cpu.isa()}
+    assert flowkernels.cpu.isa() in benchmarks.machine.summary(machine)
 
 
 def test_quick_rans_suite_measures_rates_against_the_reference():

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -735,6 +739,57 @@ def test_stream_bytes_do_not_depend_on_the_thread_count():
     assert one == many == codec.encode(images, stream=True)
     # a batch-sensitive model: the decoder repeats the encoder's model calls
     roundtrip(LosslessImageCodec(BatchSensitiveFlow(3, (4, 4)), lanes=7), images, stream=True)
+
+
+# A process that sets its thread counts, then encodes (or decodes) with a model: the shipped RGB
+# photograph model, or the test fake TwoStepFlow (whose convolutions give other last bits on
+# another thread count on AVX2 CPUs). argv = model, threads, "encode" | "decode", .npy, .fkc
+_CODEC_PROCESS = """
+import sys
+import numpy as np
+import torch
+
+torch.set_num_threads(int(sys.argv[2]))
+from flowkernels.codec import LosslessImageCodec, resolve_model
+from tests.codec_fakes import TwoStepFlow
+
+model = TwoStepFlow(3, (4, 4)) if sys.argv[1] == "fake" else resolve_model(sys.argv[1])
+codec = LosslessImageCodec(model, lanes=7) if sys.argv[1] == "fake" else LosslessImageCodec(model)
+if sys.argv[3] == "encode":
+    open(sys.argv[5], "wb").write(codec.encode(torch.from_numpy(np.load(sys.argv[4])), stream=True))
+else:
+    decoded = codec.decode(open(sys.argv[5], "rb").read())
+    assert torch.equal(decoded, torch.from_numpy(np.load(sys.argv[4]))), "decoded images differ"
+print(torch.get_num_threads())
+"""
+
+
+def _codec_process(folder, model: str, threads: int, action: str, **env: str) -> None:
+    files = [str(folder / "images.npy"), str(folder / "x.fkc")]
+    done = subprocess.run(
+        [sys.executable, "-c", _CODEC_PROCESS, model, str(threads), action, *files],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(threads)  # the codec restored the caller's setting
+
+
+@pytest.mark.parametrize("model", ["fake", "photos-rgb"])
+def test_a_stream_decodes_in_processes_with_other_thread_counts_and_cpu_paths(tmp_path, model):
+    """Encode in one process and decode in others, where OMP_NUM_THREADS, torch.set_num_threads
+    and flowkernels' CPU path differ. The models' convolutions are oneDNN's."""
+    np.save(tmp_path / "images.npy", structured_images(2, 3, 40, 56, seed=11).numpy())
+    _codec_process(tmp_path, model, 1, "encode", OMP_NUM_THREADS="1")
+    first = (tmp_path / "x.fkc").read_bytes()
+    _codec_process(tmp_path, model, 2, "decode", OMP_NUM_THREADS="2")
+    _codec_process(tmp_path, model, 3, "decode", OMP_NUM_THREADS="1", FLOWKERNELS_CPU_ISA="baseline")
+    _codec_process(tmp_path, model, 2, "encode", OMP_NUM_THREADS="2")
+    assert (tmp_path / "x.fkc").read_bytes() == first
+    _codec_process(tmp_path, model, 1, "decode", OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,10 @@ from flowkernels.nn import (
     P6MConvZ2,
 )
 
+from .conftest import every_cpu_isa
+
+pytestmark = every_cpu_isa
+
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
 

@@ -17,7 +17,9 @@ import torch
 from flowkernels import ops
 from flowkernels.reference import arconv as ref
 
-from .conftest import requires_cuda
+from .conftest import every_cpu_isa, requires_cuda
+
+pytestmark = every_cpu_isa
 
 OPS = torch.ops.flowkernels
 ROUND_TRIP = {torch.float32: 1e-5, torch.float64: 1e-10}

@@ -15,7 +15,9 @@ import torch
 from flowkernels import ops
 from flowkernels.reference import coupling as ref
 
-from .conftest import requires_cuda
+from .conftest import every_cpu_isa, requires_cuda
+
+pytestmark = every_cpu_isa
 
 OPS = torch.ops.flowkernels
 

@@ -7,6 +7,10 @@ import torch
 
 from flowkernels import ops
 
+from .conftest import every_cpu_isa
+
+pytestmark = every_cpu_isa
+
 hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 

@@ -16,7 +16,9 @@ from flowkernels import hex as hx
 from flowkernels import ops
 from flowkernels.reference import hex as ref
 
-from .conftest import requires_cuda
+from .conftest import every_cpu_isa, requires_cuda
+
+pytestmark = every_cpu_isa
 
 OPS = torch.ops.flowkernels
 PAIRS = [("z2", "p6"), ("p6", "p6"), ("z2", "p6m"), ("p6m", "p6m"), ("z2", "z2")]
@@ -193,6 +195,8 @@ def test_noncontiguous_empty_and_meta(generator):
     torch.testing.assert_close(ops.hex_conv2d(channels_last, w, b), ops.hex_conv2d(x, w, b), rtol=0, atol=0)
     assert ops.hex_conv2d(torch.empty(0, 4, 8, 10), w, b).shape == (0, 6, 8, 10)
     assert ops.hex_conv2d(torch.empty(2, 4, 0, 10), w, b).shape == (2, 6, 0, 10)
+    no_channels = ops.hex_conv2d(torch.empty(2, 0, 8, 10), torch.empty(6, 0, 3, 3), b)
+    assert torch.equal(no_channels, b.view(1, 6, 1, 1).expand(2, 6, 8, 10))
     meta = ops.hex_conv2d(x.to("meta"), w.to("meta"), b.to("meta"))
     assert meta.shape == (2, 6, 8, 10) and meta.device.type == "meta"
 

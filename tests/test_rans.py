@@ -12,7 +12,9 @@ import flowkernels
 from flowkernels.rans import RansCoder, pack, quantize_pdf
 from flowkernels.reference import rans as ref
 
-from .conftest import requires_cuda
+from .conftest import every_cpu_isa, requires_cuda
+
+pytestmark = every_cpu_isa
 
 
 def random_probs(shape, K, generator, *, peaked=False):

@@ -11,6 +11,10 @@ import torch
 
 from flowkernels.rans import RansCoder, quantize_pdf
 
+from .conftest import every_cpu_isa
+
+pytestmark = every_cpu_isa
+
 hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 

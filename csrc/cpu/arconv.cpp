@@ -76,7 +76,7 @@ FK_INLINE void residual_block(const Solver<T>& s, const T* __restrict pixel, int
 // Solves one pixel of one tile in place: `pixel` holds y on entry and x on exit.
 // `r` is scratch of C * kLanes values.
 template <typename T>
-FK_MULTIVERSION void solve_pixel(const Solver<T>& s, T* __restrict pixel, T* __restrict r) {
+FK_INLINE void solve_pixel(const Solver<T>& s, T* __restrict pixel, T* __restrict r) {
   constexpr int64_t L = kLanes<T>;
   const int64_t C = s.C;
   int64_t co = 0;
@@ -93,6 +93,7 @@ FK_MULTIVERSION void solve_pixel(const Solver<T>& s, T* __restrict pixel, T* __r
     for (int64_t l = 0; l < L; ++l) pixel[c * L + l] = out[l];
   }
 }
+FK_ISA_CLONES(solve_pixel)
 
 // Geometry of the packed buffer: tiles of [H + p][W + p][C][kLanes].
 struct Packing {
@@ -169,7 +170,7 @@ void solve_cpu(const ArConvPlan& plan, const at::Tensor& y, at::Tensor& x, bool 
         transfer_tile(g, tile, y_data, buffer, true);
         for (int64_t i = 0; i < g.H; ++i)
           for (int64_t j = 0; j < g.W; ++j)
-            solve_pixel(solver, buffer + g.pixel_offset(i, j), r.data());
+            FK_ISA_CALL(solve_pixel, solver, buffer + g.pixel_offset(i, j), r.data());
         transfer_tile(g, tile, x_data, buffer, false);
       }
     });
@@ -190,7 +191,7 @@ void solve_cpu(const ArConvPlan& plan, const at::Tensor& y, at::Tensor& x, bool 
       std::vector<T> r(g.pixel_values());
       for (int64_t item = begin; item < end; ++item) {
         const int64_t i = i_first + item / tiles, tile = item % tiles;
-        solve_pixel(solver, tile_buffer(tile) + g.pixel_offset(i, d - i), r.data());
+        FK_ISA_CALL(solve_pixel, solver, tile_buffer(tile) + g.pixel_offset(i, d - i), r.data());
       }
     });
   }

@@ -1,7 +1,7 @@
 // CPU kernels of the coupling family. Elementwise loops run in parallel over
 // chunks (at::parallel_for); inside a chunk they are written so that GCC
 // vectorises them (contiguous buffers, branch-free math from fastmath.h), and
-// FK_MULTIVERSION compiles them for AVX2 + FMA as well as baseline x86-64.
+// FK_ISA_CLONES compiles them for each instruction-set path (isa.h).
 #include "../coupling.h"
 #include "fastmath.h"
 
@@ -25,19 +25,21 @@ constexpr int64_t kGrain = at::internal::GRAIN_SIZE;
 constexpr int64_t kMixtureGrain = 2048;
 
 template <typename T>
-FK_MULTIVERSION void round_span(const T* __restrict x, T* __restrict y, int64_t n) {
+FK_INLINE void round_span(const T* __restrict x, T* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = round_half_even(x[i]);
 }
+FK_ISA_CLONES(round_span)
 
 template <typename T>
-FK_MULTIVERSION void shift_span(const T* __restrict x, const T* __restrict t, T* __restrict y,
-                                int64_t n, bool inverse, T scale) {
+FK_INLINE void shift_span(const T* __restrict x, const T* __restrict t, T* __restrict y,
+                          int64_t n, bool inverse, T scale) {
   if (inverse) {
     for (int64_t i = 0; i < n; ++i) y[i] = integer_shift(x[i], t[i], true, scale);
   } else {
     for (int64_t i = 0; i < n; ++i) y[i] = integer_shift(x[i], t[i], false, scale);
   }
 }
+FK_ISA_CLONES(shift_span)
 
 at::Tensor round_ste_cpu(const at::Tensor& x_in) {
   check_floating("round_ste", "x", x_in);
@@ -48,7 +50,7 @@ at::Tensor round_ste_cpu(const at::Tensor& x_in) {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      round_span(xp + begin, yp + begin, end - begin);
+      FK_ISA_CALL(round_span, xp + begin, yp + begin, end - begin);
     });
   });
   return y;
@@ -67,7 +69,7 @@ at::Tensor integer_coupling_cpu(const at::Tensor& x_in, const at::Tensor& t_in, 
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const auto s = static_cast<scalar_t>(scale);
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      shift_span(xp + begin, tp + begin, yp + begin, end - begin, inverse, s);
+      FK_ISA_CALL(shift_span, xp + begin, tp + begin, yp + begin, end - begin, inverse, s);
     });
   });
   return y;
@@ -155,8 +157,8 @@ FK_INLINE void component_logp_block(const LogisticArgs<T>& a, BlockScratch<T>& s
 }
 
 template <typename T>
-FK_MULTIVERSION void logistic_forward_rows(const LogisticArgs<T>& a, T* out, int64_t begin,
-                                           int64_t end) {
+FK_INLINE void logistic_forward_rows(const LogisticArgs<T>& a, T* out, int64_t begin,
+                                     int64_t end) {
   BlockScratch<T> s(a.K);
   for (int64_t r0 = begin; r0 < end; r0 += kBlock) {
     const int64_t n = std::min(kBlock, end - r0);
@@ -169,11 +171,12 @@ FK_MULTIVERSION void logistic_forward_rows(const LogisticArgs<T>& a, T* out, int
     for (int64_t i = 0; i < n; ++i) out[r0 + i] -= s.logit_lse[i];
   }
 }
+FK_ISA_CLONES(logistic_forward_rows)
 
 template <typename T>
-FK_MULTIVERSION void logistic_backward_rows(const LogisticArgs<T>& a, const T* grad, T* grad_mu,
-                                            T* grad_log_scale, T* grad_logit_pi, int64_t begin,
-                                            int64_t end) {
+FK_INLINE void logistic_backward_rows(const LogisticArgs<T>& a, const T* grad, T* grad_mu,
+                                      T* grad_log_scale, T* grad_logit_pi, int64_t begin,
+                                      int64_t end) {
   BlockScratch<T> s(a.K);
   const int64_t K = a.K;
   for (int64_t r0 = begin; r0 < end; r0 += kBlock) {
@@ -210,6 +213,7 @@ FK_MULTIVERSION void logistic_backward_rows(const LogisticArgs<T>& a, const T* g
     }
   }
 }
+FK_ISA_CLONES(logistic_backward_rows)
 
 template <typename T>
 LogisticArgs<T> make_args(const at::Tensor& x, const at::Tensor& mu, const at::Tensor& log_scale,
@@ -241,7 +245,7 @@ at::Tensor discretized_logistic_logp_cpu(const at::Tensor& x_in, const at::Tenso
     scalar_t* outp = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, shape.rows, kMixtureGrain / std::max<int64_t>(shape.components, 1),
                      [&](int64_t begin, int64_t end) {
-                       logistic_forward_rows(args, outp, begin, end);
+                       FK_ISA_CALL(logistic_forward_rows, args, outp, begin, end);
                      });
   });
   return out;
@@ -269,7 +273,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discretized_logistic_logp_backwar
     scalar_t* gpi = logit_pi ? grad_logit_pi.mutable_data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, shape.rows, kMixtureGrain / std::max<int64_t>(shape.components, 1),
                      [&](int64_t begin, int64_t end) {
-                       logistic_backward_rows(args, gp, gmu, gls, gpi, begin, end);
+                       FK_ISA_CALL(logistic_backward_rows, args, gp, gmu, gls, gpi, begin, end);
                      });
   });
   return {grad_mu, grad_log_scale, grad_logit_pi};

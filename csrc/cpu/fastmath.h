@@ -8,28 +8,16 @@
 // behaviour for 0, inf and NaN. Double precision uses the C library: it is the dtype of gradient
 // checks, where accuracy matters more than speed.
 //
-// FK_MULTIVERSION asks GCC to compile a function twice, for baseline x86-64 and
-// for x86-64-v3 (AVX2 + FMA), and pick one at load time from the CPU features, so
-// the extension runs on any x86-64 and is fast on current ones. Functions
-// called from such a function must be inlined into it (FK_INLINE) to be
-// compiled for the clone's instruction set.
+// The kernels that use them are compiled once per instruction-set path (isa.h):
+// these functions are always inlined, so each path gets its own vector code.
 #pragma once
+
+#include "isa.h"  // FK_INLINE
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FK_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FK_MULTIVERSION
-#endif
-
-#define FK_INLINE inline __attribute__((always_inline))
-// For lambdas called from FK_MULTIVERSION functions: inlined, they are compiled
-// for the caller's instruction set (and cost no call per element).
-#define FK_LAMBDA_INLINE __attribute__((always_inline))
 
 namespace flowkernels {
 namespace fastmath {

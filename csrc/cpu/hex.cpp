@@ -1,39 +1,41 @@
 // CPU kernels of the hex family.
 //
 // hex_conv2d: a direct convolution over the live hexagonal taps only (7 of
-// the 9 cells of a 3x3 square at radius 1, 19 of 25 at radius 2), written
-// with AVX-512 intrinsics:
+// the 9 cells of a 3x3 square at radius 1, 19 of 25 at radius 2), written once
+// (cpu/hex_direct.h) over a small SIMD vocabulary and compiled for AVX-512
+// (16 lanes, 32 registers) and AVX2 + FMA (8 lanes, 16 registers); see
+// cpu/isa.h for how the path is chosen. On the baseline path, for float64, and
+// for layers with more than kDirectMaxChannelProduct = I * O channel pairs, the op
+// runs oneDNN's square convolution with the masked kernel (hex_conv2d_dense).
 //
-//   an item is (image b, block of CB output channels, row u, NV x 16 columns);
-//   its CB x NV accumulators stay in zmm registers while it walks every live
-//   tap and input channel: NV masked row loads (zero outside the image, so no
-//   padded copy of the input is made) and CB broadcast weights make CB x NV
-//   fused multiply-adds.
+// Why the limit: measured against oneDNN's square 3x3 convolution (float32,
+// 2 threads, idle machine), the direct kernel wins while the rows of all input
+// channels of a tap stay in L1 (16 -> 16 channels on 64x64 images, 64 -> 64 on
+// 32x32) and loses from about 192 -> 192 on, where oneDNN's channel blocking
+// wins. `flowkernels bench hex` prints the ratios on the machine at hand.
 //
-// Measured against oneDNN's square 3x3 convolution (float32, 2 threads, idle
-// machine): 1.2x faster at 16 -> 16 channels on 64x64 images and at 64 -> 64
-// on 32x32, equal at 96 -> 96, 0.8x at 192 -> 192, where the rows of all
-// input channels no longer fit in L1 and oneDNN's channel blocking wins. So
-// the direct kernel runs up to kDirectMaxChannelProduct = I * O; float64,
-// larger layers and CPUs without AVX-512 use oneDNN's convolution with the
-// masked kernel.
+// Results differ from oneDNN's, and between the AVX-512 and AVX2 paths, in the
+// last bits (another summation order); each path is deterministic and gives the
+// same bits whatever the layout of the input, the batch it is part of, or the
+// thread count (every output element is summed by one thread in a fixed order).
 //
 // hex_filter_transform: a gather over the flattened filter cells, and its
 // backward, a gather followed by a sum over the group axis (deterministic,
 // no atomics).
 #include "../hex.h"
+#include "isa.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FK_HEX_AVX512 1
+#ifdef FK_X86_PATHS
 #include <immintrin.h>
 #endif
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 namespace flowkernels {
@@ -57,118 +59,127 @@ struct Taps {
   int64_t size() const { return static_cast<int64_t>(du.size()); }
 };
 
-#ifdef FK_HEX_AVX512
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,avx2,bmi,bmi2")
-
-constexpr int64_t kLanes = 16;
-
-// Lanes l of a 16-wide vector starting at column `start` with 0 <= start + l < width.
-inline __mmask16 column_mask(int64_t start, int64_t width) {
-  const int64_t lo = start < 0 ? -start : 0;
-  const int64_t hi = width - start < kLanes ? width - start : kLanes;
-  if (hi <= lo) return 0;
-  const uint32_t upto = hi >= 32 ? 0xffffffffu : ((1u << hi) - 1u);
-  return static_cast<__mmask16>(upto & ~((1u << lo) - 1u));
-}
+// The input of the direct kernel: for each (image b, row u), the rows of all input
+// channels one after another, `channel_stride` floats each: `left` >= R zeros, the
+// W pixels, then zeros up to the last column a segment of the blocking can read.
+// So every load of the kernel is in bounds and needs no mask; the centre tap's
+// loads are aligned (`left` and the strides are whole vectors);
+// and the channels a tap walks through sit next to each other (in [B, I, H, W]
+// they are a whole plane apart, and planes of 4 KiB multiples, 32x32 and 64x64
+// images, put every channel's row in the same L1 set).
+struct PaddedRows {
+  const float* data;
+  int64_t left, channel_stride, row_stride, image_stride;
+  // Column 0 (after the left zeros) of channel 0 of row u of image b.
+  const float* at(int64_t b, int64_t u) const { return data + b * image_stride + u * row_stride + left; }
+};
 
 struct DirectConv {
-  const float* x;       // [B, I, H, W]
-  const float* packed;  // [O / CB][taps][I][CB], zero-padded output channels
+  PaddedRows rows;
+  const float* packed;  // [ceil(O / CB)][taps][I][CB], zero-padded output channels
   const float* bias;    // [O] or nullptr
   float* y;             // [B, O, H, W]
-  int64_t B, I, O, H, W, R;
+  int64_t B, I, O, H, W;
   const int* du;
   const int* dv;
   int64_t taps;
 };
 
-template <int CB, int NV>
-void direct_conv_rows(const DirectConv& p, int64_t begin, int64_t end) {
-  const int64_t segment = NV * kLanes;
-  const int64_t segments = (p.W + segment - 1) / segment;
-  const int64_t blocks = (p.O + CB - 1) / CB;
-  const int64_t plane = p.H * p.W;
-  for (int64_t item = begin; item < end; ++item) {
-    int64_t rest = item;
-    const int64_t s = rest % segments;
-    rest /= segments;
-    const int64_t u = rest % p.H;
-    rest /= p.H;
-    const int64_t block = rest % blocks;
-    const int64_t b = rest / blocks;
-    const int64_t w0 = s * segment;
+// One register blocking of the direct kernel on one path: CB output channels x
+// NV vectors of `lanes` columns per item.
+struct Blocking {
+  int CB, NV;
+  int64_t lanes;
+  void (*items)(const DirectConv&, int64_t, int64_t);
+};
 
-    __m512 acc[CB][NV];
-#pragma GCC unroll 16
-    for (int j = 0; j < CB; ++j) {
-      const int64_t o = block * CB + j;
-      const float init = (p.bias != nullptr && o < p.O) ? p.bias[o] : 0.0f;
-#pragma GCC unroll 4
-      for (int n = 0; n < NV; ++n) acc[j][n] = _mm512_set1_ps(init);
-    }
-    const float* x_image = p.x + b * p.I * plane;
-    const float* w_block = p.packed + block * p.taps * p.I * CB;
-    for (int64_t t = 0; t < p.taps; ++t) {
-      const int64_t su = u + p.du[t];
-      if (su < 0 || su >= p.H) continue;  // zero padding: the whole tap row is outside
-      const int64_t start = w0 + p.dv[t];
-      __mmask16 masks[NV];
-#pragma GCC unroll 4
-      for (int n = 0; n < NV; ++n) masks[n] = column_mask(start + n * kLanes, p.W);
-      const float* row = x_image + su * p.W + start;
-      const float* w_tap = w_block + t * p.I * CB;
-      for (int64_t ci = 0; ci < p.I; ++ci) {
-        __m512 in[NV];
-#pragma GCC unroll 4
-        for (int n = 0; n < NV; ++n) in[n] = _mm512_maskz_loadu_ps(masks[n], row + ci * plane + n * kLanes);
-        const float* w = w_tap + ci * CB;
-#pragma GCC unroll 16
-        for (int j = 0; j < CB; ++j) {
-          const __m512 wj = _mm512_set1_ps(w[j]);
-#pragma GCC unroll 4
-          for (int n = 0; n < NV; ++n) acc[j][n] = _mm512_fmadd_ps(wj, in[n], acc[j][n]);
-        }
-      }
-    }
-    float* y_row = p.y + (b * p.O) * plane + u * p.W;
-#pragma GCC unroll 16
-    for (int j = 0; j < CB; ++j) {
-      const int64_t o = block * CB + j;
-      if (o >= p.O) continue;
-#pragma GCC unroll 4
-      for (int n = 0; n < NV; ++n) {
-        const __mmask16 out_mask = column_mask(w0 + n * kLanes, p.W);
-        _mm512_mask_storeu_ps(y_row + o * plane + w0 + n * kLanes, out_mask, acc[j][n]);
-      }
-    }
+#ifdef FK_X86_PATHS
+
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+namespace avx512 {
+struct Simd {
+  using Vec = __m512;
+  using Mask = __mmask16;
+  static constexpr int64_t kLanes = 16;
+  // Lanes l with 0 <= start + l < width.
+  static FK_INLINE Mask columns(int64_t start, int64_t width) {
+    const int64_t lo = start < 0 ? -start : 0;
+    const int64_t hi = width - start < kLanes ? width - start : kLanes;
+    if (hi <= lo) return 0;
+    const uint32_t upto = hi >= 32 ? 0xffffffffu : ((1u << hi) - 1u);
+    return static_cast<Mask>(upto & ~((1u << lo) - 1u));
   }
-}
-
+  static FK_INLINE Vec set1(float v) { return _mm512_set1_ps(v); }
+  static FK_INLINE Vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static FK_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static FK_INLINE void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  static FK_INLINE void store(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+};
+#include "hex_direct.h"
+}  // namespace avx512
 #pragma GCC pop_options
 
-bool cpu_has_avx512() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  }();
-  return has;
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+namespace avx2 {
+struct Simd {
+  using Vec = __m256;
+  using Mask = __m256i;  // lane on: all bits set
+  static constexpr int64_t kLanes = 8;
+  // Lanes l with 0 <= start + l < width (both fit in int32: checked by the caller).
+  static FK_INLINE Mask columns(int64_t start, int64_t width) {
+    const __m256i column = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(start)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_and_si256(_mm256_cmpgt_epi32(column, _mm256_set1_epi32(-1)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)), column));
+  }
+  static FK_INLINE Vec set1(float v) { return _mm256_set1_ps(v); }
+  static FK_INLINE Vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static FK_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static FK_INLINE void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+  static FK_INLINE void store(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+};
+#include "hex_direct.h"
+}  // namespace avx2
+#pragma GCC pop_options
+
+// The blockings of each path, by preference. AVX-512 has 32 registers: 16
+// accumulators, NV inputs and a weight. AVX2 has 16: 12 accumulators where the
+// shape allows (6 x 2 measured fastest), else 8.
+constexpr Blocking kAvx512Blockings[] = {{4, 4, 16, avx512::conv_items<4, 4>},
+                                         {8, 2, 16, avx512::conv_items<8, 2>},
+                                         {16, 1, 16, avx512::conv_items<16, 1>}};
+constexpr Blocking kAvx2Blockings[] = {{6, 2, 8, avx2::conv_items<6, 2>},
+                                       {4, 3, 8, avx2::conv_items<4, 3>},
+                                       {12, 1, 8, avx2::conv_items<12, 1>},
+                                       {4, 2, 8, avx2::conv_items<4, 2>},
+                                       {8, 1, 8, avx2::conv_items<8, 1>}};
+
+#endif  // FK_X86_PATHS
+
+// The blocking with the least cost = padded work / register use: output channels
+// are rounded up to CB and columns to NV vectors, and fewer accumulators than the
+// path's best blocking leave the FMA units waiting on their latency (on AVX2, 8
+// accumulators run at about 0.7 of the speed of 12). Earlier blockings win ties.
+template <size_t N>
+const Blocking& choose_blocking(const Blocking (&options)[N], int64_t O, int64_t W) {
+  const Blocking* best = &options[0];
+  double best_cost = std::numeric_limits<double>::infinity();
+  int most_accumulators = 0;
+  for (const Blocking& option : options) most_accumulators = std::max(most_accumulators, option.CB * option.NV);
+  for (const Blocking& option : options) {
+    const int64_t segment = option.NV * option.lanes;
+    const double padded = static_cast<double>((O + option.CB - 1) / option.CB * option.CB) *
+                          static_cast<double>((W + segment - 1) / segment * segment);
+    const double use = static_cast<double>(option.CB * option.NV) / most_accumulators;
+    const double cost = padded / (static_cast<double>(O * W) * use);
+    if (cost < best_cost - 1e-9) best = &option, best_cost = cost;
+  }
+  return *best;
 }
 
-template <int CB, int NV>
-void run_direct(const DirectConv& p) {
-  const int64_t segments = (p.W + NV * kLanes - 1) / (NV * kLanes);
-  const int64_t items = p.B * ((p.O + CB - 1) / CB) * p.H * segments;
-  // ~8k multiply-adds (CB x NV x 16 lanes each) per task at least.
-  const int64_t per_item = std::max<int64_t>(1, p.taps * p.I * CB * NV);
-  const int64_t grain = std::max<int64_t>(1, 8192 / per_item);
-  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
-    direct_conv_rows<CB, NV>(p, begin, end);
-  });
-}
-
-// Weights [O, I, k, k] -> [O / CB][taps][I][CB] (live taps only; padded channels are 0).
+// Weights [O, I, k, k] -> [ceil(O / CB)][taps][I][CB] (live taps only; padded channels are 0).
 at::Tensor pack_weights(const at::Tensor& weight, const Taps& taps, int64_t CB) {
   const int64_t O = weight.size(0), I = weight.size(1), k = weight.size(2);
   const int64_t blocks = (O + CB - 1) / CB;
@@ -183,47 +194,101 @@ at::Tensor pack_weights(const at::Tensor& weight, const Taps& taps, int64_t CB) 
   return packed;
 }
 
+// `floats` rounded up to whole vectors; strides that are multiples of 1 KiB map
+// rows that the kernel reads together to the same L1 sets: one more vector breaks
+// the pattern.
+int64_t unaliased_stride(int64_t floats, int64_t lanes) {
+  const int64_t vectors = (floats + lanes - 1) / lanes * lanes;
+  return vectors % 256 == 0 ? vectors + lanes : vectors;
+}
+
+// x [B, I, H, W] as PaddedRows for radius R, vectors of `lanes` floats, and
+// columns read up to `readable` (excluded).
+at::Tensor pad_rows(const at::Tensor& x, int64_t R, int64_t lanes, int64_t readable, PaddedRows& rows) {
+  const int64_t B = x.size(0), I = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t left = (R + lanes - 1) / lanes * lanes;
+  rows.left = left;
+  rows.channel_stride = unaliased_stride(left + readable + R, lanes);
+  rows.row_stride = unaliased_stride(I * rows.channel_stride, lanes);
+  rows.image_stride = H * rows.row_stride;
+  at::Tensor padded = at::empty({B * rows.image_stride}, x.options());
+  const float* src = x.const_data_ptr<float>();
+  float* dst = padded.mutable_data_ptr<float>();
+  const int64_t cs = rows.channel_stride, rs = rows.row_stride;
+  at::parallel_for(0, B * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rs)), [&](int64_t begin, int64_t end) {
+    for (int64_t bu = begin; bu < end; ++bu) {
+      const int64_t b = bu / H, u = bu % H;
+      float* row = dst + bu * rs;
+      for (int64_t c = 0; c < I; ++c) {
+        float* out = row + c * cs;
+        std::fill(out, out + left, 0.0f);
+        std::copy_n(src + ((b * I + c) * H + u) * W, W, out + left);
+        std::fill(out + left + W, out + cs, 0.0f);
+      }
+      std::fill(row + I * cs, row + rs, 0.0f);
+    }
+  });
+  rows.data = padded.const_data_ptr<float>();
+  return padded;
+}
+
 at::Tensor hex_conv2d_direct(const at::Tensor& x_in, const at::Tensor& weight,
-                             const std::optional<at::Tensor>& bias) {
+                             const std::optional<at::Tensor>& bias, const Blocking& blocking) {
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), I = x.size(1), H = x.size(2), W = x.size(3), O = weight.size(0);
   const int64_t R = weight.size(2) / 2;
   const Taps taps(R);
   at::Tensor y = at::empty({B, O, H, W}, x.options());
   if (y.numel() == 0) return y;
-  // Column vectors per item: whole rows when they fit in 4 vectors, so the
-  // weights loaded for a tap serve as many pixels as possible.
-  const int64_t vectors = (W + kLanes - 1) / kLanes;
-  const int NV = vectors >= 4 ? 4 : (vectors >= 2 ? 2 : 1);
-  const int CB = 16 / NV;
-  const at::Tensor packed = pack_weights(weight, taps, CB);
+  const int64_t segment = blocking.NV * blocking.lanes;
+  const int64_t segments = (W + segment - 1) / segment;
+  PaddedRows rows;
+  const at::Tensor padded = pad_rows(x, R, blocking.lanes, segments * segment, rows);
+  const at::Tensor packed = pack_weights(weight, taps, blocking.CB);
   const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
-  const DirectConv p{x.const_data_ptr<float>(),
+  const DirectConv p{rows,
                      packed.const_data_ptr<float>(),
                      bias ? b.const_data_ptr<float>() : nullptr,
                      y.mutable_data_ptr<float>(),
-                     B, I, O, H, W, R,
+                     B, I, O, H, W,
                      taps.du.data(),
                      taps.dv.data(),
                      taps.size()};
-  if (NV == 4)
-    run_direct<4, 4>(p);
-  else if (NV == 2)
-    run_direct<8, 2>(p);
-  else
-    run_direct<16, 1>(p);
+  const int64_t items = B * ((O + blocking.CB - 1) / blocking.CB) * H * segments;
+  // ~8k multiply-adds (CB x NV vectors each) per task at least.
+  const int64_t per_item = std::max<int64_t>(1, taps.size() * I * blocking.CB * blocking.NV);
+  const int64_t grain = std::max<int64_t>(1, 8192 / per_item);
+  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) { blocking.items(p, begin, end); });
   return y;
 }
-#endif  // FK_HEX_AVX512
+
+// The direct kernel's blocking for this call on the path in effect, or nullptr
+// where the call goes to oneDNN.
+const Blocking* direct_blocking(const at::Tensor& x, const at::Tensor& weight) {
+#ifdef FK_X86_PATHS
+  constexpr int64_t kMaxColumns = std::numeric_limits<int>::max() / 2;  // column masks are int32
+  if (x.scalar_type() != at::kFloat || weight.size(0) * weight.size(1) > kDirectMaxChannelProduct ||
+      x.size(3) > kMaxColumns || weight.size(2) / 2 > kMaxColumns)
+    return nullptr;
+  switch (cpu_isa()) {
+    case CpuIsa::kAvx512:
+      return &choose_blocking(kAvx512Blockings, weight.size(0), x.size(3));
+    case CpuIsa::kAvx2:
+      return &choose_blocking(kAvx2Blockings, weight.size(0), x.size(3));
+    default:
+      return nullptr;
+  }
+#else
+  (void)x, (void)weight;
+  return nullptr;
+#endif
+}
 
 at::Tensor hex_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias) {
   check_hex_conv_args("hex_conv2d", x, weight, bias, c10::DeviceType::CPU);
-#ifdef FK_HEX_AVX512
-  if (x.scalar_type() == at::kFloat && cpu_has_avx512() &&
-      weight.size(0) * weight.size(1) <= kDirectMaxChannelProduct)
-    return hex_conv2d_direct(x, weight, bias);
-#endif
+  if (const Blocking* blocking = direct_blocking(x, weight))
+    return hex_conv2d_direct(x, weight, bias, *blocking);
   return hex_conv2d_dense(x, weight, bias);
 }
 

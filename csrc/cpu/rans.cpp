@@ -3,7 +3,7 @@
 // Every push validates all of its input before touching the coder, so a bad
 // argument raises and leaves the coder as it was.
 #include "../rans_args.h"
-#include "fastmath.h"  // FK_MULTIVERSION, FK_INLINE
+#include "fastmath.h"  // FK_INLINE; isa.h: FK_ISA_CLONES, FK_ISA_CALL
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -276,10 +276,10 @@ FK_INLINE void logistic_intervals(const LogisticParams<T>& params, const Logisti
 // single components), then their pushes, kInterleave lanes in step. Nothing
 // here can fail: the arguments were all checked before.
 template <typename T>
-FK_MULTIVERSION void push_logistic_lanes(const LogisticParams<T>& params, const LogisticSupport& sup,
-                                         const int64_t* sym, int64_t L, const at::Tensor& state,
-                                         const at::Tensor& words, const at::Tensor& lengths, int64_t begin,
-                                         int64_t end) {
+FK_INLINE void push_logistic_lanes(const LogisticParams<T>& params, const LogisticSupport& sup,
+                                   const int64_t* sym, int64_t L, const at::Tensor& state,
+                                   const at::Tensor& words, const at::Tensor& lengths, int64_t begin,
+                                   int64_t end) {
   const std::unique_ptr<SingleLogisticChunk> chunk(new SingleLogisticChunk);
   LogisticInterval buffer[kInterleave][kChunk];
   Lane lanes[kInterleave];
@@ -297,6 +297,7 @@ FK_MULTIVERSION void push_logistic_lanes(const LogisticParams<T>& params, const 
     for (int64_t i = 0; i < group; ++i) store_lane(lanes[i], state, lengths, first + i);
   }
 }
+FK_ISA_CLONES(push_logistic_lanes)
 
 void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                        const at::Tensor& mu_in, const at::Tensor& log_scale_in,
@@ -315,16 +316,16 @@ void push_logistic_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_push_logistic_cpu", [&] {
     const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
     at::parallel_for(0, lanes, lane_grain(L), [&](int64_t begin, int64_t end) {
-      push_logistic_lanes(params, sup, sym, L, state, words, lengths, begin, end);
+      FK_ISA_CALL(push_logistic_lanes, params, sup, sym, L, state, words, lengths, begin, end);
     });
   });
 }
 
 template <typename T>
-FK_MULTIVERSION void pop_logistic_lanes(const LogisticParams<T>& params, const LogisticSupport& sup, int64_t* sym,
-                                        int64_t L, const at::Tensor& state, const at::Tensor& words,
-                                        const at::Tensor& lengths, int64_t begin, int64_t end,
-                                        std::atomic<int64_t>& exhausted) {
+FK_INLINE void pop_logistic_lanes(const LogisticParams<T>& params, const LogisticSupport& sup, int64_t* sym,
+                                  int64_t L, const at::Tensor& state, const at::Tensor& words,
+                                  const at::Tensor& lengths, int64_t begin, int64_t end,
+                                  std::atomic<int64_t>& exhausted) {
   const bool single = params.K == 1 && params.logit == nullptr;
   std::unique_ptr<SingleLogisticChunk[]> chunks(single ? new SingleLogisticChunk[kInterleave] : nullptr);
   LogisticModel<kMaxComponents> model;
@@ -341,6 +342,7 @@ FK_MULTIVERSION void pop_logistic_lanes(const LogisticParams<T>& params, const L
                }
              });
 }
+FK_ISA_CLONES(pop_logistic_lanes)
 
 at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor& lengths, const at::Tensor& mu_in,
                             const at::Tensor& log_scale_in, const std::optional<at::Tensor>& logit_pi_in,
@@ -359,7 +361,7 @@ at::Tensor pop_logistic_cpu(at::Tensor& state, const at::Tensor& words, at::Tens
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "rans_pop_logistic_cpu", [&] {
     const auto params = logistic_params<scalar_t>(mu, log_scale, logit_pi, K);
     at::parallel_for(0, lanes, lane_grain(8 * L), [&](int64_t begin, int64_t end) {
-      pop_logistic_lanes(params, sup, sym, L, state, words, lengths, begin, end, exhausted);
+      FK_ISA_CALL(pop_logistic_lanes, params, sup, sym, L, state, words, lengths, begin, end, exhausted);
     });
   });
   check_not_exhausted(op, exhausted.load());
@@ -429,8 +431,8 @@ struct ProbsArgs {
 // that invalid input raises before any lane moves. interval[2 i] = start,
 // interval[2 i + 1] = freq; failures are recorded by symbol index.
 template <typename T>
-FK_MULTIVERSION void intervals_of(const ProbsArgs<T>& a, const int64_t* sym, int64_t L, int64_t begin, int64_t end,
-                                  uint32_t* interval, std::atomic<int64_t>& bad) {
+FK_INLINE void intervals_of(const ProbsArgs<T>& a, const int64_t* sym, int64_t L, int64_t begin, int64_t end,
+                            uint32_t* interval, std::atomic<int64_t>& bad) {
   const int64_t K = a.table.K;
   for (int64_t i = begin; i < end; ++i) {
     const T* in = a.row(i / L, i % L);
@@ -446,11 +448,12 @@ FK_MULTIVERSION void intervals_of(const ProbsArgs<T>& a, const int64_t* sym, int
     interval_of(row, in, s, prefix, total, &interval[2 * i], &interval[2 * i + 1]);
   }
 }
+FK_ISA_CLONES(intervals_of)
 
 template <typename T>
-FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_t L, const at::Tensor& state,
-                                     const at::Tensor& words, const at::Tensor& lengths, int64_t begin, int64_t end,
-                                     std::atomic<int64_t>& exhausted, std::atomic<int64_t>& bad) {
+FK_INLINE void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_t L, const at::Tensor& state,
+                               const at::Tensor& words, const at::Tensor& lengths, int64_t begin, int64_t end,
+                               std::atomic<int64_t>& exhausted, std::atomic<int64_t>& bad) {
   constexpr int64_t kBlock = 16;
   const int64_t K = a.table.K, blocks = (K + kBlock - 1) / kBlock;
   std::vector<int32_t> weights(blocks * kBlock, 0);  // one row's weights (padded to whole blocks)
@@ -494,6 +497,7 @@ FK_MULTIVERSION void pop_probs_lanes(const ProbsArgs<T>& a, int64_t* sym, int64_
                sym[n * L + pos] = s;
              });
 }
+FK_ISA_CLONES(pop_probs_lanes)
 
 void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, const at::Tensor& symbols_in,
                     const at::Tensor& probs_in, int64_t precision) {
@@ -511,7 +515,7 @@ void push_probs_cpu(at::Tensor& state, at::Tensor& words, at::Tensor& lengths, c
   AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rans_push_probs_cpu", [&] {
     const ProbsArgs<scalar_t> args{probs.const_data_ptr<scalar_t>(), table, static_cast<int>(precision)};
     at::parallel_for(0, lanes * L, std::max<int64_t>(1, 65536 / table.K), [&](int64_t begin, int64_t end) {
-      intervals_of(args, sym, L, begin, end, intervals.get(), bad);
+      FK_ISA_CALL(intervals_of, args, sym, L, begin, end, intervals.get(), bad);
     });
   });
   if (bad.load() != kNoError) {
@@ -543,7 +547,7 @@ at::Tensor pop_probs_cpu(at::Tensor& state, const at::Tensor& words, at::Tensor&
     const ProbsArgs<scalar_t> args{probs.const_data_ptr<scalar_t>(), table, static_cast<int>(precision)};
     at::parallel_for(0, lanes, lane_grain(count * std::max<int64_t>(1, table.K / 16)),
                      [&](int64_t begin, int64_t end) {
-                       pop_probs_lanes(args, out.data_ptr<int64_t>(), count, state, words, lengths, begin, end,
+                       FK_ISA_CALL(pop_probs_lanes, args, out.data_ptr<int64_t>(), count, state, words, lengths, begin, end,
                                        exhausted, bad);
                      });
   });

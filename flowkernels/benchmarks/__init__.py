@@ -7,12 +7,9 @@ checkout). Each family module exposes ``cases(quick=..., device=..., compile_pee
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Sequence
 
-import torch
-
-from . import arconv, coupling, hex, rans
+from . import arconv, coupling, hex, machine, rans
 from .harness import Case, Result, Target, format_table, run_cases
 
 SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv, "hex": hex}
@@ -44,14 +41,18 @@ def run(
     return run_cases(cases, min_run_time=min_run_time, device=device, progress=progress)
 
 
-def results_to_json(results: Sequence[Result]) -> str:
-    """Machine-readable results, with the environment they were measured in."""
+def results_to_json(results: Sequence[Result], device: str = "cpu") -> str:
+    """Machine-readable results, with the machine they were measured on (:func:`machine.describe`);
+    each row names the path its family's CPU kernel took."""
+    info = machine.describe(device)
     rows = [
         {
             "family": r.case.family,
             "op": r.case.op,
             "shape": r.case.shape,
             "mode": r.case.mode,
+            "threads": r.case.threads or info["threads"],
+            "path": info["kernel_paths"].get(r.case.family) if device == "cpu" else device,
             "reference_ms": r.reference_s * 1e3,
             "kernel_ms": r.kernel_s * 1e3,
             "speedup": r.speedup,
@@ -59,16 +60,10 @@ def results_to_json(results: Sequence[Result]) -> str:
             "kernel_peak_bytes": r.kernel_peak,
             "memory_ratio": r.memory_ratio,
             "peers_ms": {k: v * 1e3 for k, v in r.peer_s.items()},
+            "peer_speedups": {k: r.peer_speedup(k) for k in r.peer_s},
             "target": r.case.target.describe(),
             "target_met": r.target_met(),
         }
         for r in results
     ]
-    env = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-    return json.dumps({"environment": env, "results": rows}, indent=2)
+    return json.dumps({"machine": info, "results": rows}, indent=2)

@@ -2,7 +2,8 @@
 
 Planar rows (radius 1, float32) time, side by side:
 
-- kernel: ``flowkernels.ops.hex_conv2d`` (the direct kernel over the 7 live taps on AVX-512 CPUs);
+- kernel: ``flowkernels.ops.hex_conv2d`` (the direct kernel over the 7 live taps on the AVX-512 and
+  AVX2 paths, oneDNN on the baseline path: the table's header names the path);
 - reference: ``flowkernels.reference.hex.hex_conv2d``, the gather + conv2d formulation (a square
   convolution with the masked kernel, oneDNN / cuDNN);
 - peers: ``hexagdly`` (hexagdly 2.0.2's ``Conv2d``, several conv2d calls per layer, in its own

@@ -27,8 +27,13 @@ whole batch (and the same settings), never of the thread count:
   the same bytes;
 * the decoder repeats the encoder's runs exactly (the file records ``lanes``
   and whether runs spanned images);
-* the thread count changes nothing as long as the model's kernels are
-  thread-count invariant (flowkernels' own ops are; see the model contract).
+* the thread count changes nothing: the coder is thread-count invariant, and
+  the model runs on one intra-op thread (``MODEL_THREADS``) while the codec
+  calls it, whatever ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` say
+  elsewhere. Vendor convolutions (oneDNN) split their sums by thread count on
+  some CPUs, which changes the last bits of the prior's parameters; on one
+  thread they are the same in every process on the machine. The coder's own
+  work (rANS, patch tiling) keeps all threads.
 
 A file decodes only with a model of the same fingerprint (weights and config)
 computing the same floating-point results, i.e. on the same kind of device. A
@@ -40,6 +45,7 @@ and their CRC-32 must match the one recorded at encoding.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zlib
 from collections.abc import Mapping
@@ -62,6 +68,21 @@ _TARGET_PIXELS = 1 << 18
 _MAX_DEFAULT_LANES = 1024
 _MAX_COMPONENTS = 16
 _INT32_MAX = 2**31 - 1
+#: intra-op threads of the model while the codec calls it (see "Determinism" above)
+MODEL_THREADS = 1
+
+
+@contextlib.contextmanager
+def _intra_op_threads(count: int):
+    """Run the block on ``count`` intra-op threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if previous != count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def default_lanes(patch_shape: tuple[int, int, int]) -> int:
@@ -276,7 +297,7 @@ class LosslessImageCodec:
     def _latents(self, x: torch.Tensor) -> list[tuple[torch.Tensor, Any, Any, Any, tuple[int, ...]]]:
         """Run the model on patches; per step: int64 symbols [n, L], params [n, L, K], S."""
         n = x.shape[0]
-        with torch.inference_mode():
+        with torch.inference_mode(), _intra_op_threads(MODEL_THREADS):
             steps = list(self.model.encode_latents(x))
         prepared = []
         for index, step in enumerate(steps):
@@ -499,8 +520,13 @@ class LosslessImageCodec:
             (lanes if index is None else lanes.take(ids, bounds)).to_coder(device=device) for ids, _, index in groups
         ]
         steps = 0
+        coder_threads = torch.get_num_threads()
 
         def pop(mu: torch.Tensor, log_scale: torch.Tensor, logit_pi: torch.Tensor | None = None) -> torch.Tensor:
+            with _intra_op_threads(coder_threads):  # the model's calls run on MODEL_THREADS, the coder on all
+                return pop_step(mu, log_scale, logit_pi)
+
+        def pop_step(mu: torch.Tensor, log_scale: torch.Tensor, logit_pi: torch.Tensor | None) -> torch.Tensor:
             nonlocal steps
             mu_flat, log_scale_flat, logit_pi_flat, spatial = _params(steps, mu, log_scale, logit_pi, n)
             symbols = torch.empty(mu_flat.shape[:2], dtype=torch.int64, device=mu.device)
@@ -525,7 +551,7 @@ class LosslessImageCodec:
             steps += 1
             return symbols.reshape(n, *spatial).to(mu.dtype)
 
-        with torch.inference_mode():
+        with torch.inference_mode(), _intra_op_threads(MODEL_THREADS):
             x = self.model.decode_latents(n, pop)
         if not all(bool((c.lengths == 0).all()) and bool((c.state == STATE_LOWER).all()) for c in coders):
             raise ValueError(

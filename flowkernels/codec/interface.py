@@ -76,8 +76,9 @@ class CodecModel(Protocol):
       (``[n, C, h, w]``, integer-valued floats).
 
     Determinism contract: for a given batch of patches, ``encode_latents`` and
-    ``decode_latents`` must compute bit-identical parameters, on every run and
-    with any ``torch.get_num_threads()``. The codec calls the model on batches
+    ``decode_latents`` must compute bit-identical parameters, on every run. The
+    codec runs them on ``image_codec.MODEL_THREADS`` intra-op threads, so the
+    model need not be invariant to the thread count. The codec calls the model on batches
     whose composition depends only on one image (never on the other images
     coded with it), so the model need not be invariant to the batch size
     (except in a stream, ``encode(..., stream=True)``, whose bytes depend on

@@ -2,8 +2,9 @@
 
 * :func:`hex_conv2d` — planar hexagonal convolution of radius R over the 3R^2 + 3R + 1 live taps
   of a ``(2R + 1) x (2R + 1)`` weight (the corners are ignored and get zero gradient). On CPUs with
-  AVX-512 a direct kernel computes only the live taps; elsewhere (float64, other CPUs, CUDA) the op
-  runs the vendor's square convolution with the masked weight.
+  AVX-512 or AVX2 + FMA a direct kernel computes only the live taps (:mod:`flowkernels.cpu` says
+  which path runs); elsewhere (float64, the baseline path, layers over 8192 channel pairs, CUDA)
+  the op runs the vendor's square convolution with the masked weight.
 * :func:`hex_filter_transform` — expands compact group-convolution filters ``[O, I, G_in, k, k]`` into
   the planar filter bank ``[O * G_out, I * G_in, k, k]`` by a gather from precomputed integer tables
   (:func:`flowkernels.hex.filter_transform_tables`); its backward is a gather followed by a sum over
@@ -46,11 +47,15 @@ def _cached_tables(in_group: str, out_group: str, kernel_size: int, device: torc
     return index.to(device), inverse.to(device)
 
 
-# The tables are constants of (groups, kernel size, device): torch.compile embeds them instead of
-# tracing the Python that builds them.
-@torch._dynamo.assume_constant_result
 def _tables(in_group: str, out_group: str, kernel_size: int, device: torch.device):
     return _cached_tables(in_group, out_group, kernel_size, device)
+
+
+# The tables are constants of (groups, kernel size, device): torch.compile embeds them instead of
+# tracing the Python that builds them. This is what torch.compiler.assume_constant_result does,
+# without importing torch._dynamo (over 2 s) when flowkernels is imported; the torch.compile tests
+# of hex_group_conv2d fail if a torch release changes the mechanism.
+_tables._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def _group_order(name: str, argument: str) -> int:

@@ -1,0 +1,70 @@
+"""The machine a benchmark ran on, recorded with every result: a ratio means little without it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import flowkernels
+
+__all__ = ["cpu_model", "describe", "summary"]
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _commit() -> str | None:
+    """The source checkout's commit, when flowkernels runs from one (an editable install)."""
+    folder = Path(flowkernels.__file__).resolve().parent.parent
+    if not (folder / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def describe(device: str = "cpu") -> dict[str, Any]:
+    """CPU model and core count, the CPU kernels' instruction-set path per family, threads, versions."""
+    cuda = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_isa_supported": flowkernels.cpu.supported_isa(),
+        "cpu_isa": flowkernels.cpu.isa(),
+        "kernel_paths": flowkernels.cpu.kernel_paths(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "gpu": cuda,
+        "torch": torch.__version__,
+        "flowkernels": flowkernels.__version__,
+        "commit": _commit(),
+        "python": platform.python_version(),
+    }
+
+
+def summary(info: dict[str, Any]) -> str:
+    """Two lines for the top of a printed table."""
+    paths = ", ".join(f"{family} {path}" for family, path in info["kernel_paths"].items())
+    where = f"GPU {info['gpu']}" if info.get("gpu") else f"{info['cpu']} ({info['cores']} cores)"
+    return (
+        f"{where}; {info['threads']} threads; torch {info['torch']}; flowkernels {info['flowkernels']}"
+        f"{' @ ' + info['commit'] if info.get('commit') else ''}\n"
+        f"CPU kernel paths (this CPU supports {info['cpu_isa_supported']}): {paths}"
+    )
