@@ -8,11 +8,17 @@ Every hand-written CPU kernel is compiled for three x86-64 levels and picks one 
 ``baseline`` x86-64 with SSE2: every 64-bit x86 CPU, and the only path on other architectures
 ==========  =====================================================================
 
-The path in effect is the highest one the CPU supports, capped by a ceiling: the environment
-variable ``FLOWKERNELS_CPU_ISA`` (``avx512``, ``avx2`` or ``baseline``), read when flowkernels is
-imported, or :func:`set_isa` / :func:`isa_ceiling` at run time. A ceiling above what the CPU can run
-is no error: the CPU's best path runs (as with oneDNN's ``ONEDNN_MAX_CPU_ISA``). The test suite uses
-the ceiling to run every path that the machine supports.
+The path in effect is the highest one the CPU supports, capped by a ceiling:
+
+* the environment variable ``FLOWKERNELS_CPU_ISA`` (``avx512``, ``avx2`` or ``baseline``), read when
+  flowkernels is imported, makes the process behave as on a CPU without the higher paths
+  (:func:`supported_isa` reports the lower path too, so the tests then run only the paths such a CPU
+  has); together with ``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA`` it simulates an older CPU;
+* :func:`set_isa` and :func:`isa_ceiling` change the path at run time, within that; the test suite
+  uses them to run every path the machine supports.
+
+A ceiling above what the CPU can run is no error: the CPU's best path runs (as with oneDNN's
+``ONEDNN_MAX_CPU_ISA``).
 
 What each family does on each path (:func:`kernel_paths`):
 
@@ -45,9 +51,17 @@ def isa() -> str:
     return _C.cpu_isa()
 
 
+# Lowered by FLOWKERNELS_CPU_ISA at import (see the module docstring).
+_process_ceiling = ISA_PATHS[-1]
+
+
+def _lower(a: str, b: str) -> str:
+    return min(a, b, key=ISA_PATHS.index)
+
+
 def supported_isa() -> str:
-    """The highest path this CPU (and this build of flowkernels) can run."""
-    return _C.cpu_isa_supported()
+    """The highest path this CPU (and this build of flowkernels) can run, within FLOWKERNELS_CPU_ISA."""
+    return _lower(_C.cpu_isa_supported(), _process_ceiling)
 
 
 def available_isas() -> tuple[str, ...]:
@@ -63,7 +77,7 @@ def set_isa(ceiling: str) -> str:
     """
     if ceiling not in ISA_PATHS:
         raise ValueError(f"flowkernels.cpu.set_isa: unknown path {ceiling!r}; expected one of {', '.join(ISA_PATHS)}")
-    return _C.set_cpu_isa(ceiling)
+    return _C.set_cpu_isa(_lower(ceiling, supported_isa()))
 
 
 @contextlib.contextmanager
@@ -91,4 +105,6 @@ def _apply_environment() -> None:
         return
     if value not in ISA_PATHS:
         raise ImportError(f"flowkernels: {ENV_VAR}={os.environ[ENV_VAR]!r} is not one of {', '.join(ISA_PATHS)}")
+    global _process_ceiling
+    _process_ceiling = value
     set_isa(value)
