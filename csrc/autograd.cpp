@@ -179,7 +179,7 @@ at::Tensor ar_conv2d_inverse_autograd(const at::Tensor& y, const at::Tensor& wei
   return ArConv2dInverse::apply(y, weight, bias, reverse);
 }
 
-// ---- hex_conv2d: input gradient is a hex_conv2d, weight gradient via oneDNN/cuDNN --
+// ---- hex_conv2d: input gradient is a hex_conv2d, weight gradient an op of its own ----
 
 using HexConvSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
                                     const std::optional<at::Tensor>&);
@@ -203,14 +203,7 @@ class HexConv2d : public torch::autograd::Function<HexConv2d> {
     // transposed convolution is a hex_conv2d with the flipped, transposed weight.
     if (ctx->needs_input_grad(0))
       grad_x = conv_op().call(grad, weight.transpose(0, 1).flip({2, 3}), std::nullopt);
-    if (ctx->needs_input_grad(1)) {
-      const at::Tensor mask = hex_conv_mask(k, weight.options());
-      auto grads_conv = at::convolution_backward(
-          grad, x, weight * mask, /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
-          /*padding=*/{k / 2, k / 2}, /*dilation=*/{1, 1}, /*transposed=*/false,
-          /*output_padding=*/{0, 0}, /*groups=*/1, /*output_mask=*/{false, true, false});
-      grad_weight = std::get<1>(grads_conv) * mask;
-    }
+    if (ctx->needs_input_grad(1)) grad_weight = weight_backward_op().call(grad, x, k);
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2))
       grad_bias = grad.sum({0, 2, 3});
     return {grad_x, grad_weight, grad_bias};
@@ -219,6 +212,12 @@ class HexConv2d : public torch::autograd::Function<HexConv2d> {
  private:
   static const c10::TypedOperatorHandle<HexConvSignature>& conv_op() {
     static const auto op = find_op<HexConvSignature>("flowkernels::hex_conv2d");
+    return op;
+  }
+  static const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>&
+  weight_backward_op() {
+    static const auto op = find_op<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>(
+        "flowkernels::hex_conv2d_weight_backward");
     return op;
   }
 };

@@ -61,6 +61,8 @@ TORCH_LIBRARY(flowkernels, m) {
   // ---- hex family --------------------------------------------------------------
   // Planar hexagonal convolution over the live taps of a [O, I, 2R+1, 2R+1] weight.
   m.def("hex_conv2d(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
+  // Its weight gradient [O, I, k, k] for grad [B, O, H, W] and x [B, I, H, W] (zero at the corners).
+  m.def("hex_conv2d_weight_backward(Tensor grad, Tensor x, int kernel_size) -> Tensor");
   // Group-convolution filter expansion: weight [O, I, S] -> [O, G, I, S] by the
   // table index [G, S] (-1: zero); inverse_index [G, S] drives the backward.
   m.def("hex_filter_transform(Tensor weight, Tensor index, Tensor inverse_index) -> Tensor");

@@ -53,6 +53,35 @@ at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
                     /*padding=*/k / 2);
 }
 
+void check_hex_weight_backward_args(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size,
+                                    c10::DeviceType device) {
+  const char* op = "hex_conv2d_weight_backward";
+  check_floating(op, "x", x);
+  check_device(op, "x", x, device);
+  check_same_dtype(op, "grad", grad, x);
+  check_same_device(op, "grad", grad, x);
+  TORCH_CHECK(x.dim() == 4 && grad.dim() == 4 && grad.size(0) == x.size(0) && grad.size(2) == x.size(2) &&
+                  grad.size(3) == x.size(3),
+              "flowkernels.", op, ": 'grad' [B, O, H, W] and 'x' [B, I, H, W] must agree in B, H and W, got ",
+              shape_str(grad.sizes()), " and ", shape_str(x.sizes()));
+  TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1, "flowkernels.", op,
+              ": 'kernel_size' must be odd and positive (2R + 1), got ", kernel_size);
+}
+
+at::Tensor hex_conv2d_weight_backward_dense(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size) {
+  const int64_t k = kernel_size;
+  const at::Tensor mask = hex_conv_mask(k, x.options());
+  if (grad.numel() == 0 || x.numel() == 0)
+    return at::zeros({grad.size(1), x.size(1), k, k}, x.options());
+  // Only the weight's shape matters for the weight gradient.
+  const at::Tensor weight = at::zeros({grad.size(1), x.size(1), k, k}, x.options());
+  auto grads = at::convolution_backward(
+      grad.contiguous(), x.contiguous(), weight, /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
+      /*padding=*/{k / 2, k / 2}, /*dilation=*/{1, 1}, /*transposed=*/false,
+      /*output_padding=*/{0, 0}, /*groups=*/1, /*output_mask=*/{false, true, false});
+  return std::get<1>(grads) * mask;
+}
+
 void check_filter_transform_args(const char* op, const at::Tensor& values, int64_t values_dim,
                                  const at::Tensor& table, const char* table_name,
                                  std::optional<c10::DeviceType> device) {

@@ -31,6 +31,15 @@ at::Tensor hex_conv_mask(int64_t kernel_size, const at::TensorOptions& options);
 at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias);
 
+// Checks of hex_conv2d_weight_backward's arguments: grad [B, O, H, W], x [B, I, H, W],
+// an odd kernel size.
+void check_hex_weight_backward_args(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size,
+                                    c10::DeviceType device);
+
+// hex_conv2d's weight gradient [O, I, k, k] through the vendor's convolution backward
+// (oneDNN, cuDNN), zero at the dead corners.
+at::Tensor hex_conv2d_weight_backward_dense(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size);
+
 // All checks of a hex_filter_transform call: weight [O, I, S], index and
 // inverse_index [G, S] int64 tables of the same shape.
 void check_filter_transform_call(const char* op, const at::Tensor& weight, const at::Tensor& index,

@@ -158,6 +158,36 @@ def test_float32_gradients_match_reference(generator):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_weight_gradient_matches_reference(device, dtype, generator, shape, k):
+    """hex_conv2d_weight_backward (the direct kernel on the AVX-512 and AVX2 paths) against the
+    float64 autograd of the reference; zero at the dead corners."""
+    x, w, _ = make_conv(shape, k, generator, dtype, bias=False)
+    grad = torch.randn(shape[0], shape[2], shape[3], shape[4], generator=generator, dtype=torch.float64)
+    w64 = w.double().requires_grad_()
+    (exact,) = torch.autograd.grad((ref.hex_conv2d(x.double(), w64) * grad).sum(), [w64])
+    got = OPS.hex_conv2d_weight_backward(grad.to(dtype).to(device), x.to(device), k)
+    scale = max(1.0, (shape[0] * shape[3] * shape[4]) ** 0.5)  # sums over B * H * W pixels
+    tol = 2e-6 * scale if dtype == torch.float32 else 1e-12 * scale
+    torch.testing.assert_close(got.double().cpu(), exact, rtol=tol, atol=tol)
+    assert not bool(got.cpu()[..., ~hx.hex_mask(k // 2)].any())
+
+
+def test_weight_gradient_does_not_depend_on_the_thread_count(generator):
+    x, _, _ = make_conv((3, 16, 16, 12, 40), 3, generator, torch.float32)
+    grad = torch.randn(3, 16, 12, 40, generator=generator)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = OPS.hex_conv2d_weight_backward(grad, x, 3)
+        torch.set_num_threads(max(2, threads))
+        many = OPS.hex_conv2d_weight_backward(grad, x, 3)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+
+
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_opcheck(device, dtype, generator, with_bias):
     x, w, b = make_conv((2, 3, 4, 5, 6), 3, generator, dtype, with_bias)
@@ -168,6 +198,8 @@ def test_opcheck(device, dtype, generator, with_bias):
     torch.library.opcheck(OPS.hex_filter_transform, (weight, index.to(device), inverse.to(device)))
     grad = torch.randn(2, 6, 3, 54, generator=generator, dtype=dtype).to(device)
     torch.library.opcheck(OPS.hex_filter_transform_backward, (grad, inverse.to(device)))
+    conv_grad = torch.randn(2, 4, 5, 6, generator=generator, dtype=dtype).to(device)
+    torch.library.opcheck(OPS.hex_conv2d_weight_backward, (conv_grad, x.detach().to(device), 3))
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
@@ -209,6 +241,10 @@ def test_errors(generator):
         ops.hex_conv2d(x, w[:, :2])
     with pytest.raises(RuntimeError, match="'x' must be a 4-D batch"):
         ops.hex_conv2d(x[0], w)
+    with pytest.raises(RuntimeError, match="must agree in B, H and W"):
+        OPS.hex_conv2d_weight_backward(torch.zeros(1, 5, 6, 7), x, 3)
+    with pytest.raises(RuntimeError, match="'kernel_size' must be odd"):
+        OPS.hex_conv2d_weight_backward(torch.zeros(1, 5, 6, 6), x, 4)
     with pytest.raises(RuntimeError, match=r"'bias' must have shape \[O\]"):
         ops.hex_conv2d(x, w, b[:2])
     with pytest.raises(RuntimeError, match="'weight' must have dtype Float like 'x'"):

@@ -85,6 +85,35 @@ struct DirectConv {
   int64_t taps;
 };
 
+// An image batch stored channel-innermost, [B][H][cols][C] with C padded to whole
+// blocks (padding channels are 0): the operands of the direct weight gradient.
+// Image column 0 sits at column `left`; columns around the image are 0.
+struct ChannelsLast {
+  const float* data;
+  int64_t C, cols, left;
+  // Channel 0 of column v (may be -left..) of the flattened row (b * H + u).
+  const float* pixel(int64_t row, int64_t v) const { return data + (row * cols + left + v) * C; }
+};
+
+// The direct weight gradient: g [B, O, H, W] and x [B, I, H, W] channels-last, and
+// the sums dw [taps][x.C][g.C].
+struct WeightGrad {
+  ChannelsLast g, x;
+  float* dw;
+  int64_t H, W;
+  const int* du;
+  const int* dv;
+  int64_t taps;
+};
+
+// One register blocking of the direct weight gradient: OV vectors of output
+// channels x IB broadcast input channels.
+struct WeightGradBlocking {
+  int OV, IB;
+  int64_t lanes;
+  void (*items)(const WeightGrad&, int64_t, int64_t, int64_t, int64_t);
+};
+
 // One register blocking of the direct kernel on one path: CB output channels x
 // NV vectors of `lanes` columns per item.
 struct Blocking {
@@ -141,6 +170,26 @@ struct Simd {
   static FK_INLINE void store(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
 };
 #include "hex_direct.h"
+
+// dst[v * dst_stride + c] = src[c * src_stride + v] for an 8 x 8 block (8 channels x 8 columns).
+void transpose_8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m256 r[8], t[8], q[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * src_stride);
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    q[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    q[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    q[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    q[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(dst + k * dst_stride, _mm256_permute2f128_ps(q[k], q[k + 4], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * dst_stride, _mm256_permute2f128_ps(q[k], q[k + 4], 0x31));
+  }
+}
 }  // namespace avx2
 #pragma GCC pop_options
 
@@ -156,7 +205,27 @@ constexpr Blocking kAvx2Blockings[] = {{6, 2, 8, avx2::conv_items<6, 2>},
                                        {4, 2, 8, avx2::conv_items<4, 2>},
                                        {8, 1, 8, avx2::conv_items<8, 1>}};
 
+// The weight gradient's blockings: OV x IB accumulators, OV vectors of g and a broadcast.
+constexpr WeightGradBlocking kAvx512WeightGradBlockings[] = {{1, 12, 16, avx512::weight_grad_items<1, 12>},
+                                                             {2, 8, 16, avx512::weight_grad_items<2, 8>}};
+constexpr WeightGradBlocking kAvx2WeightGradBlockings[] = {{2, 6, 8, avx2::weight_grad_items<2, 6>},
+                                                           {1, 12, 8, avx2::weight_grad_items<1, 12>}};
+
 #endif  // FK_X86_PATHS
+
+// The weight gradient's blocking that pads the channels least (earlier ones win ties).
+template <size_t N>
+const WeightGradBlocking& choose_weight_grad_blocking(const WeightGradBlocking (&options)[N], int64_t O,
+                                                      int64_t I) {
+  const WeightGradBlocking* best = &options[0];
+  int64_t least = std::numeric_limits<int64_t>::max();
+  for (const WeightGradBlocking& option : options) {
+    const int64_t o_block = option.OV * option.lanes;
+    const int64_t padded = (O + o_block - 1) / o_block * o_block * ((I + option.IB - 1) / option.IB * option.IB);
+    if (padded < least) best = &option, least = padded;
+  }
+  return *best;
+}
 
 // The blocking with the least cost = padded work / register use: output channels
 // are rounded up to CB and columns to NV vectors, and fewer accumulators than the
@@ -292,6 +361,108 @@ at::Tensor hex_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
   return hex_conv2d_dense(x, weight, bias);
 }
 
+// ---- weight gradient ----------------------------------------------------------------
+
+// x [B, C, H, W] (contiguous) as ChannelsLast with `pad` zero columns on each side
+// and C rounded up to a multiple of `block`; the storage is returned, `out` set.
+at::Tensor to_channels_last(const at::Tensor& x, int64_t pad, int64_t block, ChannelsLast& out) {
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  out.C = (C + block - 1) / block * block;
+  out.cols = W + 2 * pad;
+  out.left = pad;
+  at::Tensor storage = at::zeros({B * H * out.cols * out.C}, x.options());
+  const float* src = x.const_data_ptr<float>();
+  float* dst = storage.mutable_data_ptr<float>();
+  const int64_t plane = H * W, Cp = out.C, cols = out.cols;
+#ifdef FK_X86_PATHS
+  const bool simd = cpu_isa() != CpuIsa::kBaseline;  // the AVX-512 path runs the AVX2 transpose too
+#else
+  const bool simd = false;
+#endif
+  at::parallel_for(0, B * H, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, C * W)), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / H, u = row % H;
+      const float* in = src + b * C * plane + u * W;  // channel c at in + c * plane
+      float* o = dst + (row * cols + pad) * Cp;       // column v at o + v * Cp
+      int64_t c0 = 0, v0 = 0;
+#ifdef FK_X86_PATHS
+      if (simd) {
+        for (; c0 + 8 <= C; c0 += 8)
+          for (int64_t v = 0; v + 8 <= W; v += 8) avx2::transpose_8x8(in + c0 * plane + v, plane, o + v * Cp + c0, Cp);
+        v0 = W / 8 * 8;
+      }
+#endif
+      // What the 8 x 8 blocks left: channels from c0 on, and (for the others) columns from v0 on.
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t v = c < c0 ? v0 : 0; v < W; ++v) o[v * Cp + c] = in[c * plane + v];
+    }
+  });
+  out.data = storage.const_data_ptr<float>();
+  return storage;
+}
+
+// The direct weight gradient's blocking on the path in effect, or nullptr (oneDNN):
+// float32 layers where the forward runs the direct kernel.
+const WeightGradBlocking* direct_weight_grad_blocking(const at::Tensor& x, int64_t O) {
+#ifdef FK_X86_PATHS
+  if (x.scalar_type() != at::kFloat || O * x.size(1) > kDirectMaxChannelProduct) return nullptr;
+  switch (cpu_isa()) {
+    case CpuIsa::kAvx512:
+      return &choose_weight_grad_blocking(kAvx512WeightGradBlockings, O, x.size(1));
+    case CpuIsa::kAvx2:
+      return &choose_weight_grad_blocking(kAvx2WeightGradBlockings, O, x.size(1));
+    default:
+      return nullptr;
+  }
+#else
+  (void)x, (void)O;
+  return nullptr;
+#endif
+}
+
+at::Tensor hex_conv2d_weight_backward_direct(const at::Tensor& grad, const at::Tensor& x, int64_t k,
+                                             const WeightGradBlocking& blocking) {
+  const int64_t B = x.size(0), I = x.size(1), H = x.size(2), W = x.size(3), O = grad.size(1);
+  const int64_t R = k / 2;
+  const Taps taps(R);
+  const int64_t o_block = blocking.OV * blocking.lanes;
+  WeightGrad p{};
+  const at::Tensor g_storage = to_channels_last(grad, 0, o_block, p.g);
+  const at::Tensor x_storage = to_channels_last(x, R, blocking.IB, p.x);
+  at::Tensor dw = at::zeros({taps.size(), p.x.C, p.g.C}, x.options());
+  p.dw = dw.mutable_data_ptr<float>();
+  p.H = H, p.W = W, p.du = taps.du.data(), p.dv = taps.dv.data(), p.taps = taps.size();
+  // The pixels go by chunks of rows whose two operands fit in about 256 KiB (a
+  // core's L2), so each item reads them from cache; the items of a chunk are split
+  // between the threads, and chunk by chunk each item adds its rows in order.
+  const int64_t rows = B * H;
+  const int64_t row_bytes = W * (p.g.C + p.x.C) * static_cast<int64_t>(sizeof(float));
+  const int64_t chunk = std::max<int64_t>(1, (256 << 10) / std::max<int64_t>(1, row_bytes));
+  const int64_t items = taps.size() * (p.g.C / o_block) * (p.x.C / blocking.IB);
+  const int64_t per_item = std::max<int64_t>(1, chunk * W * blocking.OV * blocking.IB);
+  const int64_t grain = std::max<int64_t>(1, 8192 / per_item);
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t r1 = std::min(rows, r0 + chunk);
+    at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) { blocking.items(p, r0, r1, begin, end); });
+  }
+  // dw [taps][i][o] -> [O, I, k, k], zero at the dead corners.
+  at::Tensor out = at::zeros({O, I, k, k}, x.options());
+  float* dst = out.mutable_data_ptr<float>();
+  const float* sums = dw.const_data_ptr<float>();
+  for (int64_t t = 0; t < taps.size(); ++t)
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t o = 0; o < O; ++o) dst[(o * I + i) * k * k + taps.cell[t]] = sums[(t * p.x.C + i) * p.g.C + o];
+  return out;
+}
+
+at::Tensor hex_conv2d_weight_backward_cpu(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size) {
+  check_hex_weight_backward_args(grad, x, kernel_size, c10::DeviceType::CPU);
+  if (grad.numel() != 0 && x.numel() != 0)
+    if (const WeightGradBlocking* blocking = direct_weight_grad_blocking(x, grad.size(1)))
+      return hex_conv2d_weight_backward_direct(grad.contiguous(), x.contiguous(), kernel_size, *blocking);
+  return hex_conv2d_weight_backward_dense(grad, x, kernel_size);
+}
+
 // ---- filter transform ---------------------------------------------------------
 
 at::Tensor hex_filter_transform_cpu(const at::Tensor& weight_in, const at::Tensor& index_in,
@@ -348,6 +519,7 @@ at::Tensor hex_filter_transform_backward_cpu(const at::Tensor& grad_in, const at
 
 TORCH_LIBRARY_IMPL(flowkernels, CPU, m) {
   m.impl("hex_conv2d", &hex_conv2d_cpu);
+  m.impl("hex_conv2d_weight_backward", &hex_conv2d_weight_backward_cpu);
   m.impl("hex_filter_transform", &hex_filter_transform_cpu);
   m.impl("hex_filter_transform_backward", &hex_filter_transform_backward_cpu);
 }

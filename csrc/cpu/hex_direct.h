@@ -88,3 +88,53 @@ void conv_items(const DirectConv& p, int64_t begin, int64_t end) {
     }
   }
 }
+
+// ---- weight gradient ----------------------------------------------------------------------
+//
+// dW[t][o][i] = sum over pixels (b, u, v) of g[b, o, u, v] * x[b, i, u + du[t], v + dv[t]]: per
+// tap, a matrix product over the pixels. Both operands come channel-innermost (ChannelsLast in
+// cpu/hex.cpp), so at one pixel OV vectors hold kLanes output channels each and IB input channels
+// are broadcast: OV x IB accumulators whose every lane is one (o, i) pair. No lane mixes pixels, so
+// there are no horizontal sums, and every element adds its pixels in the same order whatever the
+// thread count. Items are (tap, block of OV * kLanes output channels, block of IB input channels);
+// a call adds the rows [row_begin, row_end) of the flattened (b, u) axis to the items [begin, end)
+// of p.dw, whose layout [tap][i][o] makes each accumulator a plain vector load and store.
+
+template <int OV, int IB>
+void weight_grad_items(const WeightGrad& p, int64_t row_begin, int64_t row_end, int64_t begin, int64_t end) {
+  const int64_t o_blocks = p.g.C / (OV * kLanes);
+  const int64_t i_blocks = p.x.C / IB;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t i0 = item % i_blocks * IB;
+    const int64_t o0 = item / i_blocks % o_blocks * (OV * kLanes);
+    const int64_t t = item / (i_blocks * o_blocks);
+    float* dw = p.dw + (t * p.x.C + i0) * p.g.C + o0;
+    typename Simd::Vec acc[IB][OV];
+#pragma GCC unroll 16
+    for (int j = 0; j < IB; ++j)
+#pragma GCC unroll 4
+      for (int n = 0; n < OV; ++n) acc[j][n] = Simd::load(dw + j * p.g.C + n * kLanes);
+    for (int64_t row = row_begin; row < row_end; ++row) {
+      const int64_t u = row % p.H;
+      if (u + p.du[t] < 0 || u + p.du[t] >= p.H) continue;  // zero padding
+      const float* g = p.g.pixel(row, 0) + o0;
+      const float* x = p.x.pixel(row + p.du[t], p.dv[t]) + i0;
+      for (int64_t v = 0; v < p.W; ++v) {
+        typename Simd::Vec a[OV];
+#pragma GCC unroll 4
+        for (int n = 0; n < OV; ++n) a[n] = Simd::load(g + v * p.g.C + n * kLanes);
+        const float* xv = x + v * p.x.C;
+#pragma GCC unroll 16
+        for (int j = 0; j < IB; ++j) {
+          const typename Simd::Vec b = Simd::set1(xv[j]);
+#pragma GCC unroll 4
+          for (int n = 0; n < OV; ++n) acc[j][n] = Simd::fmadd(a[n], b, acc[j][n]);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < IB; ++j)
+#pragma GCC unroll 4
+      for (int n = 0; n < OV; ++n) Simd::store(dw + j * p.g.C + n * kLanes, acc[j][n]);
+  }
+}

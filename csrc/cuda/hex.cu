@@ -62,6 +62,12 @@ at::Tensor hex_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight,
   return hex_conv2d_dense(x, weight, bias);
 }
 
+at::Tensor hex_conv2d_weight_backward_cuda(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size) {
+  check_hex_weight_backward_args(grad, x, kernel_size, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(x.device());
+  return hex_conv2d_weight_backward_dense(grad, x, kernel_size);
+}
+
 at::Tensor hex_filter_transform_cuda(const at::Tensor& weight_in, const at::Tensor& index_in,
                                      const at::Tensor& inverse_in) {
   const char* op = "hex_filter_transform";
@@ -103,6 +109,7 @@ at::Tensor hex_filter_transform_backward_cuda(const at::Tensor& grad_in, const a
 
 TORCH_LIBRARY_IMPL(flowkernels, CUDA, m) {
   m.impl("hex_conv2d", &hex_conv2d_cuda);
+  m.impl("hex_conv2d_weight_backward", &hex_conv2d_weight_backward_cuda);
   m.impl("hex_filter_transform", &hex_filter_transform_cuda);
   m.impl("hex_filter_transform_backward", &hex_filter_transform_backward_cuda);
 }

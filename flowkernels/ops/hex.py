@@ -143,6 +143,15 @@ def _hex_conv2d_fake(x, weight, bias=None):
     return x.new_empty(x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
 
 
+@torch.library.register_fake("flowkernels::hex_conv2d_weight_backward")
+def _hex_conv2d_weight_backward_fake(grad, x, kernel_size):
+    torch._check(
+        grad.dim() == 4 and x.dim() == 4,
+        lambda: f"flowkernels.hex_conv2d_weight_backward: 'grad' and 'x' must be 4-D, got {grad.dim()}-D, {x.dim()}-D",
+    )
+    return x.new_empty(grad.shape[1], x.shape[1], kernel_size, kernel_size)
+
+
 @torch.library.register_fake("flowkernels::hex_filter_transform")
 def _hex_filter_transform_fake(weight, index, inverse_index):
     n_out, n_in, cells = weight.shape
