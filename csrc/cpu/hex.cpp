@@ -9,15 +9,20 @@
 // runs oneDNN's square convolution with the masked kernel (hex_conv2d_dense).
 //
 // Why the limit: measured against oneDNN's square 3x3 convolution (float32,
-// 2 threads, idle machine), the direct kernel wins while the rows of all input
-// channels of a tap stay in L1 (16 -> 16 channels on 64x64 images, 64 -> 64 on
-// 32x32) and loses from about 192 -> 192 on, where oneDNN's channel blocking
+// 2 threads, idle machine, AVX-512), the direct kernel wins while the rows of all
+// input channels of a tap stay in L1 (16 -> 16 channels on 64x64 images, 64 -> 64
+// on 32x32) and loses from about 192 -> 192 on, where oneDNN's channel blocking
 // wins. `flowkernels bench hex` prints the ratios on the machine at hand.
+//
+// hex_conv2d_weight_backward: the weight gradient over the live taps only, by the
+// same rule (direct kernel on the AVX-512 and AVX2 paths, oneDNN otherwise); the
+// input gradient is a hex_conv2d (csrc/autograd.cpp).
 //
 // Results differ from oneDNN's, and between the AVX-512 and AVX2 paths, in the
 // last bits (another summation order); each path is deterministic and gives the
-// same bits whatever the layout of the input, the batch it is part of, or the
-// thread count (every output element is summed by one thread in a fixed order).
+// same bits whatever the layout of the input, the batch it is part of (forward),
+// or the thread count (every output element is summed by one thread in a fixed
+// order).
 //
 // hex_filter_transform: a gather over the flattened filter cells, and its
 // backward, a gather followed by a sum over the group axis (deterministic,
