@@ -211,8 +211,9 @@ constexpr Blocking kAvx2Blockings[] = {{6, 2, 8, avx2::conv_items<6, 2>},
                                        {8, 1, 8, avx2::conv_items<8, 1>}};
 
 // The weight gradient's blockings: OV x IB accumulators, OV vectors of g and a broadcast.
-constexpr WeightGradBlocking kAvx512WeightGradBlockings[] = {{1, 12, 16, avx512::weight_grad_items<1, 12>},
-                                                             {2, 8, 16, avx512::weight_grad_items<2, 8>}};
+constexpr WeightGradBlocking kAvx512WeightGradBlockings[] = {{1, 16, 16, avx512::weight_grad_items<1, 16>},
+                                                             {2, 8, 16, avx512::weight_grad_items<2, 8>},
+                                                             {1, 12, 16, avx512::weight_grad_items<1, 12>}};
 constexpr WeightGradBlocking kAvx2WeightGradBlockings[] = {{2, 6, 8, avx2::weight_grad_items<2, 6>},
                                                            {1, 12, 8, avx2::weight_grad_items<1, 12>}};
 
