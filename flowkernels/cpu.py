@@ -25,10 +25,10 @@ What each family does on each path (:func:`kernel_paths`):
 * ``coupling``, ``rans``, ``arconv``: the same C++ compiled three times (auto-vectorised). Their
   results are bit-identical on every path (no FMA contraction, IEEE basic operations only): an rANS
   stream written on one path decodes on any other.
-* ``hex``: ``hex_conv2d`` runs a direct kernel over the live hexagonal taps, hand-written with
-  AVX-512 or AVX2 + FMA intrinsics, for float32 layers with ``in * out <= 8192`` channel pairs; on the
-  baseline path, for float64 and for larger layers it runs oneDNN's square convolution with the masked
-  kernel. The paths agree to float32 rounding, not bit for bit (another summation order); each path is
+* ``hex``: ``hex_conv2d`` (forward, input gradient) and its weight gradient run direct kernels over
+  the live hexagonal taps, hand-written with AVX-512 or AVX2 + FMA intrinsics, for float32 layers with
+  ``in * out <= 8192`` channel pairs; on the baseline path, for float64 and for larger layers they run
+  oneDNN's square convolution with the masked kernel. The paths agree to float32 rounding, not bit for bit (another summation order); each path is
   deterministic and independent of the input's memory layout, its batch and the thread count.
 """
 
