@@ -164,15 +164,22 @@ def test_ar_conv_inverse_gives_the_same_bits_on_every_path(dtype):
 @pytest.mark.parametrize(
     ("B", "I", "O", "H", "W", "R"), [(2, 16, 16, 32, 64, 1), (3, 5, 13, 9, 23, 1), (2, 4, 6, 11, 7, 2)]
 )
-def test_hex_conv2d_paths_agree_to_float32_rounding(B, I, O, H, W, R):  # noqa: E741
+def test_hex_conv2d_and_its_weight_gradient_agree_on_every_path(B, I, O, H, W, R):  # noqa: E741
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(B, I, H, W, generator=gen)
     weight = torch.randn(O, I, 2 * R + 1, 2 * R + 1, generator=gen) / (3 * R * R + 3 * R + 1) ** 0.5
     bias = torch.randn(O, generator=gen)
     exact = hex_ref.hex_conv2d(x.double(), weight.double(), bias.double())
-    results = _on_every_path(lambda: ops.hex_conv2d(x, weight, bias))
-    for path, y in results.items():
+    grad = torch.randn(B, O, H, W, generator=gen)
+    w64 = weight.double().requires_grad_()
+    (exact_dw,) = torch.autograd.grad((hex_ref.hex_conv2d(x.double(), w64) * grad).sum(), [w64])
+    k = 2 * R + 1
+    results = _on_every_path(
+        lambda: (ops.hex_conv2d(x, weight, bias), torch.ops.flowkernels.hex_conv2d_weight_backward(grad, x, k))
+    )
+    for path, (y, dw) in results.items():
         torch.testing.assert_close(y.double(), exact, rtol=0, atol=2e-5 * max(1.0, I**0.5), msg=path)
+        torch.testing.assert_close(dw.double(), exact_dw, rtol=0, atol=2e-5 * (B * H * W) ** 0.5, msg=path)
 
 
 def test_the_environment_variable_makes_the_process_act_as_on_an_older_cpu():
