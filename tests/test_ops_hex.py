@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import flowkernels
 from flowkernels import hex as hx
 from flowkernels import ops
 from flowkernels.reference import hex as ref
@@ -175,6 +176,8 @@ def test_weight_gradient_matches_reference(device, dtype, generator, shape, k):
 
 
 def test_weight_gradient_does_not_depend_on_the_thread_count(generator):
+    """Bit for bit on the direct kernel's paths; the baseline path's vendor convolution (oneDNN)
+    splits its sums by thread count on some CPUs, so there it holds to float32 rounding only."""
     x, _, _ = make_conv((3, 16, 16, 12, 40), 3, generator, torch.float32)
     grad = torch.randn(3, 16, 12, 40, generator=generator)
     threads = torch.get_num_threads()
@@ -185,7 +188,10 @@ def test_weight_gradient_does_not_depend_on_the_thread_count(generator):
         many = OPS.hex_conv2d_weight_backward(grad, x, 3)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, many)
+    if flowkernels.cpu.isa() == "baseline":
+        torch.testing.assert_close(one, many, rtol=1e-5, atol=1e-4)
+    else:
+        assert torch.equal(one, many)
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
