@@ -175,6 +175,19 @@ def test_weight_gradient_matches_reference(device, dtype, generator, shape, k):
     assert not bool(got.cpu()[..., ~hx.hex_mask(k // 2)].any())
 
 
+def test_an_image_gives_the_same_result_alone_or_in_a_batch(generator):
+    """Bit for bit on the direct kernel's paths (every output element is one fixed sum); oneDNN on the
+    baseline path picks its algorithm by batch size, so there it holds to float32 rounding only."""
+    x, w, b = make_conv((5, 16, 12, 9, 37), 3, generator, torch.float32)
+    batch = ops.hex_conv2d(x, w, b)
+    for index in (0, 3):
+        alone = ops.hex_conv2d(x[index : index + 1], w, b)[0]
+        if flowkernels.cpu.isa() == "baseline":
+            torch.testing.assert_close(alone, batch[index], **tolerance(torch.float32))
+        else:
+            assert torch.equal(alone, batch[index])
+
+
 def test_weight_gradient_does_not_depend_on_the_thread_count(generator):
     """Bit for bit on the direct kernel's paths; the baseline path's vendor convolution (oneDNN)
     splits its sums by thread count on some CPUs, so there it holds to float32 rounding only."""
