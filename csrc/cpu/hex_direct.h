@@ -1,10 +1,11 @@
-// The hex direct convolution, written once for every SIMD instruction set.
+// The hex direct convolution and its weight gradient, written once for every SIMD
+// instruction set.
 //
 // Deliberately without include guard or includes: cpu/hex.cpp includes this file
 // once per instruction-set path, inside `#pragma GCC target(...)` and a namespace
 // that first defines `Simd`, the vector type and the handful of operations used
-// here (set1, load, masked load, fmadd, masked store, column masks). Every
-// function defined here is thereby compiled for that path only.
+// here (set1, load, fmadd, store, masked store, column masks). Every function
+// defined here is thereby compiled for that path only.
 //
 // The input comes as padded rows (see PaddedRows in cpu/hex.cpp): every column a
 // load can reach exists, zero outside the image, so loads need no masks. An item
