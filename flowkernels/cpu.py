@@ -28,8 +28,9 @@ What each family does on each path (:func:`kernel_paths`):
 * ``hex``: ``hex_conv2d`` (forward, input gradient) and its weight gradient run direct kernels over
   the live hexagonal taps, hand-written with AVX-512 or AVX2 + FMA intrinsics, for float32 layers with
   ``in * out <= 8192`` channel pairs; on the baseline path, for float64 and for larger layers they run
-  oneDNN's square convolution with the masked kernel. The paths agree to float32 rounding, not bit for bit (another summation order); each path is
-  deterministic and independent of the input's memory layout, its batch and the thread count.
+  oneDNN's square convolution with the masked kernel. The paths agree to float32 rounding, not bit
+  for bit (another summation order); each direct kernel is deterministic and independent of the
+  input's memory layout, its batch and the thread count.
 """
 
 from __future__ import annotations
