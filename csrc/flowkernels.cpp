@@ -4,7 +4,7 @@
 // Kernels register themselves per dispatch key in cpu/<family>.cpp and
 // cuda/<family>.cu, autograd (for every device) in autograd.cpp; fake (meta)
 // kernels are registered from Python in flowkernels/ops/<family>.py.
-#include "cpu/isa.h"
+#include "cpu_isa.h"
 
 #include <torch/extension.h>
 #include <torch/library.h>

@@ -1,7 +1,7 @@
 // CPU kernels of the coupling family. Elementwise loops run in parallel over
 // chunks (at::parallel_for); inside a chunk they are written so that GCC
 // vectorises them (contiguous buffers, branch-free math from fastmath.h), and
-// FK_ISA_CLONES compiles them for each instruction-set path (isa.h).
+// FK_ISA_CLONES compiles them for each instruction-set path (../cpu_isa.h).
 #include "../coupling.h"
 #include "fastmath.h"
 

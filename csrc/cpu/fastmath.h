@@ -8,11 +8,11 @@
 // behaviour for 0, inf and NaN. Double precision uses the C library: it is the dtype of gradient
 // checks, where accuracy matters more than speed.
 //
-// The kernels that use them are compiled once per instruction-set path (isa.h):
+// The kernels that use them are compiled once per instruction-set path (../cpu_isa.h):
 // these functions are always inlined, so each path gets its own vector code.
 #pragma once
 
-#include "isa.h"  // FK_INLINE
+#include "../cpu_isa.h"  // FK_INLINE
 
 #include <cmath>
 #include <cstdint>

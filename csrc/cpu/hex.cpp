@@ -4,7 +4,7 @@
 // the 9 cells of a 3x3 square at radius 1, 19 of 25 at radius 2), written once
 // (cpu/hex_direct.h) over a small SIMD vocabulary and compiled for AVX-512
 // (16 lanes, 32 registers) and AVX2 + FMA (8 lanes, 16 registers); see
-// cpu/isa.h for how the path is chosen. On the baseline path, for float64, and
+// csrc/cpu_isa.h for how the path is chosen. On the baseline path, for float64, and
 // for layers with more than kDirectMaxChannelProduct = I * O channel pairs, the op
 // runs oneDNN's square convolution with the masked kernel (hex_conv2d_dense).
 //
@@ -28,7 +28,7 @@
 // backward, a gather followed by a sum over the group axis (deterministic,
 // no atomics).
 #include "../hex.h"
-#include "isa.h"
+#include "../cpu_isa.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

@@ -3,7 +3,7 @@
 // Every push validates all of its input before touching the coder, so a bad
 // argument raises and leaves the coder as it was.
 #include "../rans_args.h"
-#include "fastmath.h"  // FK_INLINE; isa.h: FK_ISA_CLONES, FK_ISA_CALL
+#include "fastmath.h"  // FK_INLINE; ../cpu_isa.h: FK_ISA_CLONES, FK_ISA_CALL
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>

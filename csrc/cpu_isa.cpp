@@ -1,5 +1,5 @@
-// Run-time choice of the CPU kernels' instruction-set path (see isa.h).
-#include "isa.h"
+// Run-time choice of the CPU kernels' instruction-set path (see cpu_isa.h).
+#include "cpu_isa.h"
 
 #include <algorithm>
 #include <atomic>
