@@ -67,6 +67,13 @@ TORCH_LIBRARY(flowkernels, m) {
   // table index [G, S] (-1: zero); inverse_index [G, S] drives the backward.
   m.def("hex_filter_transform(Tensor weight, Tensor index, Tensor inverse_index) -> Tensor");
   m.def("hex_filter_transform_backward(Tensor grad, Tensor inverse_index) -> Tensor");
+
+  // ---- intconv family --------------------------------------------------------------
+  // Integer convolution with fixed-point rescaling (csrc/intconv.h): x int16, weight int8,
+  // bias / multiplier / shift int32 [O]; out = clamp(round(acc * m / 2^s), out_min, out_max).
+  m.def(
+      "int_conv2d(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, Tensor shift, *, int padding, "
+      "int out_min, int out_max, ScalarType out_dtype) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
