@@ -90,6 +90,13 @@ def test_quick_hex_suite_compares_planar_conv_with_its_peers():
     assert any(r.case.op == "hex_filter_transform" and "p6 layer" in r.peer_s for r in results)
 
 
+def test_quick_intconv_suite_compares_the_integer_conv_with_float_conv2d():
+    results = benchmarks.run(["intconv"], quick=True, min_run_time=0.01, progress=False)
+    assert {r.case.op for r in results} == {"int_conv2d"} and len(results) == 3
+    for r in results:
+        assert "float conv2d" in r.peer_s and r.target_met() is not None and r.speedup > 0
+
+
 def test_several_peer_requirements_must_all_hold():
     case = Case("demo", "op", "1", "fwd", kernel=lambda: None, reference=lambda: None)
     case.target = Target(also_peers=(("a", 2.0), ("b", 1.0)))

@@ -359,8 +359,9 @@ def test_truncated_and_extended_files_are_detected(sample):
     ("field", "value", "message"),
     [
         (1, 1, "unsupported flowkernels codec format version 1"),
-        (1, 3, "unsupported flowkernels codec format version 3"),
-        (2, 4, "unknown flags"),
+        (1, 4, "written by a newer flowkernels \\(codec format version 4"),
+        (1, 0xFFFF, "upgrade flowkernels"),
+        (2, 8, "unknown flags"),
         (2, 0x8001, "unknown flags"),
         (4, 2**32 - 1, "truncated"),  # images: the table cannot fit
         (5, 0, "channels = 0"),
@@ -804,7 +805,7 @@ def stream_sample():
     ("field", "value", "message"),
     [
         (2, 0, "CRC|trailing bytes|truncated|cannot hold"),  # no longer a stream: one table row for 6 images
-        (2, 4, "unknown flags"),
+        (2, 8, "unknown flags"),
         (4, 2**32 - 1, "cannot hold"),  # a stream of 2^32 images: caught before any allocation
         (4, 7, "cannot hold|corrupt"),
         (4, 5, "corrupt"),

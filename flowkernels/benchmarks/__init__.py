@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from . import arconv, coupling, hex, machine, rans
+from . import arconv, coupling, hex, intconv, machine, rans
 from .harness import Case, Result, Target, format_table, run_cases
 
-SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv, "hex": hex}
+SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv, "hex": hex, "intconv": intconv}
 
 __all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "results_to_json"]
 

@@ -26,9 +26,11 @@ Layout, little-endian:
 bytes     content
 ========  ==========================================================================
 4         magic ``b"FKIC"``
-2         format version (2)
+2         format version (3; version 2 files, without bit 2, are read too)
 2         flags: bit 0 set when the encoder's model calls spanned several images
-          (a batch-invariant model); bit 1 set for a stream; other bits 0
+          (a batch-invariant model); bit 1 set for a stream; bit 2 set when the
+          model is portable (integer arithmetic: the file decodes on any machine);
+          other bits 0
 16        model fingerprint (:func:`model_fingerprint`)
 4         N, the number of images (may be 0)
 4         C, channels (>= 1)
@@ -92,6 +94,8 @@ from .. import rans
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "OLDEST_VERSION",
+    "FLAG_PORTABLE",
     "PADDING_MODES",
     "ContainerHeader",
     "ImageRecord",
@@ -106,13 +110,20 @@ __all__ = [
 ]
 
 MAGIC = b"FKIC"
-FORMAT_VERSION = 2
+#: the version this flowkernels writes; it reads every version from :data:`OLDEST_VERSION` to this one
+FORMAT_VERSION = 3
+OLDEST_VERSION = 2
 #: padding mode byte -> name
 PADDING_MODES = {0: "edge"}
 #: flags bit 0: the encoder called the model on runs of patches that span images
 FLAG_SPANS_IMAGES = 1
 #: flags bit 1: the images are coded as one stream (one payload, lanes and model calls span images)
 FLAG_STREAM = 2
+#: flags bit 2 (version 3): the model computes every number the decoder recomputes in integer arithmetic,
+#: so the file decodes on any machine; without it, only where the model's float results are the same
+FLAG_PORTABLE = 4
+#: the flags each version may set
+_VERSION_FLAGS = {2: FLAG_SPANS_IMAGES | FLAG_STREAM, 3: FLAG_SPANS_IMAGES | FLAG_STREAM | FLAG_PORTABLE}
 #: symbols a rANS lane holds at most (as whole patches: ``lane_patches <= ceil(LANE_SYMBOLS / (C h w))``)
 LANE_SYMBOLS = 4096
 MAX_JSON_BYTES = 1 << 16
@@ -262,6 +273,11 @@ class ContainerHeader:
         return bool(self.flags & (FLAG_SPANS_IMAGES | FLAG_STREAM))
 
     @property
+    def portable(self) -> bool:
+        """Whether the model that made the file is integer-only (the file decodes on any machine)."""
+        return bool(self.flags & FLAG_PORTABLE)
+
+    @property
     def stream(self) -> bool:
         """Whether the images are coded as one stream (flag bit 1): one payload for all of them."""
         return bool(self.flags & FLAG_STREAM)
@@ -394,12 +410,18 @@ def read_header(data: bytes | bytearray | memoryview, *, check_payloads: bool = 
         config_len,
         metadata_len,
     ) = _FIXED.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version > FORMAT_VERSION:
         raise ValueError(
-            f"unsupported flowkernels codec format version {version} (this flowkernels reads {FORMAT_VERSION})"
+            f"this file was written by a newer flowkernels (codec format version {version}; this flowkernels reads "
+            f"versions {OLDEST_VERSION} to {FORMAT_VERSION}): upgrade flowkernels to decode it"
         )
-    if flags & ~(FLAG_SPANS_IMAGES | FLAG_STREAM):
-        raise _corrupt(f"unknown flags {flags:#x}")
+    if version < OLDEST_VERSION:
+        raise ValueError(
+            f"unsupported flowkernels codec format version {version} (this flowkernels reads versions "
+            f"{OLDEST_VERSION} to {FORMAT_VERSION})"
+        )
+    if flags & ~_VERSION_FLAGS[version]:
+        raise _corrupt(f"unknown flags {flags:#x} for format version {version}")
     records_count = 1 if flags & FLAG_STREAM else images
     if config_len > MAX_JSON_BYTES or metadata_len > MAX_JSON_BYTES:
         raise _corrupt(f"JSON sections of {config_len} and {metadata_len} bytes (at most {MAX_JSON_BYTES} each)")

@@ -35,8 +35,14 @@ whole batch (and the same settings), never of the thread count:
   thread they are the same in every process on the machine. The coder's own
   work (rANS, patch tiling) keeps all threads.
 
-A file decodes only with a model of the same fingerprint (weights and config)
-computing the same floating-point results, i.e. on the same kind of device. A
+Portability. A *portable* model (``model.portable = True``: an integer IDF,
+:mod:`flowkernels.models.idf_integer`) computes every number the decoder must
+recompute in integer arithmetic, so its files are the same bytes and decode on
+every machine: any CPU instruction set, thread count, torch version, CPU or GPU.
+The codec then lets it use every thread, and marks the file (flag bit 2). A
+float model's file decodes only with a model of the same fingerprint (weights
+and config) computing the same floating-point results, i.e. on the same kind of
+machine and software. A
 corrupt, truncated, forged or mismatched file raises ValueError: every byte is
 CRC-protected, each lane must end exactly at the coder's initial state, the
 decoded pixels must be integers in 0..255 whose padding replicates the edges,
@@ -265,9 +271,21 @@ class LosslessImageCodec:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    @property
+    def portable(self) -> bool:
+        """Whether the model is integer-only (``model.portable``): its files decode on any machine."""
+        return bool(getattr(self.model, "portable", False))
+
+    def _model_threads(self):
+        """Intra-op threads while the model runs: all for a portable model, else ``MODEL_THREADS``."""
+        return contextlib.nullcontext() if self.portable else _intra_op_threads(MODEL_THREADS)
+
     def _model_placement(self) -> tuple[torch.device, torch.dtype]:
         if getattr(self.model, "training", False):
             raise ValueError("the codec's model is in training mode: call model.eval() (coding must be deterministic)")
+        device, dtype = getattr(self.model, "device", None), getattr(self.model, "dtype", None)
+        if isinstance(device, torch.device) and isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+            return device, dtype
         for value in self.model.state_dict().values():
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 return value.device, value.dtype
@@ -297,7 +315,7 @@ class LosslessImageCodec:
     def _latents(self, x: torch.Tensor) -> list[tuple[torch.Tensor, Any, Any, Any, tuple[int, ...]]]:
         """Run the model on patches; per step: int64 symbols [n, L], params [n, L, K], S."""
         n = x.shape[0]
-        with torch.inference_mode(), _intra_op_threads(MODEL_THREADS):
+        with torch.inference_mode(), self._model_threads():
             steps = list(self.model.encode_latents(x))
         prepared = []
         for index, step in enumerate(steps):
@@ -364,7 +382,11 @@ class LosslessImageCodec:
             per_payload = len(lanes) // max(1, count)
             payloads = [lanes.select(i * per_payload, (i + 1) * per_payload, bounds).to_bytes() for i in range(count)]
             pixel_crcs = [_pixel_crc(image) for image in images]
-        flags = (container.FLAG_SPANS_IMAGES if self.batch_invariant else 0) | (container.FLAG_STREAM if stream else 0)
+        flags = (
+            (container.FLAG_SPANS_IMAGES if self.batch_invariant else 0)
+            | (container.FLAG_STREAM if stream else 0)
+            | (container.FLAG_PORTABLE if self.portable else 0)
+        )
         data = container.pack_container(
             fingerprint=model_fingerprint(self.model),
             config=self.model.config,
@@ -551,11 +573,18 @@ class LosslessImageCodec:
             steps += 1
             return symbols.reshape(n, *spatial).to(mu.dtype)
 
-        with torch.inference_mode(), _intra_op_threads(MODEL_THREADS):
+        with torch.inference_mode(), self._model_threads():
             x = self.model.decode_latents(n, pop)
         if not all(bool((c.lengths == 0).all()) and bool((c.state == STATE_LOWER).all()) for c in coders):
+            hint = (
+                ""
+                if header.portable
+                else " (or it was made with a floating-point model on a machine or software whose float results "
+                "differ from this one's: such files decode only on the same kind of machine; integer models, "
+                "the shipped default, make files that decode anywhere)"
+            )
             raise ValueError(
-                f"corrupt flowkernels codec file: {where}: data left over after the model's {steps} latent steps"
+                f"corrupt flowkernels codec file: {where}: data left over after the model's {steps} latent steps{hint}"
             )
         if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *self.patch_shape):
             got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

@@ -85,6 +85,11 @@ class CodecModel(Protocol):
     the whole batch anyway).
     Models with dropout or batch statistics must be in eval mode.
 
+    Optional: ``portable = True`` declares that the model computes every number
+    the decoder recomputes in integer arithmetic (an integer IDF), so that its
+    results are the same on every machine, thread count and device: the codec
+    then runs it on every thread and marks its files as decodable anywhere.
+
     Optional: ``batch_invariant = True`` declares that a patch's results do not
     depend on the other patches in the batch nor on their number (IDF runs its
     networks on fixed-size chunks for this). The codec then calls the model on

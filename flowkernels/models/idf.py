@@ -46,7 +46,10 @@ from .._optional import require
 from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
 from ..nn import FlowLayer, FlowSequential, Squeeze
 from ..nn.flow import zero_conv
+from ..nn.quant import int16_input
 from ..ops import discretized_logistic_logp, integer_coupling
+from . import idf_integer
+from .idf_integer import FRACTION_BITS, ActivationRanges, IntegerResNet, IntegerTopPrior, resnet_forward
 from .training import warmup_cosine
 
 __all__ = [
@@ -67,6 +70,9 @@ __all__ = [
 
 NETS = ("resnet", "densenet")
 PERMUTATIONS = ("random", "reverse")
+#: "float": float networks (trainable); "integer": integer-only networks (:mod:`.idf_integer`), whose
+#: coded files decode on every machine
+ARITHMETICS = ("float", "integer")
 
 #: Initial scale of every logistic, as a fraction of the data range (``log_scale = log(levels) - 2``:
 #: a logistic of scale ``levels / 7.4`` has a standard deviation of about ``levels / 4``).
@@ -155,9 +161,25 @@ def make_net(kind: str, c_in: int, c_out: int, hidden: int, blocks: int) -> nn.S
 
 
 class _Chunked(nn.Module):
-    """Mix-in state: ``chunk`` is None (nets see the whole batch) or the fixed coding batch size."""
+    """Mix-in state of the networks' owners: ``chunk`` is None (nets see the whole batch) or the fixed
+    coding batch size; ``ranges`` is None, or the activation ranges of quantization-aware training
+    (then ``observing`` says whether they are being recorded rather than used)."""
 
     chunk: int | None = None
+    ranges: ActivationRanges | None = None
+    observing: bool = False
+
+    def run_float_net(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``net(x)`` of a float net: chunked (see :func:`run_net`), or as its integer form computes it."""
+        if self.ranges is not None:
+            return resnet_forward(net, x, self.ranges, observe=self.observing)
+        return run_net(net, x, self.chunk)
+
+
+def _make_net(kind: str, c_in: int, c_out: int, hidden: int, blocks: int, arithmetic: str, out_limit: int):
+    if arithmetic == "integer":
+        return IntegerResNet(c_in, c_out, hidden, blocks, out_limit=out_limit)
+    return make_net(kind, c_in, c_out, hidden, blocks)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -173,17 +195,31 @@ class IntegerCoupling(FlowLayer, _Chunked):
     ``x_a``); ``logdet`` is 0. Gradients pass the rounding straight through.
     """
 
-    def __init__(self, channels: int, hidden: int, blocks: int, net: str, data_levels: int) -> None:
+    def __init__(
+        self, channels: int, hidden: int, blocks: int, net: str, data_levels: int, arithmetic: str = "float"
+    ) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError(f"IntegerCoupling: needs at least 2 channels to split, got {channels}")
         self.channels = channels
         self.split = channels - max(1, channels // 4)
         self.data_levels = data_levels
-        self.net = make_net(net, self.split, channels - self.split, hidden, blocks)
+        self.integer = arithmetic == "integer"
+        # integer translations saturate at the int16 range (any deterministic map keeps the coupling a bijection)
+        self.net = _make_net(net, self.split, channels - self.split, hidden, blocks, arithmetic, 2**15 - 1)
 
     def translation(self, x_a: torch.Tensor) -> torch.Tensor:
-        return run_net(self.net, x_a * (1.0 / self.data_levels), self.chunk) * self.data_levels
+        if self.integer:
+            return self.net(int16_input(x_a)).to(x_a.dtype)
+        return self.run_float_net(self.net, x_a * (1.0 / self.data_levels)) * self.data_levels
+
+    @torch.no_grad()
+    def load_integer(self, source: IntegerCoupling) -> None:
+        """Quantize ``source``'s float net (calibrated) into this integer coupling's net."""
+        scale, offset = idf_integer.translation_units(self.channels - self.split, self.data_levels)
+        self.net.load_float(
+            source.net, source.ranges, input_scale=1.0 / self.data_levels, output_scale=scale, output_offset=offset
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_a, x_b = x[:, : self.split], x[:, self.split :]
@@ -243,7 +279,16 @@ class SplitPrior(_Chunked):
     ``log_scale = raw + log(data_levels) - 2``; the net's last conv has zero weights and a bias that
     spreads the components' locations."""
 
-    def __init__(self, channels: int, hidden: int, blocks: int, net: str, n_mixtures: int, data_levels: int) -> None:
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        blocks: int,
+        net: str,
+        n_mixtures: int,
+        data_levels: int,
+        arithmetic: str = "float",
+    ) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError(f"SplitPrior: needs at least 2 channels to split, got {channels}")
@@ -251,16 +296,32 @@ class SplitPrior(_Chunked):
         self.factor = channels - self.keep
         self.n_mixtures = n_mixtures
         self.data_levels = data_levels
-        self.net = make_net(net, self.keep, 3 * self.factor * n_mixtures, hidden, blocks)
-        with torch.no_grad():
-            self.net[-1].bias.copy_(_mixture_bias(self.factor, n_mixtures).flatten())
+        self.integer = arithmetic == "integer"
+        c_out = 3 * self.factor * n_mixtures
+        self.net = _make_net(net, self.keep, c_out, hidden, blocks, arithmetic, idf_integer.FIXED_POINT_LIMIT)
+        if not self.integer:
+            with torch.no_grad():
+                self.net[-1].bias.copy_(_mixture_bias(self.factor, n_mixtures).flatten())
 
     def params(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = run_net(self.net, kept * (1.0 / self.data_levels), self.chunk)
+        if self.integer:  # fixed-point (mu, log_scale, logit_pi), exactly as floats
+            out = self.net(int16_input(kept)).to(kept.dtype) * 2.0**-FRACTION_BITS
+        else:
+            out = self.run_float_net(self.net, kept * (1.0 / self.data_levels))
         n, _, height, width = out.shape
         # [N, 3 * F * K, h, w] -> [3, N, F, h, w, K]
         raw = out.reshape(n, 3, self.factor, self.n_mixtures, height, width).permute(1, 0, 2, 4, 5, 3)
-        return tuple(p.contiguous() for p in _to_params(raw, self.data_levels))
+        params = raw if self.integer else _to_params(raw, self.data_levels)
+        return tuple(p.contiguous() for p in params)
+
+    @torch.no_grad()
+    def load_integer(self, source: SplitPrior) -> None:
+        """Quantize ``source``'s float net (calibrated) into this integer prior's net."""
+        offset = math.log(self.data_levels) + _LOG_SCALE_OFFSET
+        scale, shift = idf_integer.prior_output_units(self.factor, self.n_mixtures, self.data_levels, offset)
+        self.net.load_float(
+            source.net, source.ranges, input_scale=1.0 / self.data_levels, output_scale=scale, output_offset=shift
+        )
 
 
 class TopPrior(nn.Module):
@@ -358,6 +419,7 @@ class IDF(nn.Module):
         permutation: str = "random",
         data_levels: int = 256,
         coding_batch: int = 16,
+        arithmetic: str = "float",
     ) -> None:
         super().__init__()
         if levels < 1 or depth < 1 or hidden < 1 or blocks < 0 or not 1 <= n_mixtures <= 16 or coding_batch < 1:
@@ -374,6 +436,12 @@ class IDF(nn.Module):
             raise ValueError(f"IDF: data_levels must be at least 2, got {data_levels}")
         if net not in NETS:
             raise ValueError(f"IDF: net must be one of {NETS}, got {net!r}")
+        if arithmetic not in ARITHMETICS:
+            raise ValueError(f"IDF: arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+        if arithmetic == "integer" and net != "resnet":
+            raise ValueError(
+                f"IDF: integer arithmetic needs net='resnet' (the only net with an integer form), got {net!r}"
+            )
         self.config = {
             "in_channels": in_channels,
             "height": height,
@@ -388,6 +456,9 @@ class IDF(nn.Module):
             "data_levels": data_levels,
             "coding_batch": coding_batch,
         }
+        if arithmetic != "float":  # float models keep the config (and fingerprint) they always had
+            self.config["arithmetic"] = arithmetic
+        self.integer = arithmetic == "integer"
         self.shift = data_levels // 2
         self.n_mixtures = n_mixtures
         self.coding_batch = coding_batch
@@ -399,13 +470,16 @@ class IDF(nn.Module):
             steps = []
             for _ in range(depth):
                 steps.append(ChannelPermutation(channels, permutation))
-                steps.append(IntegerCoupling(channels, hidden, blocks, net, data_levels))
+                steps.append(IntegerCoupling(channels, hidden, blocks, net, data_levels, arithmetic))
             self.blocks.append(FlowSequential(Squeeze(), *steps))
             if level < levels - 1:
-                split = SplitPrior(channels, hidden, blocks, net, n_mixtures, data_levels)
+                split = SplitPrior(channels, hidden, blocks, net, n_mixtures, data_levels, arithmetic)
                 self.splits.append(split)
                 channels = split.keep
-        self.top = TopPrior((channels, h, w), n_mixtures, data_levels)
+        if self.integer:
+            self.top = IntegerTopPrior((channels, h, w), n_mixtures)
+        else:
+            self.top = TopPrior((channels, h, w), n_mixtures, data_levels)
 
     # -- shapes and modes ---------------------------------------------------------------------------
 
@@ -450,8 +524,28 @@ class IDF(nn.Module):
             self._set_chunk(None if self.training else self.coding_batch)
 
     @property
+    def _anchor(self) -> torch.Tensor:
+        """The tensor whose dtype and device are the model's: the top prior's (float) parameters."""
+        return self.top.unit if self.integer else self.top.raw
+
+    @property
     def dtype(self) -> torch.dtype:
-        return self.top.raw.dtype
+        return self._anchor.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def portable(self) -> bool:
+        """Integer networks compute every number a decoder recomputes exactly, on any machine (the codec's
+        interface): files coded with an integer IDF decode everywhere."""
+        return self.integer
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Integer networks give every patch the same bits whatever the batch (see the codec's interface)."""
+        return self.integer
 
     def _prepare(self, x: torch.Tensor, name: str, *, patch: bool) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.patch_shape[0]:
@@ -465,7 +559,7 @@ class IDF(nn.Module):
             raise ValueError(f"IDF.{name}: x must hold integers, got {x.dtype}")
         else:
             x = x.to(self.dtype)
-        return x.to(self.top.raw.device)
+        return x.to(self.device)
 
     # -- the bijection ------------------------------------------------------------------------------
 
@@ -514,6 +608,56 @@ class IDF(nn.Module):
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """``-log2 P(x) / (C H W)`` per image, shape ``[N]``: the ideal code length of a lossless coder."""
         return -self.log_prob(x) / (math.prod(self.patch_shape) * math.log(2))
+
+    # -- integer arithmetic (see flowkernels.models.idf_integer) --------------------------------------
+
+    def _net_owners(self) -> list[_Chunked]:
+        return [module for module in self.modules() if isinstance(module, (IntegerCoupling, SplitPrior))]
+
+    @property
+    def quantization_aware(self) -> bool:
+        """Whether the float networks run as their integer forms will (after :meth:`calibrate`)."""
+        return any(owner.ranges is not None for owner in self._net_owners())
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, *, batch_size: int = 64) -> IDF:
+        """Record every network activation's range on the integer images ``x`` (training data), then run
+        the networks with fake quantization from now on (quantization-aware training). Float models only."""
+        if self.integer:
+            raise ValueError("IDF.calibrate: this model is already integer")
+        if self.config["net"] != "resnet":
+            raise ValueError(f"IDF.calibrate: only net='resnet' has an integer form, got {self.config['net']!r}")
+        owners = self._net_owners()
+        for owner in owners:
+            owner.ranges, owner.observing = ActivationRanges(), True
+        try:
+            for start in range(0, x.shape[0], batch_size):
+                self.log_prob(x[start : start + batch_size])
+        finally:
+            for owner in owners:
+                owner.observing = False
+        return self
+
+    @torch.no_grad()
+    def to_integer(self) -> IDF:
+        """The integer form of this calibrated float model: a new ``IDF(arithmetic="integer")`` in eval mode
+        on this model's device, whose every network is integer-only (see :mod:`.idf_integer`)."""
+        if not self.quantization_aware:
+            raise ValueError("IDF.to_integer: call calibrate(training images) first (and fine-tune, ideally)")
+        integer = IDF(**{**self.config, "arithmetic": "integer"}).to(self.device)
+        kinds = (ChannelPermutation, IntegerCoupling, SplitPrior)  # the same sequence in both models
+        pairs = zip(
+            [m for m in self.modules() if isinstance(m, kinds)],
+            [m for m in integer.modules() if isinstance(m, kinds)],
+            strict=True,
+        )
+        for mine, theirs in pairs:
+            if isinstance(mine, ChannelPermutation):
+                theirs.load_state_dict(mine.state_dict())
+            else:
+                theirs.load_integer(mine)
+        integer.top.load_params(_to_params(self.top.raw, self.config["data_levels"]))
+        return integer.to(self.dtype).eval()
 
     # -- coding -------------------------------------------------------------------------------------
 
@@ -571,6 +715,9 @@ class IDFHistory:
     test_bpd: list[tuple[int, float]] = field(default_factory=list)
     train_time_s: float = 0.0
     world_size: int = 1
+    #: with quantization-aware training: test bits/dim of the float model before it, and of the integer model
+    float_test_bpd: float | None = None
+    integer_test_bpd: float | None = None
 
     @property
     def final_test_bpd(self) -> float:
@@ -603,7 +750,7 @@ def evaluate_bpd(model: IDF, x: torch.Tensor, *, batch_size: int = 256, rank: in
                 total += model.bits_per_dim(shard[start : start + batch_size]).double().sum().item()
     finally:
         model.train(was_training)
-    total, count = _all_reduce_sum([total, float(shard.shape[0])], model.top.raw.device, world_size > 1)
+    total, count = _all_reduce_sum([total, float(shard.shape[0])], model.device, world_size > 1)
     return total / count
 
 
@@ -655,7 +802,7 @@ def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> I
         model = IDF(**config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"load_idf: {path}: its config does not describe an IDF ({error})") from error
-    dtype = state.get("top.raw", torch.empty(0)).dtype
+    dtype = state.get("top.raw", state.get("top.unit", torch.empty(0))).dtype
     model.to(dtype)
     try:
         model.load_state_dict(state)
@@ -687,6 +834,9 @@ def train_idf(
     warmup_steps: int = 100,
     max_grad_norm: float = 100.0,
     max_train: int | None = None,
+    init: str | Path | None = None,
+    qat_epochs: int = 0,
+    qat_lr: float | None = None,
 ) -> tuple[IDF, IDFHistory]:
     """Fit an :class:`IDF` to ``dataset`` ("digits", "photos-gray" or "photos-rgb") by maximum likelihood.
 
@@ -708,11 +858,21 @@ def train_idf(
     Deterministic for a given ``seed`` (and number of processes) on a given machine: the model is built
     under ``torch.manual_seed(seed)`` in a forked RNG state, and batch order comes from a seeded generator
     that all ranks share. Returns the trained model (in eval mode) and an :class:`IDFHistory`.
+
+    Integer models (files that decode on any machine, :mod:`.idf_integer`): ``init`` starts from a float
+    checkpoint instead of a fresh model (its architecture wins over the architecture arguments);
+    ``qat_epochs > 0`` then, after the ``epochs`` of float training, calibrates the activation ranges on
+    up to 512 training images, fine-tunes for ``qat_epochs`` with fake quantization (learning rate
+    ``qat_lr``, default ``lr / 10``) and returns the integer model. ``history.float_test_bpd`` and
+    ``history.integer_test_bpd`` record the cost; the checkpoint holds the integer model.
     """
     if dataset not in IDF_DATASETS:
         raise ValueError(f"train_idf: dataset must be one of {sorted(IDF_DATASETS)}, got {dataset!r}")
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"train_idf: need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    if epochs < 0 or batch_size < 1 or qat_epochs < 0:
+        raise ValueError(
+            "train_idf: need epochs >= 0, qat_epochs >= 0 and batch_size >= 1, "
+            f"got {epochs}, {qat_epochs}, {batch_size}"
+        )
     distributed = _distributed_from_env() if distributed is None else distributed
     device = torch.device(device)
     rank, world_size, created_group = 0, 1, False
@@ -755,6 +915,9 @@ def train_idf(
             warmup_steps=warmup_steps,
             max_grad_norm=max_grad_norm,
             max_train=max_train,
+            init=init,
+            qat_epochs=qat_epochs,
+            qat_lr=lr / 10 if qat_lr is None else qat_lr,
         )
     finally:
         if created_group:
@@ -781,6 +944,9 @@ def _train(
     warmup_steps: int,
     max_grad_norm: float,
     max_train: int | None,
+    init: str | Path | None,
+    qat_epochs: int,
+    qat_lr: float,
 ) -> tuple[IDF, IDFHistory]:
     loader_kwargs, data_levels, defaults = IDF_DATASETS[dataset]
     if dataset != "digits":
@@ -792,47 +958,48 @@ def _train(
         train = train[torch.randperm(train.shape[0], generator=generator)[:max_train].sort().values]
     arch = {key: defaults[key] if value is None else value for key, value in arch.items()}
     _, channels, height, width = train.shape
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = IDF(channels, height, width, data_levels=data_levels, **arch).to(device)
+    if init is not None:
+        model = load_idf(init).to(device).train()
+        if model.integer or model.patch_shape != (channels, height, width):
+            raise ValueError(
+                f"train_idf: init {init} must be a float IDF of patch shape {(channels, height, width)}, got "
+                f"{model.config.get('arithmetic', 'float')} {model.patch_shape}"
+            )
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = IDF(channels, height, width, data_levels=data_levels, **arch).to(device)
     train, test = train.to(device=device, dtype=model.dtype), test.to(device=device, dtype=model.dtype)
     distributed = world_size > 1
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        loss_module = DistributedDataParallel(_Loss(model), device_ids=[device] if device.type == "cuda" else None)
-    else:
-        loss_module = _Loss(model)
 
     history = IDFHistory(
         {
             "dataset": dataset,
             "epochs": epochs,
+            "qat_epochs": qat_epochs,
             "batch_size": batch_size,
             "lr": lr,
             "seed": seed,
             "world_size": world_size,
             "train_images": train.shape[0],
+            **({"init": str(init)} if init is not None else {}),
             **model.config,
         },
         world_size=world_size,
     )
     history.test_bpd.append((0, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
-    eval_every = eval_every or max(1, epochs // 5)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     n = train.shape[0]
     batches_per_epoch = n // batch_size + (1 if n % batch_size >= world_size else 0)
-    total_steps = max(1, epochs * batches_per_epoch)
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
     tqdm = require("tqdm", "tqdm", "train_idf's progress bar").tqdm
-    name = f"idf[{dataset}]"
-    bar = tqdm(total=epochs * batches_per_epoch, desc=name, disable=not progress, leave=False)
+    bar = tqdm(
+        total=(epochs + qat_epochs) * batches_per_epoch, desc=f"idf[{dataset}]", disable=not progress, leave=False
+    )
+    saved: list[IDF] = [model]  # what the checkpoint holds: the model being trained, or its integer form
 
     def save(epoch: int) -> None:
         if checkpoint is not None and rank == 0:
             save_idf(
-                model,
+                saved[0],
                 checkpoint,
                 train={
                     "dataset": dataset,
@@ -840,43 +1007,78 @@ def _train(
                     "test_bpd": history.final_test_bpd,
                     "seed": seed,
                     "world_size": world_size,
+                    **({"float_test_bpd": history.float_test_bpd} if history.float_test_bpd is not None else {}),
                 },
             )
 
-    start = time.perf_counter()
-    model.train()
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator)
-        epoch_total, epoch_count = 0.0, 0
-        for step in range(batches_per_epoch):
-            global_batch = order[step * batch_size : (step + 1) * batch_size]
-            batch = train[global_batch[rank::world_size].to(device)]
-            loss = loss_module(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            epoch_total += loss.item() * batch.shape[0]
-            epoch_count += batch.shape[0]
-            bar.update()
-            bar.set_postfix(bpd=f"{loss.item():.3f}")
-        epoch_total, epoch_count = _all_reduce_sum([epoch_total, float(epoch_count)], device, distributed)
-        history.train_bpd.append(epoch_total / epoch_count)
-        if epoch % eval_every == 0 or epoch == epochs:
-            paused = time.perf_counter()  # evaluation time is not training time
-            history.test_bpd.append((epoch, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
-            model.train()
-            if progress:
-                bar.write(
-                    f"{name} epoch {epoch}: train {history.train_bpd[-1]:.3f}, "
-                    f"test {history.final_test_bpd:.3f} bits/dim"
-                )
-            save(epoch)
-            start += time.perf_counter() - paused
-    history.train_time_s = time.perf_counter() - start
+    def run_phase(phase_epochs: int, phase_lr: float, first_epoch: int, name: str) -> float:
+        """Train for ``phase_epochs``; returns the optimisation time (evaluations excluded)."""
+        if phase_epochs == 0:
+            return 0.0
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device] if device.type == "cuda" else None
+            loss_module = DistributedDataParallel(_Loss(model), device_ids=ids)
+        else:
+            loss_module = _Loss(model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=phase_lr)
+        total_steps = max(1, phase_epochs * batches_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
+        every = eval_every or max(1, phase_epochs // 5)
+        start = time.perf_counter()
+        model.train()
+        for epoch in range(first_epoch + 1, first_epoch + phase_epochs + 1):
+            order = torch.randperm(n, generator=generator)
+            epoch_total, epoch_count = 0.0, 0
+            for step in range(batches_per_epoch):
+                global_batch = order[step * batch_size : (step + 1) * batch_size]
+                batch = train[global_batch[rank::world_size].to(device)]
+                loss = loss_module(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                epoch_total += loss.item() * batch.shape[0]
+                epoch_count += batch.shape[0]
+                bar.update()
+                bar.set_postfix(bpd=f"{loss.item():.3f}")
+            epoch_total, epoch_count = _all_reduce_sum([epoch_total, float(epoch_count)], device, distributed)
+            history.train_bpd.append(epoch_total / epoch_count)
+            if (epoch - first_epoch) % every == 0 or epoch == first_epoch + phase_epochs:
+                paused = time.perf_counter()  # evaluation time is not training time
+                history.test_bpd.append((epoch, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
+                model.train()
+                if progress:
+                    bar.write(
+                        f"{name} epoch {epoch}: train {history.train_bpd[-1]:.3f}, "
+                        f"test {history.final_test_bpd:.3f} bits/dim"
+                    )
+                if not model.quantization_aware:
+                    save(epoch)
+                start += time.perf_counter() - paused
+        return time.perf_counter() - start
+
+    history.train_time_s = run_phase(epochs, lr, 0, f"idf[{dataset}]")
+    if qat_epochs > 0:
+        history.float_test_bpd = history.final_test_bpd
+        calibration = train[torch.randperm(n, generator=generator)[: min(n, 512)].to(device)]
+        model.eval()
+        model.calibrate(calibration)
+        history.train_time_s += run_phase(qat_epochs, qat_lr, epochs, f"idf[{dataset}] quantization-aware")
+        model.eval()
+        saved[0] = model.to_integer()
+        history.integer_test_bpd = evaluate_bpd(saved[0], test, rank=rank, world_size=world_size)
+        history.test_bpd.append((epochs + qat_epochs, history.integer_test_bpd))
+        if progress:
+            change = 100 * (history.integer_test_bpd / history.float_test_bpd - 1)
+            bar.write(
+                f"idf[{dataset}] integer model: test {history.integer_test_bpd:.4f} bits/dim "
+                f"(float {history.float_test_bpd:.4f}, {change:+.2f}%)"
+            )
+        save(epochs + qat_epochs)
     bar.close()
-    if epochs == 0:
+    if epochs == 0 and qat_epochs == 0:
         save(0)
-    model.eval()
-    return model, history
+    return saved[0].eval(), history

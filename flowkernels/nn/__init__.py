@@ -19,8 +19,10 @@ from .hex import (
     P6MConvZ2,
 )
 from .invconv import EmergingConv2d, Invertible1x1Conv, PeriodicConv2d
+from .quant import IntConv2d
 
 __all__ = [
+    "IntConv2d",
     "FlowLayer",
     "FlowSequential",
     "ActNorm",
