@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     info = machine.describe()
     header = (
-        f"Float vs integer IDF models, {torch.get_num_threads()} threads, {machine.summary(info)}, "
+        f"Float vs integer IDF models, {machine.summary(info)}, "
         f"{time.perf_counter() - start:.0f} s in all"
     )
     table = format_table(rows)

@@ -96,7 +96,7 @@ def kernel_paths() -> dict[str, str]:
     """The path each kernel family takes now, for benchmark records and bug reports."""
     path = isa()
     hex_path = f"{path} direct kernel (float32, in*out <= 8192; oneDNN otherwise)" if path != "baseline" else "oneDNN"
-    return {"coupling": path, "rans": path, "arconv": path, "hex": hex_path}
+    return {"coupling": path, "rans": path, "arconv": path, "hex": hex_path, "intconv": path}
 
 
 def _apply_environment() -> None:

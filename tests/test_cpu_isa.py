@@ -67,8 +67,8 @@ def test_an_unknown_path_is_refused():
 
 def test_kernel_paths_name_every_family():
     paths = cpu.kernel_paths()
-    assert set(paths) == {"coupling", "rans", "arconv", "hex"}
-    assert paths["coupling"] == paths["rans"] == paths["arconv"] == cpu.isa()
+    assert set(paths) == {"coupling", "rans", "arconv", "hex", "intconv"}
+    assert paths["coupling"] == paths["rans"] == paths["arconv"] == paths["intconv"] == cpu.isa()
 
 
 def test_a_bad_environment_value_stops_the_import_with_one_line():

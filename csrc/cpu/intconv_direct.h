@@ -55,28 +55,29 @@ void int_conv_items(const IntConvPlan& p, int64_t begin, int64_t end) {
         }
       }
     }
-#pragma GCC unroll 16
-    for (int j = 0; j < CB; ++j)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) Simd::store(&sums[j][v * kLanes], acc[j][v]);
-    // Position q of the padded plane is output (q / Wp, q % Wp) when that column exists.
+    // Rescale in registers (one channel per vector: one multiplier and shift), then copy the
+    // positions that are outputs: position q of the padded plane is output (q / Wp, q % Wp) when
+    // that column exists, so the outputs of a row are one contiguous run.
     const int64_t q_end = std::min<int64_t>(q0 + kSegment, p.Ho * p.Wp);
+#pragma GCC unroll 16
     for (int j = 0; j < CB; ++j) {
       const int64_t o = block * CB + j;
       if (o >= p.O) break;
-      const int32_t m = p.multiplier[o], s = p.shift[o];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        Simd::store(&sums[j][v * kLanes],
+                    Simd::requantize(acc[j][v], p.multiplier[o], p.shift[o], p.out_min, p.out_max));
       const int64_t out_base = (n * p.O + o) * p.Ho * p.Wo;
       int64_t y = q0 / p.Wp, x = q0 - y * p.Wp;
-      for (int64_t q = q0; q < q_end; ++q) {
-        if (x < p.Wo) {
-          const int64_t value = int_conv_requantize(sums[j][q - q0], m, s, p.out_min, p.out_max);
-          const int64_t at = out_base + y * p.Wo + x;
-          if (p.out16 != nullptr)
-            p.out16[at] = static_cast<int16_t>(value);
-          else
-            p.out32[at] = static_cast<int32_t>(value);
+      for (int64_t q = q0; q < q_end; q += p.Wp - x, x = 0, ++y) {
+        const int64_t run = std::min<int64_t>(std::max<int64_t>(p.Wo - x, 0), q_end - q);
+        const int32_t* from = &sums[j][q - q0];
+        const int64_t at = out_base + y * p.Wo + x;
+        if (p.out16 != nullptr) {
+          for (int64_t i = 0; i < run; ++i) p.out16[at + i] = static_cast<int16_t>(from[i]);
+        } else {
+          for (int64_t i = 0; i < run; ++i) p.out32[at + i] = from[i];
         }
-        if (++x == p.Wp) x = 0, ++y;
       }
     }
   }
