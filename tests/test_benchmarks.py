@@ -92,7 +92,8 @@ def test_quick_hex_suite_compares_planar_conv_with_its_peers():
 
 def test_quick_intconv_suite_compares_the_integer_conv_with_float_conv2d():
     results = benchmarks.run(["intconv"], quick=True, min_run_time=0.01, progress=False)
-    assert {r.case.op for r in results} == {"int_conv2d"} and len(results) == 3
+    assert {r.case.op for r in results} == {"int_conv2d"} and len(results) == 6
+    assert {r.case.threads for r in results} == {1, None}
     for r in results:
         assert "float conv2d" in r.peer_s and r.target_met() is not None and r.speedup > 0
 
