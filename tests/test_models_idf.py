@@ -281,7 +281,7 @@ def test_save_and_load_round_trip_and_bad_files(tmp_path):
     assert torch.equal(loaded.log_prob(x), model.eval().log_prob(x))
 
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+    with pytest.raises(ValueError, match="not a checkpoint that torch.load"):
         load_idf(tmp_path / "garbage.pt")
     cases = {
         "list.pt": ([1, 2], "not an IDF checkpoint"),

@@ -203,3 +203,19 @@ def _digits_test() -> torch.Tensor:
     from flowkernels.data import load_dataset
 
     return load_dataset("digits", "test").float()
+
+
+def test_cli_train_idf_refuses_a_bad_init_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "not_a_checkpoint.pt"
+    bad.write_bytes(b"FKIC" + bytes(100))
+    for init in (tmp_path / "missing.pt", bad):
+        done = subprocess.run(
+            [sys.executable, "-m", "flowkernels.cli", "train-idf", "--init", str(init), "--epochs", "0"],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and str(init) in done.stderr

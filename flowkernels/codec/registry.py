@@ -67,7 +67,10 @@ def load_checkpoint(path: str | os.PathLike) -> CodecModel:
     except OSError:
         raise
     except Exception as error:  # unpickling errors of every kind: not a plain-tensor checkpoint
-        raise ValueError(f"{path} is not a loadable flowkernels checkpoint: {error}") from None
+        raise ValueError(
+            f"{path} is not a flowkernels checkpoint: torch.load(weights_only=True) cannot read it "
+            f"({type(error).__name__})"
+        ) from None
     if (
         not isinstance(checkpoint, dict)
         or not isinstance(checkpoint.get("config"), dict)

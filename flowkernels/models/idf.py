@@ -25,6 +25,10 @@ likelihood of an image is the likelihood of its latents, and those latents can b
 The map is exact in floating point as long as every intermediate value is an integer below 2^24 in
 magnitude (float32; 2^53 in float64): ``model.inverse(model(x))`` returns ``x`` bit for bit.
 
+Integer models: ``IDF(..., arithmetic="integer")`` has integer-only networks (translations and prior
+parameters computed exactly, on any machine: :mod:`flowkernels.models.idf_integer`); a float model
+becomes one by :meth:`IDF.calibrate`, quantization-aware training and :meth:`IDF.to_integer`.
+
 Also here: :func:`train_idf` (single process or DistributedDataParallel under ``torchrun``),
 :func:`load_idf` and :func:`evaluate_bpd`.
 """
@@ -376,6 +380,8 @@ class IDF(nn.Module):
             ``data_levels``.
         coding_batch: in eval mode and in the coding methods every network runs on chunks of exactly this
             many samples (:func:`run_net`), so results do not depend on the batch.
+        arithmetic: ``"float"`` (trainable) or ``"integer"`` (integer-only ``resnet`` networks, made by
+            :meth:`to_integer`; recorded in :attr:`config` only when integer).
 
     Data go in as integer-valued floats of the model's dtype (or any integer dtype, converted). Map:
     ``latents = model(x)`` (a list in decode order, see below), ``x = model.inverse(latents)``, exact.
@@ -398,8 +404,10 @@ class IDF(nn.Module):
     * The parameters given to ``pop`` are bit-identical (``torch.equal``) to those ``encode_latents``
       returned for the same images, whatever the batch sizes and the order of images on either side:
       both run under ``torch.no_grad``, through the same functions, with every network on chunks of
-      ``coding_batch`` samples. This holds on one machine and torch build with the same dtype and
-      device (float results of convolutions may differ between CPUs, thread libraries or a GPU).
+      ``coding_batch`` samples. For a float model this holds on one machine and torch build with the
+      same dtype and device (float results of convolutions may differ between CPUs, thread libraries
+      or a GPU); an integer model (``arithmetic="integer"``, :mod:`.idf_integer`) computes them in
+      integers and holds it everywhere (``portable``, ``batch_invariant``).
     * :attr:`patch_shape` ``(C, H, W)``; :attr:`config`, a dict of plain numbers and strings with
       ``IDF(**config)`` rebuilding the architecture (then ``load_state_dict`` the weights).
     """
@@ -790,7 +798,11 @@ def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> I
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise ValueError(f"load_idf: {path} is not a readable torch checkpoint ({error})") from error
+        # torch's own message runs over many lines: one line here, the details in the chain
+        raise ValueError(
+            f"load_idf: {path} is not a checkpoint that torch.load(weights_only=True) can read "
+            f"({type(error).__name__})"
+        ) from error
     if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
         raise ValueError(f"load_idf: {path} is not an IDF checkpoint (expected a dict with 'config' and 'state_dict')")
     config, state = checkpoint["config"], checkpoint["state_dict"]
