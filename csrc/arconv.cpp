@@ -3,6 +3,7 @@
 // torch convolution registered as CompositeImplicitAutograd (so it uses
 // oneDNN / cuDNN, and autograd and tracing come from the ops it is built of).
 #include "arconv.h"
+#include "conv_fp32.h"
 
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -114,7 +115,7 @@ at::Tensor ar_conv2d(const at::Tensor& x, const at::Tensor& weight,
                      const std::optional<at::Tensor>& bias, bool reverse) {
   const int64_t k = check_ar_conv_args("ar_conv2d", "x", x, weight, bias);
   const at::Tensor mask = ar_conv2d_mask(weight.size(0), k, reverse, weight.options());
-  return at::conv2d(x, weight * mask, bias, /*stride=*/1, /*padding=*/k / 2);
+  return conv2d_fp32(x, weight * mask, bias, /*padding=*/k / 2);  // no TF32: the inverse must undo it
 }
 
 }  // namespace

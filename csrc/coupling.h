@@ -157,10 +157,14 @@ FK_HOST_DEVICE T logistic_bin_logp(T x, T mu, T log_scale, T bin_width, BinEdges
     // r / expm1(r) is 0 once expm1 overflows, as it should be.
     const T expm1_r = Math::expm1(r);  // computed unconditionally: selects vectorise, branches do not
     const T r_term = interior ? (r > T(0) ? r / expm1_r : T(1)) : T(0);
-    *dmu = -inv_s * (d_da + d_db);
-    *dlog_scale = -(a * d_da + b * d_db) - r_term;
+    // A NaN x makes both edge tests false, which would zero every term: NaN must stay NaN.
+    *dmu = x != x ? x : -inv_s * (d_da + d_db);
+    *dlog_scale = x != x ? x : -(a * d_da + b * d_db) - r_term;
   }
-  return logp;
+  // A NaN x fails both edge tests (use_a, use_b), which would drop every term and give
+  // log-probability 0; the mixture and the reference give NaN. (A NaN mu or log_scale
+  // reaches logp through a and b already.) A select, not a branch: it vectorises.
+  return x != x ? x : logp;
 }
 
 }  // namespace flowkernels

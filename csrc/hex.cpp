@@ -1,6 +1,7 @@
 // Device-independent parts of the hex family: argument checks, the mask, and
 // the square-convolution formulation that both devices fall back on.
 #include "hex.h"
+#include "conv_fp32.h"
 
 #include <ATen/ATen.h>
 
@@ -49,8 +50,8 @@ at::Tensor hex_conv2d_dense(const at::Tensor& x, const at::Tensor& weight,
   }
   // Contiguous input: the vendor library picks its algorithm, and so the last bits
   // of the result, by the memory layout; the op's result must not depend on it.
-  return at::conv2d(x.contiguous(), weight * hex_conv_mask(k, weight.options()), bias, /*stride=*/1,
-                    /*padding=*/k / 2);
+  // no TF32 on CUDA: CPU and CUDA agree to float32 rounding
+  return conv2d_fp32(x.contiguous(), weight * hex_conv_mask(k, weight.options()), bias, /*padding=*/k / 2);
 }
 
 void check_hex_weight_backward_args(const at::Tensor& grad, const at::Tensor& x, int64_t kernel_size,

@@ -297,3 +297,19 @@ def test_mixed_devices_raise(generator):
     x, w, b = make_problem((1, 3, 4, 4), 3, generator, torch.float32)
     with pytest.raises(RuntimeError, match="'weight' must be on"):
         ops.ar_conv2d_inverse(x.cuda(), w, b.cuda())
+
+
+@requires_cuda
+def test_cuda_forward_is_float32_whatever_the_tf32_setting(generator):
+    # cuDNN's TF32 (torch's default for convolutions) would leave ~1e-3 relative error: the forward
+    # must stay float32 so that the inverse undoes it to float32 rounding
+    x, w, b = make_problem((4, 16, 24, 24), 3, generator, torch.float32)
+    previous = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        y = ops.ar_conv2d(x.cuda(), w.cuda(), b.cuda())
+        back = ops.ar_conv2d_inverse(y, w.cuda(), b.cuda())
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+    torch.testing.assert_close(y.cpu(), ops.ar_conv2d(x, w, b), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(back.cpu(), x, rtol=ROUND_TRIP[torch.float32], atol=ROUND_TRIP[torch.float32])

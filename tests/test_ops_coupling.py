@@ -264,6 +264,37 @@ def test_logistic_far_tails_are_finite(device, dtype):
         assert all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("lower,upper", [(None, None), (0.0, 255.0)])
+@pytest.mark.parametrize("K", [1, 3])
+def test_logistic_nan_propagates_like_the_reference(device, dtype, lower, upper, K):
+    # a NaN x, mu, log_scale or logit_pi in one element gives NaN there (never probability 1), and
+    # its gradients are NaN; every other element is untouched
+    bounds = {"lower": lower, "upper": upper}
+    for where in ("x", "mu", "log_scale", "logit_pi"):
+        x = torch.tensor([3.0, 0.0, 255.0, 7.0], dtype=dtype, device=device)
+        mu = torch.full((4, K), 2.0, dtype=dtype, device=device)
+        log_scale = torch.zeros(4, K, dtype=dtype, device=device)
+        logit_pi = torch.zeros(4, K, dtype=dtype, device=device)
+        values = {"x": x, "mu": mu, "log_scale": log_scale, "logit_pi": logit_pi}
+        if where == "x":
+            x[0] = float("nan")
+        else:
+            values[where][0, K - 1] = float("nan")
+        params = [t.requires_grad_() for t in (mu, log_scale, logit_pi)]
+        got = ops.discretized_logistic_logp(x, *params, **bounds)
+        want = ref.discretized_logistic_logp(x, mu.detach(), log_scale.detach(), logit_pi.detach(), **bounds)
+        assert bool(torch.isnan(got[0])) and bool(torch.isnan(want[0])), where
+        torch.testing.assert_close(got[1:], want[1:])
+        grads = torch.autograd.grad(got.sum(), params)
+        assert all(bool(torch.isnan(g[0]).any()) and bool(torch.isfinite(g[1:]).all()) for g in grads), where
+    single = ops.discretized_logistic_logp(
+        torch.tensor([float("nan")], dtype=dtype, device=device),
+        torch.zeros(1, 1, dtype=dtype, device=device),
+        torch.zeros(1, 1, dtype=dtype, device=device),
+    )  # the example: was 0.0 (probability 1) on CPU
+    assert bool(torch.isnan(single).all())
+
+
 @pytest.mark.parametrize("lower,upper", BOUNDS[:2])
 @pytest.mark.parametrize("K,with_pi", [(1, False), (3, True)])
 def test_logistic_gradcheck(device, generator, lower, upper, K, with_pi):

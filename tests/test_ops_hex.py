@@ -301,3 +301,17 @@ def test_cpu_and_cuda_agree(generator, dtype, in_group, out_group):
         grads.append(torch.autograd.grad(y.square().sum(), wd)[0].cpu())
     torch.testing.assert_close(outputs[1], outputs[0], **tolerance(dtype))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-3)
+
+
+@requires_cuda
+def test_cuda_forward_is_float32_whatever_the_tf32_setting(generator):
+    x = torch.randn(4, 32, 20, 20, generator=generator)
+    w = torch.randn(32, 32, 5, 5, generator=generator) / 20
+    previous = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        y = ops.hex_conv2d(x.cuda(), w.cuda())
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+    want = ref.hex_conv2d(x.double(), w.double()).float()
+    torch.testing.assert_close(y.cpu(), want, rtol=1e-5, atol=1e-5)

@@ -92,16 +92,18 @@ template <typename T>
 struct OnlineLogSumExp {
   T max = -INFINITY;
   T sum = 0;
+  // A NaN v fails every comparison: it goes to the second branch and makes sum NaN, so the
+  // result is NaN as on the CPU (whose two-pass log-sum-exp propagates it) and in torch.
   __device__ __forceinline__ void add(T v) {
     if (v > max) {
       sum = sum * CudaMath::exp(max - v) + T(1);
       max = v;
-    } else if (v > -INFINITY) {
+    } else if (!(v <= -INFINITY)) {
       sum += CudaMath::exp(v - max);
     }
   }
   __device__ __forceinline__ T value() const {
-    return max == -INFINITY ? max : max + CudaMath::log(sum);
+    return max == -INFINITY && sum == T(0) ? max : max + CudaMath::log(sum);
   }
 };
 
