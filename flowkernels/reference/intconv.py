@@ -33,7 +33,10 @@ def int_conv2d(
     out_max: int | None = None,
     out_dtype: torch.dtype = torch.int16,
 ) -> torch.Tensor:
-    """See :func:`flowkernels.ops.int_conv2d`."""
+    """See :func:`flowkernels.ops.int_conv2d`. Computed on the CPU (int64 matrix products exist there
+    only) and returned on ``x``'s device."""
+    device = x.device
+    x, weight, bias, multiplier, shift = (t.cpu() for t in (x, weight, bias, multiplier, shift))
     info = torch.iinfo(out_dtype)
     low = info.min if out_min is None else out_min
     high = info.max if out_max is None else out_max
@@ -46,4 +49,4 @@ def int_conv2d(
         for dx in range(kw):
             window = xp[:, :, dy : dy + height, dx : dx + width]
             acc += torch.einsum("oi,nihw->nohw", w[:, :, dy, dx], window)
-    return requantize(acc, multiplier, shift, low, high).to(out_dtype)
+    return requantize(acc, multiplier, shift, low, high).to(out_dtype).to(device)
