@@ -13,7 +13,7 @@
 #   memcheck      45   compute-sanitizer --tool memcheck on tests/gpu/check_cuda.py smoke
 #   synccheck     45   compute-sanitizer --tool synccheck on the same (dry run: the smoke alone, once)
 #   sweep         45   tests/gpu/check_cuda.py sweep: CPU vs CUDA bytes, values, determinism, streams
-#   benchmarks    80   flowkernels bench --device cuda --no-compile (dry run: --quick on the CPU)
+#   benchmarks    80   flowkernels bench --device cuda --no-compile, 0.25 s per contender (dry run: --quick on the CPU)
 # At most 515 s in all. Exit status: the number of failed sections.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,7 +80,8 @@ section sweep 45 "$py" tests/gpu/check_cuda.py sweep
 if [ "$dry_run" = 1 ]; then
   section benchmarks 80 "$py" -m flowkernels.cli bench --quick --no-compile --min-run-time 0.01 --json "$out/bench.json"
 else
-  section benchmarks 80 "$py" -m flowkernels.cli bench --device cuda --no-compile --json "$out/bench_cuda.json"
+  section benchmarks 80 "$py" -m flowkernels.cli bench --device cuda --no-compile --min-run-time 0.25 \
+    --json "$out/bench_cuda.json"
 fi
 
 echo >> "$report"
