@@ -352,7 +352,12 @@ struct LogisticModel {
     const float above_slot = static_cast<float>(window.escape + 1.0) - below_slot;
     const double logit = rough_log(below_slot) - rough_log(above_slot);
     double guess = guess_mu + logit * guess_scale + 0.5;
-    guess = guess < window.lo ? window.lo : (guess > window.hi ? window.hi : guess);
+    // Termination for every input: a NaN guess (which no valid argument produces, but a guess
+    // must never decide termination) fails both tests below, so the first test is negated and
+    // NaN goes to lo. Then lo <= g <= hi, the bracket [below, above] lies in [lo, hi + 1], which
+    // is less than 2^33 wide (the window is within the int32 symbols), so each gallop doubles
+    // its step at most 33 times before leaving it, and the bisection halves it at most 33 times.
+    guess = !(guess >= window.lo) ? window.lo : (guess > window.hi ? window.hi : guess);
     const int64_t g = static_cast<int64_t>(floor(guess));
     // C(g) and C(g + 1) are independent: evaluated side by side, they overlap
     // (and usually are the answer: g + 1 <= hi + 1, so both are in range).

@@ -8,6 +8,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/aminmax.h>
 #include <ATen/ops/max.h>
 
 #include <atomic>
@@ -20,6 +21,7 @@ namespace flowkernels {
 namespace rans {
 
 constexpr int kMaxComponents = 16;  // mixture components of push/pop_logistic
+constexpr double kMinBinWidth = 0x1p-32, kMaxBinWidth = 0x1p32;  // bin_width of push/pop_logistic
 constexpr int64_t kNoError = std::numeric_limits<int64_t>::max();  // "no failing index"
 
 // The coder's storage: state int64 [N] (uint64 bits), words int32 [N, capacity]
@@ -37,6 +39,15 @@ inline int64_t check_coder(const char* op, c10::DeviceType device, const at::Ten
   TORCH_CHECK(lengths.scalar_type() == at::kLong && lengths.dim() == 1 && lengths.size(0) == lanes &&
                   lengths.is_contiguous() && lengths.device() == state.device(),
               "flowkernels.", op, ": 'lengths' must be a contiguous int64 tensor [lanes] on ", state.device());
+  // Every kernel addresses words[lane, lengths[lane] +- k]: a length outside [0, capacity] (a
+  // tampered coder, a raw call) would read or write outside the buffer.
+  if (lanes > 0) {
+    const auto [shortest, longest] = at::aminmax(lengths);
+    const int64_t low = shortest.item<int64_t>(), high = longest.item<int64_t>();
+    TORCH_CHECK_VALUE(low >= 0 && high <= words.size(1), "flowkernels.", op,
+                      ": 'lengths' must be in [0, ", words.size(1), "] (the words' capacity), got values in [", low,
+                      ", ", high, "]");
+  }
   return lanes;
 }
 
@@ -180,8 +191,10 @@ inline void check_int32_symbols(const char* op, const at::Tensor& symbols) {
 
 inline LogisticSupport check_support(const char* op, double bin_width, std::optional<int64_t> lower,
                                      std::optional<int64_t> upper, int64_t precision) {
-  TORCH_CHECK_VALUE(bin_width > 0.0 && std::isfinite(bin_width), "flowkernels.", op,
-                    ": 'bin_width' must be positive and finite, got ", bin_width);
+  // Bounded away from 0 and inf: the model divides by it and scales by it, and a width like 5e-324
+  // made those infinite (the decoder's search then had no finite guess).
+  TORCH_CHECK_VALUE(bin_width >= kMinBinWidth && bin_width <= kMaxBinWidth, "flowkernels.", op,
+                    ": 'bin_width' must be in [2^-32, 2^32], got ", bin_width);
   constexpr int64_t kMin = -(int64_t(1) << 31), kMax = (int64_t(1) << 31) - 1;
   for (const auto& bound : {lower, upper}) {
     TORCH_CHECK_VALUE(!bound || (*bound >= kMin && *bound <= kMax), "flowkernels.", op,

@@ -186,7 +186,15 @@ class RansCoder:
     # -- storage -----------------------------------------------------------------
 
     def _reserve(self, words_per_lane: int) -> None:
-        needed = int(self.lengths.max()) + words_per_lane
+        if self.lanes == 0:
+            return
+        shortest, longest = (int(v) for v in torch.aminmax(self.lengths))
+        if shortest < 0 or longest > self.words.shape[1]:  # a tampered coder: never size memory by it
+            raise ValueError(
+                f"RansCoder: lengths must be in [0, {self.words.shape[1]}] (the words' capacity), "
+                f"got values in [{shortest}, {longest}]"
+            )
+        needed = longest + words_per_lane
         capacity = self.words.shape[1]
         if needed > capacity:
             # Words beyond a lane's length are never read, so the new room stays uninitialised.
@@ -307,7 +315,7 @@ class RansCoder:
         ``[N, L]`` or ``[N, L, K]`` (with ``logit_pi`` ``[N, L, K]``, K <= 16), and
         ``lower``/``upper`` are values (multiples of ``bin_width``). Any int32 symbol
         round-trips; symbols outside the model's support cost about 32 extra bits.
-        ``precision`` is 8 to 24 bits.
+        ``precision`` is 8 to 24 bits; ``bin_width`` is in ``[2^-32, 2^32]``.
         """
         lo = self._symbol_bound(lower, bin_width, "lower")
         hi = self._symbol_bound(upper, bin_width, "upper")

@@ -1,0 +1,96 @@
+"""Hostile arguments to the rANS coder and its raw ops: lengths outside the buffer, bin widths that
+break the model's arithmetic, meta-device parameters with a real coder. Each gets a one-line
+ValueError and leaves memory alone; nothing hangs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from flowkernels.rans import RansCoder
+
+OPS = torch.ops.flowkernels
+
+
+def coded(lanes: int = 2, length: int = 5) -> tuple[RansCoder, torch.Tensor, torch.Tensor]:
+    mu, log_scale = torch.zeros(lanes, length), torch.zeros(lanes, length)
+    coder = RansCoder(lanes)
+    coder.push_logistic(torch.ones(lanes, length, dtype=torch.long), mu, log_scale)
+    return coder, mu, log_scale
+
+
+@pytest.mark.parametrize("bad", [10**9, 10**10, -(10**6), 2**62, -1])
+def test_lengths_outside_the_buffer_are_refused_by_every_op(bad):
+    coder, mu, log_scale = coded()
+    coder.lengths[0] = bad
+    symbols = torch.ones(2, 5, dtype=torch.long)
+    message = r"'?lengths'? must be in \[0, "
+    with pytest.raises(ValueError, match=message):
+        coder.pop_logistic(mu, log_scale)
+    with pytest.raises(ValueError, match=message):
+        coder.push_logistic(symbols, mu, log_scale)
+    cdf = torch.tensor([0, 1 << 15, 1 << 16], dtype=torch.int32)
+    raw = (coder.state, coder.words, coder.lengths)
+    with pytest.raises(ValueError, match=message):
+        OPS.rans_push_logistic(*raw, symbols, mu, log_scale, None, 1.0, None, None, 24)
+    with pytest.raises(ValueError, match=message):
+        OPS.rans_pop_logistic(*raw, mu, log_scale, None, 1.0, None, None, 24)
+    with pytest.raises(ValueError, match=message):
+        OPS.rans_push_categorical(*raw, torch.zeros(2, 5, dtype=torch.long), cdf, 16, True)
+    with pytest.raises(ValueError, match=message):
+        OPS.rans_pop_categorical(*raw, cdf, 16, 5)
+    probs = torch.full((2, 5, 2), 0.5)
+    with pytest.raises(ValueError, match=message):
+        OPS.rans_push_probs(*raw, torch.zeros(2, 5, dtype=torch.long), probs, 16)
+    with pytest.raises(ValueError, match=message):
+        OPS.rans_pop_probs(*raw, probs, 16, 5)
+
+
+@pytest.mark.parametrize("bin_width", [5e-324, 1e-300, 2.0**-33, 2.0**33, float("inf"), 0.0, -1.0])
+def test_bin_widths_outside_the_model_arithmetic_are_refused(bin_width):
+    coder, mu, log_scale = coded()
+    with pytest.raises(ValueError, match=r"'bin_width' must be in \[2\^-32, 2\^32\]"):
+        coder.pop_logistic(mu, log_scale, bin_width=bin_width)
+    with pytest.raises(ValueError, match=r"'bin_width' must be in \[2\^-32, 2\^32\]"):
+        coder.push_logistic(torch.ones(2, 5, dtype=torch.long), mu, log_scale, bin_width=bin_width)
+
+
+def test_the_decoder_search_terminates_at_the_extreme_bin_widths():
+    # the issue's hang (a tiny bin width) in a subprocess, so that a regression fails instead of hanging
+    script = """
+import torch
+from flowkernels.rans import RansCoder
+for width in (2.0 ** -32, 2.0 ** 32):
+    for log_scale in (-30.0, 0.0, 30.0):
+        coder = RansCoder(1)
+        mu, ls = torch.full((1, 4), 3.0), torch.full((1, 4), log_scale)
+        symbols = torch.tensor([[0, 1, -5, 2**31 - 1]])
+        coder.push_logistic(symbols, mu, ls, bin_width=width)
+        assert torch.equal(coder.pop_logistic(mu, ls, bin_width=width), symbols)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_meta_parameters_with_a_real_coder_are_refused():
+    coder, mu, log_scale = coded()
+    meta = [t.to("meta") for t in (mu, log_scale)]
+    before = coder.to_bytes()
+    with pytest.raises(ValueError, match="meta device with a coder on cpu"):
+        coder.push_logistic(torch.ones(2, 5, dtype=torch.long, device="meta"), *meta)
+    with pytest.raises(ValueError, match="meta device with a coder on cpu"):
+        coder.pop_logistic(*meta)
+    assert coder.to_bytes() == before
+
+
+def test_meta_tracing_still_works():
+    state = torch.empty(2, dtype=torch.int64, device="meta")
+    words = torch.empty(2, 8, dtype=torch.int32, device="meta")
+    lengths = torch.empty(2, dtype=torch.int64, device="meta")
+    mu = torch.empty(2, 5, device="meta")
+    out = OPS.rans_pop_logistic(state, words, lengths, mu, mu, None, 1.0, None, None, 24)
+    assert out.shape == (2, 5) and out.device.type == "meta"
