@@ -121,12 +121,12 @@ def _codec_error(command: str, error: Exception) -> int:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from .codec import LosslessImageCodec, resolve_model
-    from .codec.imageio import read_image
+    from .codec.imageio import check_output, read_image, replaced_atomically
 
     try:
+        check_output(args.input, args.output, force=args.force)
         model_name = args.model
         if model_name is None:  # the shipped photograph model for the image's channel count
             from .codec.registry import shipped_model_for_channels
@@ -139,8 +139,11 @@ def _compress(args: argparse.Namespace) -> int:
         patches = -(-height // patch_height) * -(-width // patch_width)
         progress = not args.no_progress and patches >= _PROGRESS_PATCHES
         data = codec.encode(images, metadata={"layout": layout}, progress=progress, verify=args.verify)
-        Path(args.output).write_bytes(data)
+        with replaced_atomically(args.output) as temporary:
+            temporary.write_bytes(data)
     except (ValueError, OSError) as error:
+        if args.debug:
+            raise
         return _codec_error("compress", error)
     print(
         f"{args.input} ({channels}x{height}x{width}, {layout}) -> {args.output}: {len(data)} bytes, "
@@ -153,9 +156,10 @@ def _decompress(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .codec import LosslessImageCodec, resolve_model
-    from .codec.imageio import write_image
+    from .codec.imageio import check_output, write_image
 
     try:
+        check_output(args.input, args.output, force=args.force)
         data = Path(args.input).read_bytes()
         if args.model is None:  # the shipped model whose weights the file names
             from .codec.container import read_header
@@ -173,6 +177,8 @@ def _decompress(args: argparse.Namespace) -> int:
         layout = header.metadata.get("layout", "HW" if header.channels == 1 else "HWC")
         write_image(args.output, image, str(layout))
     except (ValueError, OSError) as error:
+        if args.debug:
+            raise
         return _codec_error("decompress", error)
     print(f"{args.input} -> {args.output} ({header.channels}x{header.height}x{header.width})")
     return 0
@@ -190,6 +196,8 @@ def _train_idf(args: argparse.Namespace) -> int:
     try:
         model, history = _run_train_idf(args)
     except ValueError as error:  # a bad --init checkpoint or argument: one line, no traceback
+        if args.debug:
+            raise
         return _codec_error("train-idf", error)
     # Under torchrun every rank returns here; rank 0 wrote the checkpoint and speaks for all.
     if _rank() == 0:
@@ -251,6 +259,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser, *, batch_help: str 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowkernels", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
@@ -326,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--lanes", type=int, default=None, help="patches per model call (default: automatic)")
     compress.add_argument("--verify", action="store_true", help="decode the result and check it (twice the time)")
     compress.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compress.add_argument("--force", action="store_true", help="replace OUT if it exists")
     compress.set_defaults(handler=_compress)
     decompress = sub.add_parser("decompress", help="decompress a file made by `flowkernels compress`")
     decompress.add_argument("input", metavar="IN.fkc", help="the compressed file")
@@ -336,13 +346,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model the file was compressed with (default: the shipped model whose fingerprint the file holds)",
     )
     decompress.add_argument("--no-progress", action="store_true", help="no progress bar")
+    decompress.add_argument("--force", action="store_true", help="replace OUT if it exists")
     decompress.set_defaults(handler=_decompress)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line. Every error is one line on stderr and exit status 1 (130 when interrupted);
+    ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"flowkernels {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: no traceback for any input
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
+        print(
+            f"flowkernels {args.command}: error: {type(error).__name__}: {message} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import limits
 from ..ops import discretized_logistic_logp
 from ..rans import STATE_LOWER, RansCoder
 from . import container
@@ -490,6 +491,9 @@ class LosslessImageCodec:
         Raises ValueError for a corrupt, truncated or forged file, or one made with another model.
         """
         header = self.read_header(data)
+        # the padded patches are the largest thing decoding allocates: bounded before anything is
+        # (a forged file of valid CRCs can claim ~340 subpixels per byte)
+        limits.check_pixels(header.images * header.patches_per_image * math.prod(self.patch_shape), "this file")
         view = memoryview(data).cast("B")
         device, _ = self._model_placement()
         per_image = header.patches_per_image

@@ -13,16 +13,28 @@ the layout they were read in.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import limits
 from .._optional import require
 
-__all__ = ["LAYOUTS", "read_image", "write_image", "to_tensor", "from_tensor"]
+__all__ = [
+    "LAYOUTS",
+    "read_image",
+    "write_image",
+    "to_tensor",
+    "from_tensor",
+    "check_output",
+    "replaced_atomically",
+]
 
 LAYOUTS = ("HW", "HWC", "CHW")
 SUFFIXES = (".png", ".npy")
@@ -93,28 +105,105 @@ def from_tensor(image: torch.Tensor, layout: str) -> np.ndarray:
     raise ValueError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
 
 
+#: channels of each PNG colour type (palette images are expanded to RGB or RGBA: counted as 4)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
+
+
+def _check_png_header(raw: bytes, path) -> None:
+    """The size a PNG declares (IHDR), checked before the decoder allocates anything."""
+    if len(raw) < 33 or raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR":
+        raise ValueError(f"{path}: not a PNG file (no PNG signature and IHDR header)")
+    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if width < 1 or height < 1:
+        raise ValueError(f"{path}: the PNG declares a {width}x{height} image")
+    limits.check_pixels(width * height * _PNG_CHANNELS.get(raw[25], 4), str(path))
+
+
+def _load_npy(path) -> np.ndarray:
+    """A .npy array, its header (shape, dtype) checked against the limits and the file's size first."""
+    with open(path, "rb") as file:
+        try:
+            version = np.lib.format.read_magic(file)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(file)
+        except (ValueError, OSError, SyntaxError) as error:
+            raise ValueError(f"{path}: not a plain .npy array ({error})") from None
+        if dtype != np.uint8:
+            raise ValueError(f"{path}: the array must be uint8, got {dtype}")
+        count = int(np.prod(shape, dtype=object))
+        limits.check_pixels(count, str(path))
+        if os.fstat(file.fileno()).st_size - file.tell() < count:
+            raise ValueError(f"{path}: truncated: the header declares {list(shape)} but the data is shorter")
+        array = np.fromfile(file, dtype=np.uint8, count=count)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
 def read_image(
     path: str | os.PathLike, *, channels: int | None = None, layout: str | None = None
 ) -> tuple[torch.Tensor, str]:
-    """Read a .png or .npy file: uint8 ``[1, C, H, W]`` and the layout it was stored in."""
+    """Read a .png or .npy file: uint8 ``[1, C, H, W]`` and the layout it was stored in.
+
+    The size the file declares is checked against :data:`flowkernels.limits.MAX_PIXELS` (and a .npy
+    header against the file's length) before anything is decoded; unreadable files raise ValueError.
+    """
     if _suffix(path) == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as error:
-            raise ValueError(f"{path}: not a plain .npy array ({error})") from None
-        return to_tensor(array, channels=channels, layout=layout)
-    array = _png_decode(Path(path).read_bytes())
+        return to_tensor(_load_npy(path), channels=channels, layout=layout)
+    raw = Path(path).read_bytes()
+    _check_png_header(raw, path)
+    try:
+        array = _png_decode(raw)
+    except Exception as error:  # the decoders raise their own types (PngError, UnicodeDecodeError...)
+        raise ValueError(f"{path}: not a readable PNG image ({type(error).__name__}: {error})") from None
     if array.dtype != np.uint8:
         raise ValueError(f"{path}: only 8-bit PNG images are supported, got {array.dtype}")
     return to_tensor(array, layout="HW" if array.ndim == 2 else "HWC")
 
 
 def write_image(path: str | os.PathLike, image: torch.Tensor, layout: str = "HWC") -> None:
-    """Write a uint8 ``[C, H, W]`` image as .png (any layout becomes HW / HWC) or .npy (in ``layout``)."""
+    """Write a uint8 ``[C, H, W]`` image as .png (any layout becomes HW / HWC) or .npy (in ``layout``),
+    atomically (:func:`replaced_atomically`)."""
     if _suffix(path) == ".npy":
-        np.save(path, from_tensor(image, layout), allow_pickle=False)
+        array = from_tensor(image, layout)
+        with replaced_atomically(path) as temporary, open(temporary, "wb") as file:
+            np.save(file, array, allow_pickle=False)
         return
     channels = image.shape[0]
     if channels not in (1, 2, 3, 4):
         raise ValueError(f"{path}: PNG holds 1 to 4 channels, the image has {channels}; write a .npy file instead")
-    Path(path).write_bytes(_png_encode(from_tensor(image, "HW" if channels == 1 else "HWC")))
+    data = _png_encode(from_tensor(image, "HW" if channels == 1 else "HWC"))
+    with replaced_atomically(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def check_output(source: str | os.PathLike, output: str | os.PathLike, *, force: bool = False) -> None:
+    """Refuse (ValueError) to write ``output`` when it is ``source`` (the same file, by any path), or
+    when it exists and ``force`` is not set."""
+    target = Path(output)
+    if not target.exists():
+        return
+    if Path(source).exists() and os.path.samefile(source, target):
+        raise ValueError(f"the output {output} is the input: choose another output file")
+    if not force:
+        raise ValueError(f"{output} exists: pass --force to replace it")
+    if target.is_dir():
+        raise ValueError(f"{output} is a folder, not a file")
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file beside ``path`` (same suffix) to write; when the block succeeds it replaces
+    ``path`` in one rename, when it fails it is removed: ``path`` is never left half written."""
+    target = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    umask = os.umask(0)  # mkstemp makes the file private: give it the permissions a plain open() would
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
