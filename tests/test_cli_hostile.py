@@ -159,3 +159,65 @@ def test_a_codec_file_claiming_too_many_pixels_is_refused_before_decoding(monkey
     monkeypatch.setattr(limits, "MAX_PIXELS", 1000)
     with pytest.raises(ValueError, match="more than the limit of 1000"):
         codec.decode(data)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"in_channels": -1}, r"in_channels must be in \[1, 64\]"),
+        ({"hidden": 10**6}, r"hidden must be in \[1, 1024\]"),
+        ({"coding_batch": 2**62}, r"coding_batch must be in"),
+        ({"levels": 60}, r"levels must be in \[1, 8\]"),
+        ({"depth": 10**6}, r"depth must be in \[1, 64\]"),
+        ({"depth": 64, "hidden": 1024, "blocks": 16}, "parameters, more than"),
+        ({"hidden": "64"}, "hidden must be a whole number"),
+        ({"levels": True}, "levels must be a whole number"),
+    ],
+)
+def test_hostile_checkpoint_configs_are_refused_before_building(tmp_path, change, message):
+    import time
+
+    import torch
+
+    from flowkernels.models.idf import load_idf
+
+    model = torch.load(_shipped("digits"), weights_only=True)
+    model["config"].update(change)
+    path = tmp_path / "hostile.pt"
+    torch.save(model, path)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        load_idf(path)
+    assert time.perf_counter() - start < 5  # refused, not built
+    line = one_line_error(run("compress", str(_png(tmp_path)), "-o", str(tmp_path / "o.fkc"), "--model", str(path)))
+    assert "config" in line
+
+
+def test_half_precision_weights_are_refused(tmp_path):
+    import torch
+
+    from flowkernels.models.idf import load_idf
+
+    checkpoint = torch.load(_shipped("digits-float"), weights_only=True)
+    state = checkpoint["state_dict"]
+    checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    path = tmp_path / "half.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="float32 or float64, got torch.float16"):
+        load_idf(path)
+    line = one_line_error(run("compress", str(_png(tmp_path)), "-o", str(tmp_path / "o.fkc"), "--model", str(path)))
+    assert "float32 or float64" in line
+
+
+def _shipped(name: str) -> Path:
+    from flowkernels import pretrained
+
+    if name not in pretrained.available():
+        pytest.skip(f"the shipped model {name} is not in this installation")
+    return pretrained.checkpoint_path(name)
+
+
+def _png(tmp_path) -> Path:
+    path = tmp_path / "digit.npy"
+    np.save(path, np.zeros((8, 8), dtype=np.uint8))
+    return path

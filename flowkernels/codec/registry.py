@@ -47,6 +47,9 @@ def build_idf(config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Codec
     except (TypeError, ValueError) as error:
         raise ValueError(f"the checkpoint's config does not describe an IDF ({error})") from None
     dtypes = [v.dtype for v in state_dict.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    odd = sorted({str(dtype) for dtype in dtypes if dtype not in (torch.float32, torch.float64)})
+    if odd:
+        raise ValueError(f"the checkpoint's float weights must be float32 or float64, got {', '.join(odd)}")
     if dtypes:
         model.to(dtypes[0])
     try:

@@ -363,6 +363,49 @@ class LatentStep:
     logit_pi: torch.Tensor
 
 
+#: the range of every whole-number argument of :class:`IDF`: a config comes from files (checkpoints, the
+#: header of a codec file), and is checked before anything is built from it
+ARCHITECTURE_LIMITS: dict[str, tuple[int, int]] = {
+    "in_channels": (1, 64),
+    "height": (1, 4096),
+    "width": (1, 4096),
+    "levels": (1, 8),
+    "depth": (1, 64),
+    "hidden": (1, 1024),
+    "blocks": (0, 16),
+    "n_mixtures": (1, 16),
+    "data_levels": (2, 1 << 16),
+    "coding_batch": (1, 4096),
+}
+#: the most parameters an IDF may have (about 400 MB in float32)
+MAX_PARAMETERS = 10**8
+
+
+def _check_architecture(arguments: dict) -> None:
+    """ValueError, before any module is built, for an argument of the wrong type or outside
+    :data:`ARCHITECTURE_LIMITS`, or an architecture of more than :data:`MAX_PARAMETERS` parameters."""
+    for name, (low, high) in ARCHITECTURE_LIMITS.items():
+        value = arguments[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"IDF: {name} must be a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"IDF: {name} must be in [{low}, {high}], got {value}")
+    hidden, blocks = arguments["hidden"], arguments["blocks"]
+
+    def net(c_in: int, c_out: int) -> int:  # an upper bound of make_net's parameters (either kind)
+        return 9 * c_in * hidden + blocks * 10 * (hidden + blocks * hidden) ** 2 + 9 * hidden * c_out + 10 * hidden
+
+    channels, total = arguments["in_channels"], 0
+    for level in range(arguments["levels"]):
+        channels *= 4
+        total += arguments["depth"] * net(channels, channels)
+        if level < arguments["levels"] - 1:
+            total += net(channels, 3 * channels * arguments["n_mixtures"])
+            channels -= channels // 2
+    if total > MAX_PARAMETERS:
+        raise ValueError(f"IDF: this architecture has up to {total} parameters, more than {MAX_PARAMETERS}")
+
+
 class IDF(nn.Module):
     """Integer Discrete Flow on images ``[N, C, H, W]`` of integers ``0 .. data_levels - 1`` (see the module doc).
 
@@ -430,12 +473,7 @@ class IDF(nn.Module):
         arithmetic: str = "float",
     ) -> None:
         super().__init__()
-        if levels < 1 or depth < 1 or hidden < 1 or blocks < 0 or not 1 <= n_mixtures <= 16 or coding_batch < 1:
-            raise ValueError(
-                "IDF: expected levels >= 1, depth >= 1, hidden >= 1, blocks >= 0, 1 <= n_mixtures <= 16, "
-                f"coding_batch >= 1; got levels={levels}, depth={depth}, hidden={hidden}, blocks={blocks}, "
-                f"n_mixtures={n_mixtures}, coding_batch={coding_batch}"
-            )
+        _check_architecture(locals())
         if height % 2**levels or width % 2**levels:
             raise ValueError(
                 f"IDF: height and width must be divisible by 2**levels = {2**levels}, got {height}x{width}"
@@ -810,6 +848,10 @@ def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> I
         raise ValueError(f"load_idf: {path}: 'config' must be a dict of numbers and strings")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"load_idf: {path}: 'state_dict' must be a dict of tensors")
+    supported = (torch.float32, torch.float64)
+    odd = {str(v.dtype) for v in state.values() if v.is_floating_point() and v.dtype not in supported}
+    if odd:
+        raise ValueError(f"load_idf: {path}: float weights must be float32 or float64, got {', '.join(sorted(odd))}")
     try:
         model = IDF(**config)
     except (TypeError, ValueError) as error:
