@@ -109,6 +109,13 @@ ArConvPlan make_ar_conv_plan(const char* op, const at::Tensor& weight,
   return plan;
 }
 
+void check_solution_finite(const char* op, const at::Tensor& y, const at::Tensor& x) {
+  if (x.numel() == 0 || at::isfinite(x).all().item<bool>() || !at::isfinite(y).all().item<bool>()) return;
+  TORCH_CHECK_VALUE(false, "flowkernels.", op, ": the solution overflows ", x.scalar_type(),
+                    " (the convolution is numerically singular: a diagonal entry weight[c, c, k/2, k/2] is tiny "
+                    "next to the rest); use float64 or a better-conditioned weight");
+}
+
 namespace {
 
 at::Tensor ar_conv2d(const at::Tensor& x, const at::Tensor& weight,

@@ -64,4 +64,9 @@ struct ArConvPlan {
 ArConvPlan make_ar_conv_plan(const char* op, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, bool reverse);
 
+// Raises a ValueError when the solution x of finite y is not finite: a diagonal so small (1e-30
+// in float32, say) that the solve overflows the working dtype. Quiet NaN or inf out of finite
+// data would be garbage; non-finite y passes through as IEEE arithmetic makes it.
+void check_solution_finite(const char* op, const at::Tensor& y, const at::Tensor& x);
+
 }  // namespace flowkernels

@@ -21,6 +21,17 @@ namespace flowkernels {
 // ---------------------------------------------------------------------------
 // Validation (host only).
 
+// A positive scale that stays a positive normal number, with a finite reciprocal, once converted to
+// the working dtype: 5e-324 passes a float64 check but is 0 in float32 (then 1/0, NaN results).
+inline void check_positive_in(const char* op, const char* arg, double value, at::ScalarType dtype) {
+  const bool single = dtype == at::kFloat;
+  const double smallest = single ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
+  const double largest = single ? std::numeric_limits<float>::max() : std::numeric_limits<double>::max();
+  TORCH_CHECK_VALUE(value >= smallest && value <= largest, "flowkernels.", op, ": argument '", arg,
+                    "' must be positive, finite and a normal ", dtype, " number (in [", smallest, ", ", largest,
+                    "]), got ", value);
+}
+
 inline void check_integer_coupling_args(const char* op, c10::DeviceType device, const at::Tensor& x,
                                         const at::Tensor& t, double scale) {
   check_floating(op, "x", x);
@@ -28,8 +39,7 @@ inline void check_integer_coupling_args(const char* op, c10::DeviceType device, 
   check_same_dtype(op, "t", t, x);
   check_same_device(op, "t", t, x);
   check_shape(op, "t", t, x.sizes(), "x.shape");
-  TORCH_CHECK_VALUE(std::isfinite(scale) && scale > 0.0, "flowkernels.", op,
-                    ": argument 'scale' must be positive and finite, got ", scale);
+  check_positive_in(op, "scale", scale, x.scalar_type());
 }
 
 struct LogisticShape {
@@ -75,8 +85,7 @@ inline LogisticShape check_logistic_args(const char* op, c10::DeviceType device,
   }
   TORCH_CHECK_VALUE(mu.size(-1) >= 1 || x.numel() == 0, "flowkernels.", op,
                     ": the mixture needs at least one component (K >= 1), got K = 0");
-  TORCH_CHECK_VALUE(bin_width > 0.0 && bin_width < INFINITY, "flowkernels.", op,
-                    ": argument 'bin_width' must be positive and finite, got ", bin_width);
+  check_positive_in(op, "bin_width", bin_width, x.scalar_type());
   return {x.numel(), mu.size(-1)};
 }
 

@@ -55,6 +55,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from . import limits
+
 __all__ = ["RansCoder", "quantize_pdf", "pack", "unpack", "FORMAT_VERSION", "MAGIC"]
 
 MAGIC = b"FKRS"
@@ -161,6 +163,7 @@ class RansCoder:
     def __init__(self, lanes: int, *, device: torch.device | str = "cpu"):
         if int(lanes) < 1:
             raise ValueError(f"RansCoder needs at least one lane, got {lanes}")
+        limits.check_symbols(16 * int(lanes), f"RansCoder({lanes})")
         device = torch.device(device)
         self.state = torch.full((int(lanes),), STATE_LOWER, dtype=torch.int64, device=device)
         self.words = torch.zeros((int(lanes), 16), dtype=torch.int32, device=device)
@@ -253,6 +256,7 @@ class RansCoder:
             if cdf.dim() == 1:
                 raise ValueError("pop with a shared [K+1] table needs 'count'")
             count = cdf.shape[-2]
+        limits.check_symbols(self.lanes * int(count), f"pop(count={count}) on {self.lanes} lanes")
         snapshot = self._snapshot()
         try:
             return _ops.rans_pop_categorical(self.state, self.words, self.lengths, cdf, precision, int(count))
@@ -277,6 +281,7 @@ class RansCoder:
             if probs.dim() == 1:
                 raise ValueError("pop_probs with a shared [K] distribution needs 'count'")
             count = probs.shape[-2]
+        limits.check_symbols(self.lanes * int(count), f"pop_probs(count={count}) on {self.lanes} lanes")
         snapshot = self._snapshot()
         try:
             return _ops.rans_pop_probs(self.state, self.words, self.lengths, probs, int(precision), int(count))

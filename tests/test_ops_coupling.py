@@ -154,7 +154,7 @@ def test_integer_coupling_errors():
     with pytest.raises(RuntimeError, match=r"argument 'x' must be float32 or float64, got Int"):
         ops.integer_coupling(x.int(), x.int())
     for scale in [0.0, -1.0, math.inf, math.nan]:
-        with pytest.raises(ValueError, match=r"argument 'scale' must be positive and finite"):
+        with pytest.raises(ValueError, match=r"argument 'scale' must be positive, finite and a normal"):
             ops.integer_coupling(x, x, scale=scale)
 
 
@@ -383,7 +383,7 @@ def test_logistic_errors():
         ops.discretized_logistic_logp(x, mu.double(), mu, mu)
     with pytest.raises(RuntimeError, match=r"argument 'x' must be float32 or float64, got Long"):
         ops.discretized_logistic_logp(x.long(), mu.long(), mu.long(), mu.long())
-    with pytest.raises(ValueError, match=r"argument 'bin_width' must be positive and finite"):
+    with pytest.raises(ValueError, match=r"argument 'bin_width' must be positive, finite and a normal"):
         ops.discretized_logistic_logp(x, mu, mu, mu, bin_width=0.0)
     with pytest.raises(ValueError, match=r"at least one component"):
         ops.discretized_logistic_logp(x, torch.zeros(2, 3, 0), torch.zeros(2, 3, 0), torch.zeros(2, 3, 0))

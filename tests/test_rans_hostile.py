@@ -94,3 +94,41 @@ def test_meta_tracing_still_works():
     mu = torch.empty(2, 5, device="meta")
     out = OPS.rans_pop_logistic(state, words, lengths, mu, mu, None, 1.0, None, None, 24)
     assert out.shape == (2, 5) and out.device.type == "meta"
+
+
+def test_allocations_are_sized_before_they_are_made():
+    with pytest.raises(ValueError, match="more than the limit"):
+        RansCoder(2**40)
+    coder, _, _ = coded()
+    cdf = torch.tensor([0, 1 << 15, 1 << 16], dtype=torch.int32)
+    with pytest.raises(ValueError, match="more than the limit"):
+        coder.pop(cdf, count=2**40)
+    with pytest.raises(ValueError, match="more than the limit"):
+        coder.pop_probs(torch.tensor([0.5, 0.5]), count=2**40)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tiny", [5e-324, 1e-300, 1e-45])
+def test_scales_that_vanish_in_the_working_dtype_are_refused(dtype, tiny):
+    from flowkernels import ops
+
+    x = torch.zeros(3, dtype=dtype)
+    if dtype == torch.float64 and tiny >= 2.3e-308:
+        ops.integer_coupling(x, x, scale=tiny)  # a normal float64: accepted
+        return
+    with pytest.raises(ValueError, match="'scale' must be positive, finite and a normal"):
+        ops.integer_coupling(x, x, scale=tiny)
+    with pytest.raises(ValueError, match="'bin_width' must be positive, finite and a normal"):
+        ops.discretized_logistic_logp(x, torch.zeros(3, 1, dtype=dtype), torch.zeros(3, 1, dtype=dtype), bin_width=tiny)
+
+
+@pytest.mark.parametrize("diagonal", [1e-30, 1e-38, 1e-45])
+def test_ar_conv_inverse_of_a_tiny_diagonal_raises_instead_of_returning_inf(diagonal):
+    from flowkernels import ops
+
+    weight = torch.zeros(2, 2, 3, 3)
+    weight[0, 0, 1, 1], weight[1, 1, 1, 1] = diagonal, 1.0
+    weight[1, 0, 1, 1] = 1.0
+    y = torch.randn(1, 2, 6, 6, generator=torch.Generator().manual_seed(0)) * 1e10
+    with pytest.raises(ValueError, match="overflows|numerically singular|not invertible"):
+        ops.ar_conv2d_inverse(y, weight)

@@ -210,6 +210,7 @@ at::Tensor ar_conv2d_inverse_cpu(const at::Tensor& y_in, const at::Tensor& weigh
   if (y.numel() == 0) return x;
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "ar_conv2d_inverse_cpu",
                              [&] { solve_cpu<scalar_t>(plan, y, x, reverse); });
+  check_solution_finite(op, y, x);
   return x;
 }
 

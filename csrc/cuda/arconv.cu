@@ -114,6 +114,7 @@ at::Tensor ar_conv2d_inverse_cuda(const at::Tensor& y_in, const at::Tensor& weig
             scratch.mutable_data_ptr<scalar_t>(), plan_values.const_data_ptr<scalar_t>(), g);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+  check_solution_finite(op, y, x);
   return x;
 }
 
