@@ -505,7 +505,10 @@ struct QuantizedRow {
     spare = (int64_t(1) << precision) - K;
     unit = pow2(static_cast<double>(quantize_shift(K)));
     scale = logits ? 1.0f : fdiv_rn(static_cast<float>(unit), top);
-    return !bad && top > (logits ? -INFINITY : 0.0f);
+    // A row whose largest probability is below 2^23 / FLT_MAX (about 2.5e-32) has no finite float32
+    // scale: its weights would be inf (and their conversion to integers undefined). Refused, like a
+    // row with no positive entry, rather than quantized into a table that is not a CDF.
+    return !bad && top > (logits ? -INFINITY : 0.0f) && (logits || scale < INFINITY);
   }
 
   FK_HOST_DEVICE int64_t weight(float v) const {

@@ -285,7 +285,8 @@ inline int64_t check_quantize_call(const char* op, c10::DeviceType device, const
 }
 
 // What a row of probabilities (or logits) must be, for error messages.
-constexpr const char* kValidProbabilities = "distribution (NaN, inf or negative entries, or no positive entry)";
+constexpr const char* kValidProbabilities =
+    "distribution (NaN, inf or negative entries, no positive entry, or all entries below 2.5e-32: rescale it)";
 constexpr const char* kValidLogits = "set of logits (NaN or +inf, or all -inf)";
 
 inline void check_quantized_rows(const char* op, int64_t bad_row, bool logits) {

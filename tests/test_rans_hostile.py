@@ -132,3 +132,21 @@ def test_ar_conv_inverse_of_a_tiny_diagonal_raises_instead_of_returning_inf(diag
     y = torch.randn(1, 2, 6, 6, generator=torch.Generator().manual_seed(0)) * 1e10
     with pytest.raises(ValueError, match="overflows|numerically singular|not invertible"):
         ops.ar_conv2d_inverse(y, weight)
+
+
+@pytest.mark.parametrize("largest", [2.4e-32, 1e-35, 1e-40, 1e-45])
+def test_probabilities_too_small_for_float32_raise_instead_of_a_broken_table(largest):
+    from flowkernels.rans import quantize_pdf
+
+    probs = torch.tensor([[largest, largest / 2, largest / 4]])
+    with pytest.raises(ValueError, match="below 2.5e-32"):
+        quantize_pdf(probs)
+    coder = RansCoder(1)
+    with pytest.raises(ValueError, match="below 2.5e-32"):
+        coder.push_probs(torch.tensor([[0]]), probs)
+    # just above the limit the table is a proper CDF and the round trip holds
+    ok = torch.tensor([[3e-32, 1.5e-32, 0.75e-32]])
+    cdf = quantize_pdf(ok)
+    assert bool((cdf[..., 1:] > cdf[..., :-1]).all()) and int(cdf[0, -1]) == 1 << 16
+    coder.push_probs(torch.tensor([[1]]), ok)
+    assert coder.pop_probs(ok).tolist() == [[1]]
