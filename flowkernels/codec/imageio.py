@@ -126,8 +126,8 @@ def _load_npy(path) -> np.ndarray:
             version = np.lib.format.read_magic(file)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = reader(file)
-        except (ValueError, OSError, SyntaxError) as error:
-            raise ValueError(f"{path}: not a plain .npy array ({error})") from None
+        except Exception as error:  # numpy's header parser raises ValueError, SyntaxError, TokenError...
+            raise ValueError(f"{path}: not a plain .npy array ({type(error).__name__}: {error})") from None
         if dtype != np.uint8:
             raise ValueError(f"{path}: the array must be uint8, got {dtype}")
         count = int(np.prod(shape, dtype=object))
