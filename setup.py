@@ -8,6 +8,8 @@ Environment:
   FORCE_CUDA=1             build CUDA kernels even without a visible GPU (needs a CUDA
                            build of torch and nvcc; TORCH_CUDA_ARCH_LIST defaults to 9.0)
   FLOWKERNELS_FORCE_CPU=1  never build CUDA kernels
+  FLOWKERNELS_SANITIZE=1   build the C++ kernels with AddressSanitizer and UndefinedBehaviorSanitizer
+                           (scripts/sanitize_check.sh; needs LD_PRELOAD of libasan to import)
   MAX_JOBS=N               parallel compile jobs (ninja)
 """
 
@@ -93,8 +95,19 @@ def make_extension():
     macros = torch_version_numbers()
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not with_cuda:
+        link = []
+        if os.environ.get("FLOWKERNELS_SANITIZE") == "1":
+            sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+            cxx = [flag for flag in cxx if flag != "-O3"] + ["-O1", "-g", *sanitize]
+            link = sanitize
+            print("flowkernels: building with AddressSanitizer and UndefinedBehaviorSanitizer", flush=True)
         return CppExtension(
-            "flowkernels._C", sources, include_dirs=include_dirs, define_macros=macros, extra_compile_args={"cxx": cxx}
+            "flowkernels._C",
+            sources,
+            include_dirs=include_dirs,
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=link,
         )
     if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
