@@ -42,10 +42,12 @@ def _bench(args: argparse.Namespace) -> int:
     )
     print(f"flowkernels microbenchmarks on {args.device}; ratio = reference time / kernel time")
     print(benchmarks.machine.summary(benchmarks.machine.describe(args.device)))
-    print(benchmarks.format_table(results))
+    print(benchmarks.format_table(results, judge=not args.quick))
+    if args.quick:
+        print("(--quick: smoke-sized shapes and short timings, so targets are not judged; run without --quick)")
     if args.json:
         with open(args.json, "w") as handle:
-            handle.write(benchmarks.results_to_json(results, args.device))
+            handle.write(benchmarks.results_to_json(results, args.device, judged=not args.quick))
         print(f"wrote {args.json}")
     return 0
 

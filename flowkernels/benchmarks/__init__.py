@@ -41,9 +41,10 @@ def run(
     return run_cases(cases, min_run_time=min_run_time, device=device, progress=progress)
 
 
-def results_to_json(results: Sequence[Result], device: str = "cpu") -> str:
+def results_to_json(results: Sequence[Result], device: str = "cpu", *, judged: bool = True) -> str:
     """Machine-readable results, with the machine they were measured on (:func:`machine.describe`);
-    each row names the path its family's CPU kernel took."""
+    each row names the path its family's CPU kernel took. ``judged=False`` (quick runs) records no
+    verdicts (``target_met`` None)."""
     info = machine.describe(device)
     rows = [
         {
@@ -62,8 +63,8 @@ def results_to_json(results: Sequence[Result], device: str = "cpu") -> str:
             "peers_ms": {k: v * 1e3 for k, v in r.peer_s.items()},
             "peer_speedups": {k: r.peer_speedup(k) for k in r.peer_s},
             "target": r.case.target.describe(),
-            "target_met": r.target_met(),
+            "target_met": r.target_met() if judged else None,
         }
         for r in results
     ]
-    return json.dumps({"machine": info, "results": rows}, indent=2)
+    return json.dumps({"machine": info, "judged": judged, "results": rows}, indent=2)

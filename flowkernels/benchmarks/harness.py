@@ -233,9 +233,10 @@ def _rate(r: Result, seconds: float, reference: bool = False) -> str:
     return f"{1.0 / r.per_item(seconds, reference) / 1e6:.2f}"
 
 
-def format_table(results: Sequence[Result]) -> str:
+def format_table(results: Sequence[Result], *, judge: bool = True) -> str:
     """A plain-text table. Rows with ``items`` show rates (million items per second)
-    instead of times; ratios always compare the same amount of work."""
+    instead of times; ratios always compare the same amount of work. ``judge=False`` (quick runs on
+    smoke-sized shapes, where the ratios mean nothing) prints the ratios but no verdicts."""
     header = [
         "op",
         "shape",
@@ -276,7 +277,7 @@ def format_table(results: Sequence[Result]) -> str:
                 "n/a" if mem is None else f"{mem:.2f}x",
                 peers or "-",
                 r.case.target.describe(),
-                "-" if met is None else ("yes" if met else "NO"),
+                "-" if met is None else (("yes" if met else "NO") if judge else "not judged"),
                 r.case.notes,
             ]
         )
