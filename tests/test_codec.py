@@ -3,7 +3,6 @@ determinism, the container's validation, and the compress / decompress command l
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import struct
@@ -608,13 +607,10 @@ def test_cli_errors(tmp_path, fake_models, capsys):
 
 @pytest.fixture(scope="module")
 def idf_model():
-    if importlib.util.find_spec("flowkernels.models.idf") is None:
-        pytest.skip("flowkernels.models.idf is not written yet")
-    idf = pytest.importorskip("flowkernels.models.idf")
-    try:
-        model = idf.IDF(1, 8, 8, levels=2, depth=2, hidden=8, n_mixtures=3, coding_batch=4)
-    except TypeError as error:
-        pytest.skip(f"IDF's constructor changed ({error}); update this test's config")
+    # no skip: an import error or a changed constructor is an API break, and must fail here
+    from flowkernels.models import idf
+
+    model = idf.IDF(1, 8, 8, levels=2, depth=2, hidden=8, n_mixtures=3, coding_batch=4)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # the couplings start as the identity: make them do something
         for parameter in model.parameters():
@@ -637,13 +633,9 @@ def test_real_idf_round_trip_code_length_and_batch_invariance(idf_model):
 
 
 def test_cli_with_the_real_idf_model(tmp_path, capsys):
-    if importlib.util.find_spec("flowkernels.models.idf") is None:
-        pytest.skip("flowkernels.models.idf is not written yet")
-    idf = pytest.importorskip("flowkernels.models.idf")
-    try:
-        model = idf.IDF().eval()
-    except TypeError as error:  # a constructor without defaults: this test needs a small config
-        pytest.skip(f"IDF() needs arguments ({error}); give this test a small config")
+    from flowkernels.models import idf  # no skip: an API break must fail here
+
+    model = idf.IDF().eval()
     assert isinstance(model, CodecModel)
     checkpoint = tmp_path / "idf.pt"
     torch.save({"config": dict(model.config), "state_dict": model.state_dict()}, checkpoint)

@@ -150,3 +150,43 @@ def test_probabilities_too_small_for_float32_raise_instead_of_a_broken_table(lar
     assert bool((cdf[..., 1:] > cdf[..., :-1]).all()) and int(cdf[0, -1]) == 1 << 16
     coder.push_probs(torch.tensor([[1]]), ok)
     assert coder.pop_probs(ok).tolist() == [[1]]
+
+
+def _fresh(lanes: int = 2, room: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    coder = RansCoder(lanes)
+    coder._reserve(room)
+    return coder.state, coder.words, coder.lengths
+
+
+def _pushed(push) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    state, words, lengths = _fresh()
+    push(state, words, lengths)
+    return state, words, lengths
+
+
+def test_every_rans_op_passes_opcheck():
+    # the schema's mutation annotations, the fake kernels (shapes under FakeTensor) and the real
+    # kernels agree, for every rans op (their fake kernels were never exercised before)
+    from flowkernels.rans import quantize_pdf
+
+    mu, log_scale = torch.zeros(2, 5), torch.zeros(2, 5)
+    symbols = torch.ones(2, 5, dtype=torch.long)
+    probs = torch.full((2, 5, 3), 1 / 3)
+    cdf = quantize_pdf(probs)
+    logistic = (mu, log_scale, None, 1.0, None, None, 24)
+    calls = {
+        "rans_push_logistic": (*_fresh(), symbols, *logistic),
+        "rans_pop_logistic": (*_pushed(lambda *c: OPS.rans_push_logistic(*c, symbols, *logistic)), *logistic),
+        "rans_push_categorical": (*_fresh(), symbols, cdf, 16, True),
+        "rans_pop_categorical": (
+            *_pushed(lambda *c: OPS.rans_push_categorical(*c, symbols, cdf, 16, True)),
+            cdf,
+            16,
+            5,
+        ),
+        "rans_push_probs": (*_fresh(), symbols, probs, 16),
+        "rans_pop_probs": (*_pushed(lambda *c: OPS.rans_push_probs(*c, symbols, probs, 16)), probs, 16, 5),
+        "rans_quantize_pdf": (probs, 16, False),
+    }
+    for name, args in calls.items():
+        torch.library.opcheck(getattr(OPS, name), args)
