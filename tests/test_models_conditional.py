@@ -438,3 +438,40 @@ def test_benchmark_script_quick(tmp_path, capsys):
     for name in ("conditional_sr_x2.png", "conditional_binary.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| flow tau=0.5 |" in (tmp_path / "conditional_results.md").read_text()
+
+
+def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():
+    """The README's conditional bits/dim come from evaluate_conditional: the mean of the per-pair loss over
+    every pair, the same for every batch size, with noise that is seeded and so repeatable."""
+    from flowkernels.models.conditional import evaluate_conditional
+
+    y = torch.arange(23, dtype=torch.float64).view(23, 1, 1, 1)
+    x = torch.zeros(23, 1, 1, 1)
+    model = nn.Linear(1, 1)
+
+    def deterministic(net, y_batch, x_batch, generator):
+        assert not net.training  # evaluated in eval mode
+        return y_batch.flatten(1).mean(1) * 2 + 1
+
+    for batch_size in (1, 5, 23, 256):
+        assert evaluate_conditional(model, deterministic, y, x, batch_size=batch_size) == pytest.approx(23.0)
+    assert model.training  # the caller's mode is restored
+
+    def noisy(net, y_batch, x_batch, generator):
+        return torch.rand(len(y_batch), generator=generator, dtype=torch.float64)
+
+    first = evaluate_conditional(model, noisy, y, x, batch_size=4)
+    assert first == evaluate_conditional(model, noisy, y, x, batch_size=4) and 0 < first < 1
+
+
+def test_evaluate_conditional_gives_the_factorised_logistic_its_exact_bits():
+    from flowkernels.models.conditional import evaluate_conditional
+
+    torch.manual_seed(0)
+    model = FactorizedLogistic(ConditionNet(1, 4, 8, 0), hidden=8, upscale=2).double()
+    y = torch.randint(0, 256, (6, 1, 8, 8))
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
+    value = evaluate_conditional(model, lambda net, yb, xb, g: net.bits_per_dim(yb, xb), y, x, batch_size=4)
+    with torch.no_grad():
+        model.eval()
+        assert value == pytest.approx(model.bits_per_dim(y, x).mean().item(), rel=1e-12)

@@ -220,6 +220,30 @@ def test_uniform_dequantization_is_exact_for_a_piecewise_constant_density():
     torch.testing.assert_close(model.quadrature_log_prob(x, nodes=8), exact, rtol=0, atol=1e-12)
 
 
+def test_evaluate_bpd_is_the_exact_bits_per_dim_where_the_bound_is_exact():
+    """The README's test bits/dim come from evaluate_bpd: with a density constant on every bin the iw bound
+    is log P(x) exactly, so evaluate_bpd must be -mean log2 P(x) / D, whatever the batching and K."""
+    generator = torch.Generator().manual_seed(1)
+    probabilities = torch.rand(LEVELS, LEVELS, generator=generator, dtype=torch.float64) + 0.1
+    probabilities /= probabilities.sum()
+    model = DequantizedFlow(PiecewiseConstantDensity(probabilities), UniformDequantizer(2, LEVELS).double())
+    x = all_cells()
+    expected = -torch.log2(probabilities[x[:, 0, 0, 0], x[:, 1, 0, 0]]).mean().item() / 2
+    for batch_size, k, chunk in ((5, 7, 3), (100, 1, 1), (16, 12, 12)):
+        value = model.evaluate_bpd(x, k, batch_size=batch_size, chunk=chunk)
+        assert value == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_evaluate_bpd_approaches_the_exact_value_from_above_for_a_flow():
+    model = toy_model("uniform", seed=6)
+    x = all_cells()
+    exact = -(model.quadrature_log_prob(x, nodes=64) / math.log(2)).mean().item() / 2
+    coarse = model.evaluate_bpd(x.repeat(256, 1, 1, 1), 1, batch_size=512)  # the ELBO, averaged over many draws
+    fine = model.evaluate_bpd(x, 4096, batch_size=7, chunk=1024)
+    assert coarse > fine >= exact - 2e-3  # an upper bound in bits (to Monte-Carlo noise), tightening with K
+    assert fine - exact < 0.25 * (coarse - exact) + 2e-3
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The dequantizers.
 

@@ -238,3 +238,32 @@ def test_save_image_grid(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match=r"\[N, 1, H, W\]"):
         save_image_grid(images[:, 0], tmp_path / "bad.png", 17)
+
+
+def test_vq_reconstruction_bpd_is_minus_log2_of_the_logistic_bins_per_dim():
+    """The README's reconstruction bits/dim: with the decoder's output fixed, the value must equal an
+    independent float64 computation from the logistic CDF (edge bins open to +-infinity)."""
+    from flowkernels.models.pixelcnn import VQAutoencoder
+
+    levels = 16
+    model = VQAutoencoder(levels=levels, codes=4, dim=4, hidden=8).double()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, levels, (3, 1, 8, 8), generator=generator)
+    mu = torch.rand(3, 1, 8, 8, generator=generator, dtype=torch.float64) * 2.4 - 1.2
+    # scales 0.14..1: no bin underflows in float64
+    log_scale = torch.rand(3, 1, 8, 8, generator=generator, dtype=torch.float64) * 2 - 2
+
+    class FixedOutput(torch.nn.Module):  # the decoder's [B, 2, H, W] output (mean, log-scale), codes ignored
+        def forward(self, quantized):
+            return torch.cat([mu, log_scale], dim=1)
+
+    model.decoder = FixedOutput()
+    bits = model.reconstruction_bpd(x, quantized=torch.zeros(3, 4, 2, 2, dtype=torch.float64))
+
+    width = 2.0 / (levels - 1)
+    centre = x.double() * width - 1.0
+    scale = log_scale.exp()
+    upper = torch.where(x == levels - 1, 1.0, torch.sigmoid((centre + width / 2 - mu) / scale))
+    lower = torch.where(x == 0, 0.0, torch.sigmoid((centre - width / 2 - mu) / scale))
+    expected = -torch.log2(upper - lower).flatten(1).sum(1) / 64
+    torch.testing.assert_close(bits, expected, rtol=1e-9, atol=1e-9)

@@ -828,9 +828,15 @@ def save_idf(model: IDF, path: str | Path, **extra) -> Path:
 def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> IDF:
     """Load a checkpoint of :func:`save_idf` / :func:`train_idf` as an :class:`IDF` in eval mode.
 
-    The file is read with ``weights_only=True`` (no code runs) and validated: a ValueError says what is
-    wrong with a file that is not an IDF checkpoint.
+    ``path`` is a checkpoint file or the name of a shipped model (``"digits"``, ``"photos-gray"``, ...;
+    :data:`flowkernels.pretrained.SHIPPED`); an existing file of that name wins. The file is read with
+    ``weights_only=True`` (no code runs) and validated: a ValueError says what is wrong with a file that is
+    not an IDF checkpoint.
     """
+    from .. import pretrained
+
+    if isinstance(path, str) and path in pretrained.SHIPPED and not Path(path).exists():
+        path = pretrained.checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
