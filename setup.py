@@ -130,7 +130,7 @@ def make_extension():
 
 setup(
     packages=find_packages(include=["flowkernels", "flowkernels.*"]),
-    package_data={"flowkernels": ["pretrained/*.pt"]},
+    package_data={"flowkernels": ["pretrained/*.pt", "py.typed"]},
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -1,4 +1,17 @@
-"""The ``flowkernels`` command line."""
+"""The flowkernels command line: lossless image compression with integer discrete flows, training,
+demonstrations and kernel benchmarks.
+
+Examples:
+  flowkernels compress photo.png -o photo.fkc          # the shipped model for the image's channels
+  flowkernels decompress photo.fkc -o photo_back.png   # finds the model the file was made with
+  flowkernels models                                   # the shipped models
+  flowkernels train-idf --dataset digits --epochs 60 --qat-epochs 5 --out idf.pt
+  flowkernels bench coupling --json results.json       # one kernel family against its peers
+  flowkernels demo --quick
+
+Exit status: 0 on success, 1 on any error (one line on stderr; --debug shows the traceback),
+2 for a command line that does not parse, 130 when interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,25 @@ import sys
 from collections.abc import Sequence
 
 import torch
+
+
+class _DefaultsShownFormatter(argparse.HelpFormatter):
+    """Appends an option's default to its help, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or nothing or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _DefaultsShownParser(argparse.ArgumentParser):
+    """A subcommand parser whose --help shows every option's default."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsShownFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +146,40 @@ def _train_glow(args: argparse.Namespace) -> int:
         f"glow[{args.conv}]: test {history.final_test_bpd:.3f} bits/dim after {args.epochs} epochs "
         f"({history.train_time_s:.1f} s); wrote {checkpoint} and {grid}"
     )
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    """The shipped models: what they compress, their test bits/dim and the fingerprint files carry."""
+    import torch
+
+    from . import pretrained
+    from .codec.container import model_fingerprint
+    from .codec.registry import load_checkpoint
+
+    rows = [("name", "channels", "patch", "arithmetic", "trained on", "test bits/dim", "fingerprint")]
+    for name in pretrained.available():
+        path = pretrained.checkpoint_path(name)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        config, train = checkpoint["config"], checkpoint.get("train", {})
+        model = load_checkpoint(path)
+        bpd = train.get("test_bpd")
+        rows.append(
+            (
+                name,
+                str(config["in_channels"]),
+                f"{config['height']}x{config['width']}",
+                config.get("arithmetic", "float"),
+                str(train.get("dataset", "?")),
+                "?" if bpd is None else f"{bpd:.3f}",
+                model_fingerprint(model).hex()[:16],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if len(rows) == 1:
+        print("(no shipped models in this installation)")
     return 0
 
 
@@ -252,17 +318,30 @@ def _rank() -> int:
 
 def _add_training_arguments(parser: argparse.ArgumentParser, *, batch_help: str | None, device_help: str | None):
     """The options every training command has (epochs, batch, learning rate, seed, device)."""
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=64, help=batch_help)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help=device_help)
+    parser.add_argument("--epochs", type=int, default=60, help="passes over the training data")
+    parser.add_argument("--batch-size", type=int, default=64, help=batch_help or "images per step")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of Adam (warm-up, cosine decay)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batch order and noise")
+    parser.add_argument("--device", default="cpu", help=device_help or "cpu or cuda")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowkernels", description=__doc__)
+    import flowkernels
+
+    parser = argparse.ArgumentParser(
+        prog="flowkernels", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"flowkernels {flowkernels.__version__} (torch {torch.__version__}, CPU path {flowkernels.cpu.isa()}, "
+        f"CUDA kernels {'built' if _has_cuda_kernels() else 'not built'})",
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Every subcommand shows its defaults in --help.
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_DefaultsShownParser)
+    models = sub.add_parser("models", help="list the shipped models: channels, training data, test bits/dim")
+    models.set_defaults(handler=_models)
     demo = sub.add_parser(
         "demo",
         help="the main demonstration: lossless compression with the shipped models vs classical codecs, "
@@ -279,9 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from .models.glow import CONV_KINDS
 
-    glow.add_argument("--conv", choices=CONV_KINDS, default="emerging")
+    glow.add_argument("--conv", choices=CONV_KINDS, default="emerging", help="the invertible convolution")
     _add_training_arguments(glow, batch_help=None, device_help=None)
-    glow.add_argument("--steps-per-level", type=int, default=4)
+    glow.add_argument("--steps-per-level", type=int, default=4, help="flow steps per scale")
     glow.add_argument("--hidden", type=int, default=64, help="channels of the coupling networks")
     glow.add_argument("--kernel-size", type=int, default=3, help="of the emerging / periodic convolutions")
     glow.add_argument("--out", default="glow-run", help="folder for the checkpoint and the sample grid")
@@ -294,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from .models.idf import IDF_DATASETS, NETS
 
-    idf.add_argument("--dataset", choices=sorted(IDF_DATASETS), default="digits")
+    idf.add_argument("--dataset", choices=sorted(IDF_DATASETS), default="digits", help="training data (installed)")
     _add_training_arguments(
         idf,
         batch_help="images per step, over all processes",
@@ -306,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     idf.add_argument("--hidden", type=int, default=None, help="channels of the networks (default: per dataset)")
     idf.add_argument("--blocks", type=int, default=None, help="residual blocks / dense layers per network")
     idf.add_argument("--mixtures", type=int, default=5, help="logistic components of every prior")
-    idf.add_argument("--net", choices=NETS, default="resnet")
+    idf.add_argument("--net", choices=NETS, default="resnet", help="coupling network (only resnet has an integer form)")
     idf.add_argument("--max-train", type=int, default=None, help="train on a seeded subset of this many images")
     idf.add_argument("--init", default=None, help="start from this float IDF checkpoint (e.g. a shipped float model)")
     idf.add_argument(
