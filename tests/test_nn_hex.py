@@ -404,9 +404,14 @@ def test_layers_raise_clear_errors():
         P6ConvZ2(2, 3)(torch.zeros(1, 2, 6, 5, 5))
     with pytest.raises(ValueError, match=r"HexConv2d: expected 2 input channels on dim 1, got 3"):
         HexConv2d(2, 3)(torch.zeros(1, 3, 5, 5))
-    with pytest.raises(ValueError, match=r"P6MConvZ2: .*odd kernel sizes.*kernel_size=4"):
-        P6MConvZ2(2, 3, kernel_size=4)
-    assert P6ConvP6(2, 3, kernel_size=5).radius == 2
+    for layer in (HexConv2d, P6MConvZ2, P6ConvP6):
+        for kernel_size in (1, 2, 3):  # hexagdly's kernel_size is the radius: any number here is ambiguous
+            with pytest.raises(ValueError, match=rf"{layer.__name__}: kernel_size={kernel_size} is ambiguous.*"
+                               rf"pass radius=R.*hexagdly's kernel_size={kernel_size} is radius={kernel_size}"):
+                layer(2, 3, kernel_size=kernel_size)
+        with pytest.raises(ValueError, match=rf"{layer.__name__}: stride=2: .*HexMaxPool2d or HexAvgPool2d"):
+            layer(2, 3, stride=2)
+    assert P6ConvP6(2, 3, radius=2).radius == 2 and HexConv2d(1, 4, stride=1).weight.shape == (4, 1, 3, 3)
     with pytest.raises(ValueError, match=r"HexConv2d: radius must be a non-negative integer"):
         HexConv2d(2, 3, radius=-1)
     with pytest.raises(ValueError, match=r"P6ConvP6: in_channels must be a positive integer"):

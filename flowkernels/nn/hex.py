@@ -17,8 +17,10 @@ Conventions are those of :mod:`flowkernels.hex`: axial storage, hexagonal filter
 * :class:`HexBatchNorm`: batch normalisation for planar and group maps whose statistics are shared over the
   group axis (so it is equivariant) and, given a domain mask, count only live cells.
 
-Every convolution takes ``(in_channels, out_channels, radius=1, bias=True)``, or ``kernel_size=2R + 1`` as a
-keyword instead of ``radius`` (an even kernel size is a ValueError: a hexagonal filter needs a centre cell).
+Every convolution takes ``(in_channels, out_channels, radius=1, bias=True)``: a filter of radius R covers
+``3 R^2 + 3 R + 1`` cells. ``kernel_size`` is refused with a message (a width here, the radius in hexagdly:
+either reading would silently build another filter for someone), and so is a ``stride`` other than 1
+(the hexagonal pooling layers downsample).
 
 Initialisation: He-style, ``N(0, 2 / fan_in)`` with ``fan_in = I * G_in * (3 R^2 + 3 R + 1)``, the live
 taps that feed one output (the dead corners are zeroed and ignored by the ops); biases start at zero.
@@ -59,18 +61,20 @@ def _check_positive_int(layer: str, name: str, value) -> int:
     return value
 
 
-def _resolve_radius(layer: str, radius, kernel_size) -> int:
+def _resolve_radius(layer: str, radius, kernel_size, stride) -> int:
     if kernel_size is not None:
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"{layer}: kernel_size must be a positive odd integer, got {kernel_size!r}")
-        if kernel_size % 2 != 1:
-            raise ValueError(
-                f"{layer}: hexagonal filters have odd kernel sizes 2R + 1 (a centre cell), "
-                f"got kernel_size={kernel_size}"
-            )
-        if radius not in (1, kernel_size // 2):  # radius=1 is the default, which kernel_size overrides
-            raise ValueError(f"{layer}: radius={radius} contradicts kernel_size={kernel_size}; give one of them")
-        return kernel_size // 2
+        # hexagdly's Conv2d(kernel_size=k) means radius k, a square convolution's kernel_size k means width k:
+        # either reading of a number here would silently build another filter for someone.
+        raise ValueError(
+            f"{layer}: kernel_size={kernel_size!r} is ambiguous for a hexagonal filter (a width 2R + 1 here, "
+            f"the radius R in hexagdly): pass radius=R instead (hexagdly's kernel_size={kernel_size!r} is "
+            f"radius={kernel_size!r})"
+        )
+    if stride != 1:
+        raise ValueError(
+            f"{layer}: stride={stride!r}: hexagonal convolutions run at stride 1; downsample with HexMaxPool2d or "
+            "HexAvgPool2d (stride 2 on the axial sublattice, which keeps the lattice's symmetries)"
+        )
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ValueError(f"{layer}: radius must be a non-negative integer (kernel size 2R + 1), got {radius!r}")
     return radius
@@ -91,12 +95,13 @@ class _HexConv(nn.Module):
         bias: bool = True,
         *,
         kernel_size: int | None = None,
+        stride: int = 1,
     ) -> None:
         super().__init__()
         name = type(self).__name__
         self.in_channels = _check_positive_int(name, "in_channels", in_channels)
         self.out_channels = _check_positive_int(name, "out_channels", out_channels)
-        self.radius = _resolve_radius(name, radius, kernel_size)
+        self.radius = _resolve_radius(name, radius, kernel_size, stride)
         self.kernel_size = 2 * self.radius + 1
         self.group_in = _hex.GROUP_ORDERS[self.in_group]
         self.group_out = _hex.GROUP_ORDERS[self.out_group]
