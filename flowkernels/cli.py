@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
 import torch
+
+_HELP_WIDTH = 95  # help text fits a 100-column terminal
 
 
 class _DefaultsShownFormatter(argparse.HelpFormatter):
@@ -31,6 +34,10 @@ class _DefaultsShownFormatter(argparse.HelpFormatter):
         if "default" in text or nothing or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
+
+
+class _ExamplesFormatter(_DefaultsShownFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the epilog's examples kept on their own lines."""
 
 
 class _DefaultsShownParser(argparse.ArgumentParser):
@@ -188,72 +195,91 @@ def _codec_error(command: str, error: Exception) -> int:
     return 1
 
 
+def _batch(args: argparse.Namespace, action, default_suffix: str) -> int:
+    """Run ``action(source, target, codecs)`` on every input: one file (or ``-``) to ``args.output``, or files
+    and folders into the folder ``args.output``; then a summary table. Exit status 1 if any file failed."""
+    from pathlib import Path
+
+    from .codec.files import STDIO, CodecCache, image_files, summary_table
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    codecs = CodecCache(getattr(args, "lanes", None))
+    single = len(args.inputs) == 1 and (args.inputs[0] == STDIO or not Path(args.inputs[0]).is_dir())
+    if single and not Path(args.output).is_dir():
+        jobs = [(args.inputs[0], args.output)]
+    else:
+        if STDIO in args.inputs or args.output == STDIO:
+            raise ValueError("- (a pipe) stands for one file: give one input and one output")
+        suffixes = (".fkc",) if default_suffix != ".fkc" else None
+        found = image_files(args.inputs, recursive=args.recursive, **({"suffixes": suffixes} if suffixes else {}))
+        if not found:
+            raise ValueError(f"no {'.fkc' if suffixes else 'image'} files in {', '.join(args.inputs)}")
+        folder = Path(args.output)
+        jobs = [(str(file), str((folder / name).with_suffix(default_suffix))) for file, name in found]
+    results, failures = [], 0
+    quiet = args.output == STDIO  # standard output carries the data: messages go to standard error only
+    for source, target in jobs:
+        try:
+            if len(jobs) > 1:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            result = action(source, target, codecs)
+        except (ValueError, OSError) as error:
+            if args.debug:
+                raise
+            failures += 1
+            text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            text = text if source in text else f"{source}: {text}"
+            print(f"flowkernels {args.command}: error: {text}", file=sys.stderr)
+            continue
+        results.append(result)
+        if result.note:
+            print(f"{source}: {result.note}", file=sys.stderr)
+    if results:
+        compressed = "output" if args.command == "compress" else "input"
+        print(summary_table(results, compressed=compressed), file=sys.stderr if quiet else sys.stdout)
+    if failures and len(jobs) > 1:
+        print(f"flowkernels {args.command}: {failures} of {len(jobs)} files failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _compress(args: argparse.Namespace) -> int:
+    from .codec.files import compress_file
 
-    from .codec import LosslessImageCodec, resolve_model
-    from .codec.imageio import check_output, read_image, replaced_atomically
+    def action(source, target, codecs):
+        return compress_file(
+            source,
+            target,
+            model=args.model,
+            layout=args.layout,
+            verify=args.verify,
+            force=args.force,
+            progress=not args.no_progress,
+            codecs=codecs,
+        )
 
-    try:
-        check_output(args.input, args.output, force=args.force)
-        model_name = args.model
-        if model_name is None:  # the shipped photograph model for the image's channel count
-            from .codec.registry import shipped_model_for_channels
-
-            model_name = shipped_model_for_channels(read_image(args.input, layout=args.layout)[0].shape[1])
-        codec = LosslessImageCodec(resolve_model(model_name), lanes=args.lanes)
-        channels, patch_height, patch_width = codec.patch_shape
-        images, layout = read_image(args.input, channels=channels, layout=args.layout)
-        _, channels, height, width = images.shape
-        patches = -(-height // patch_height) * -(-width // patch_width)
-        progress = not args.no_progress and patches >= _PROGRESS_PATCHES
-        data = codec.encode(images, metadata={"layout": layout}, progress=progress, verify=args.verify)
-        with replaced_atomically(args.output) as temporary:
-            temporary.write_bytes(data)
-    except (ValueError, OSError) as error:
-        if args.debug:
-            raise
-        return _codec_error("compress", error)
-    print(
-        f"{args.input} ({channels}x{height}x{width}, {layout}) -> {args.output}: {len(data)} bytes, "
-        f"{8 * len(data) / (channels * height * width):.3f} bits per subpixel"
-    )
-    return 0
+    return _batch(args, action, ".fkc")
 
 
 def _decompress(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .codec.files import decompress_file
 
-    from .codec import LosslessImageCodec, resolve_model
-    from .codec.imageio import check_output, write_image
+    suffix = "." + args.format.lower() if args.format else None
 
-    try:
-        check_output(args.input, args.output, force=args.force)
-        data = Path(args.input).read_bytes()
-        if args.model is None:  # the shipped model whose weights the file names
-            from .codec.container import read_header
-            from .codec.registry import shipped_model_with_fingerprint
+    def action(source, target, codecs):
+        return decompress_file(
+            source,
+            target,
+            model=args.model,
+            force=args.force,
+            progress=not args.no_progress,
+            output_format=suffix,
+            codecs=codecs,
+        )
 
-            model = shipped_model_with_fingerprint(read_header(data).fingerprint)
-        else:
-            model = resolve_model(args.model)
-        codec = LosslessImageCodec(model)
-        header = codec.read_header(data)
-        if header.images != 1:
-            raise ValueError(f"{args.input} holds {header.images} images; the command line writes one")
-        progress = not args.no_progress and header.patches_per_image >= _PROGRESS_PATCHES
-        image = codec.decode(data, progress=progress)[0]
-        layout = header.metadata.get("layout", "HW" if header.channels == 1 else "HWC")
-        write_image(args.output, image, str(layout))
-    except (ValueError, OSError) as error:
-        if args.debug:
-            raise
-        return _codec_error("decompress", error)
-    print(f"{args.input} -> {args.output} ({header.channels}x{header.height}x{header.width})")
-    return 0
-
-
-# compress / decompress show a progress bar from this many patches on
-_PROGRESS_PATCHES = 256
+    return _batch(args, action, suffix or ".png")
 
 
 def _train_idf(args: argparse.Namespace) -> int:
@@ -400,34 +426,77 @@ def build_parser() -> argparse.ArgumentParser:
     idf.add_argument("--no-progress", action="store_true", help="no progress bar")
     idf.set_defaults(handler=_train_idf)
     compress = sub.add_parser(
-        "compress", help="compress a .png or .npy image losslessly with an integer discrete flow (IDF) and rANS"
+        "compress",
+        help="compress images losslessly with an integer discrete flow (IDF) and rANS",
+        description=textwrap.fill(
+            "Compress 8-bit images losslessly. One input: OUT is the .fkc file (- for standard output). "
+            "Several inputs or a folder: OUT is a folder, which gets one .fkc per image (same relative names). "
+            "Prints a table: bytes, bits per pixel and per subpixel, size against PNG (level 9), time.",
+            _HELP_WIDTH,
+        ),
+        epilog="examples:\n  flowkernels compress photo.png -o photo.fkc\n"
+        "  flowkernels compress shots/ -r -o packed/          # every image under shots/\n"
+        "  cat photo.png | flowkernels compress - -o - > photo.fkc\n\n"
+        "exit status: 0 when every file was compressed, 1 when any failed (one line on stderr each)",
+        formatter_class=_ExamplesFormatter,
     )
-    compress.add_argument("input", metavar="IN", help=".png (8-bit) or .npy (uint8 [H, W], [H, W, C] or [C, H, W])")
-    compress.add_argument("-o", "--output", metavar="OUT.fkc", required=True, help="the compressed file to write")
+    compress.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IN",
+        help="images (.png, .tif, .pgm/.ppm, .webp, .jpg (its decoded pixels), .npy uint8 [H, W], [H, W, C] or "
+        "[C, H, W]), folders of them, or - for standard input",
+    )
+    compress.add_argument("-o", "--output", metavar="OUT", required=True, help="the .fkc file, a folder, or -")
+    compress.add_argument("-r", "--recursive", action="store_true", help="also the images in sub-folders")
     compress.add_argument(
         "--model",
         metavar="NAME|PATH",
-        help="a shipped model's name, or a checkpoint file (default: the shipped photograph model for the image's "
-        "channel count)",
+        help="a shipped model's name (flowkernels models), or a checkpoint file (default: the shipped photograph "
+        "model for each image's channel count)",
     )
     compress.add_argument(
         "--layout", type=str.upper, choices=("HWC", "CHW"), help="layout of a 3-D .npy array (default: guessed)"
     )
     compress.add_argument("--lanes", type=int, default=None, help="patches per model call (default: automatic)")
-    compress.add_argument("--verify", action="store_true", help="decode the result and check it (twice the time)")
+    compress.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    compress.add_argument("--verify", action="store_true", help="decode each result and check it (twice the time)")
     compress.add_argument("--no-progress", action="store_true", help="no progress bar")
-    compress.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    compress.add_argument("--force", action="store_true", help="replace outputs that exist")
     compress.set_defaults(handler=_compress)
-    decompress = sub.add_parser("decompress", help="decompress a file made by `flowkernels compress`")
-    decompress.add_argument("input", metavar="IN.fkc", help="the compressed file")
-    decompress.add_argument("-o", "--output", metavar="OUT", required=True, help="the .png or .npy image to write")
+    decompress = sub.add_parser(
+        "decompress",
+        help="decompress files made by `flowkernels compress`",
+        description=textwrap.fill(
+            "Decompress .fkc files. One input: OUT is the image (its suffix names the format; - for standard "
+            "output, PNG unless --format). Several inputs or a folder: OUT is a folder.",
+            _HELP_WIDTH,
+        ),
+        epilog="examples:\n  flowkernels decompress photo.fkc -o photo.png\n"
+        "  flowkernels decompress packed/ -r -o restored/ --format tif\n\n"
+        "exit status: 0 when every file was decompressed, 1 when any failed",
+        formatter_class=_ExamplesFormatter,
+    )
+    decompress.add_argument("inputs", nargs="+", metavar="IN", help=".fkc files, folders of them, or -")
+    decompress.add_argument(
+        "-o", "--output", metavar="OUT", required=True, help="the image file (.png, .tif, .pgm/.ppm, .webp, .npy), "
+        "a folder, or -"
+    )
+    decompress.add_argument("-r", "--recursive", action="store_true", help="also the files in sub-folders")
+    decompress.add_argument(
+        "--format",
+        type=str.lower,
+        choices=("png", "tif", "tiff", "pgm", "ppm", "webp", "npy"),
+        help="the images' format (default: OUT's suffix; png for a folder or -)",
+    )
     decompress.add_argument(
         "--model",
         metavar="NAME|PATH",
-        help="the model the file was compressed with (default: the shipped model whose fingerprint the file holds)",
+        help="the model the files were compressed with (default: the shipped model whose fingerprint each holds)",
     )
+    decompress.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     decompress.add_argument("--no-progress", action="store_true", help="no progress bar")
-    decompress.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    decompress.add_argument("--force", action="store_true", help="replace outputs that exist")
     decompress.set_defaults(handler=_decompress)
     return parser
 

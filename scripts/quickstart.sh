@@ -51,8 +51,18 @@ stamp="$venv/.flowkernels-build-stamp"
 fingerprint=$( { python -c "import torch; print(torch.__version__)"; cat setup.py pyproject.toml;
                  find csrc -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$fingerprint" ] || ! python -c "import flowkernels" 2>/dev/null; then
-  step "building and installing flowkernels (a minute or two on 2 cores)"
-  MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install --quiet --no-build-isolation -e ".[test,bench,models]"
+  log="$venv/flowkernels-build.log"
+  step "building and installing flowkernels (about 6 minutes on 2 cores; one line per compiled file, log: $log)"
+  # pip -v shows ninja's "[i/n] compiler ... -c SOURCE" lines: print their step and source file as they come,
+  # so a long build shows progress; the whole output goes to the log, whose tail is shown on failure.
+  if ! MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install -v --no-build-isolation -e ".[test,bench,models]" 2>&1 \
+      | tee "$log" | awk '/^\[[0-9]+\/[0-9]+\] / { source = "";
+            for (i = 2; i < NF; i++) if ($i == "-c") source = $(i + 1);
+            n = split(source, parts, "/"); print "   " $1 " " (n ? parts[n] : "linking"); fflush() }'; then
+    echo "quickstart: the build failed; the end of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
   echo "$fingerprint" > "$stamp"
 fi
 # hexagdly (the hexagonal-convolution peer of the benchmarks and of one test) declares

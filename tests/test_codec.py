@@ -516,6 +516,11 @@ def fake_models(monkeypatch):
         (".npy", (13, 22), "HW", "fake-gray"),
         (".npy", (9, 5, 3), "HWC", "fake-rgb"),
         (".npy", (3, 9, 5), "CHW", "fake-rgb"),
+        (".tif", (13, 22), "HW", "fake-gray"),
+        (".tiff", (9, 5, 3), "HWC", "fake-rgb"),
+        (".pgm", (13, 22), "HW", "fake-gray"),
+        (".ppm", (9, 5, 3), "HWC", "fake-rgb"),
+        (".webp", (9, 5, 3), "HWC", "fake-rgb"),
     ],
 )
 def test_cli_round_trip(tmp_path, fake_models, capsys, suffix, shape, layout, model):
@@ -526,11 +531,67 @@ def test_cli_round_trip(tmp_path, fake_models, capsys, suffix, shape, layout, mo
     else:
         write_image(source, to_tensor(array)[0][0], "HW" if array.ndim == 2 else "HWC")
     assert cli.main(["compress", str(source), "-o", str(packed), "--model", model, "--verify"]) == 0
-    assert "bits per subpixel" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "bits/subpixel" in out and "bits/pixel" in out and "vs PNG" in out
     assert read_header(packed.read_bytes()).metadata == {"layout": layout}
     assert cli.main(["decompress", str(packed), "-o", str(restored), "--model", model]) == 0
     back = np.load(restored) if suffix == ".npy" else from_tensor(read_image(restored)[0][0], layout)
     assert back.shape == array.shape and np.array_equal(back, array)
+
+
+def test_cli_jpeg_input_compresses_its_decoded_pixels_and_says_so(tmp_path, fake_models, capsys):
+    from PIL import Image
+
+    array = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "in.jpg", quality=80)
+    decoded = np.asarray(Image.open(tmp_path / "in.jpg"))
+    assert cli.main(["compress", str(tmp_path / "in.jpg"), "-o", str(tmp_path / "j.fkc"), "--model", "fake-rgb"]) == 0
+    assert "decoded pixels were compressed losslessly" in capsys.readouterr().err
+    assert cli.main(["decompress", str(tmp_path / "j.fkc"), "-o", str(tmp_path / "j.png"), "--model", "fake-rgb"]) == 0
+    assert np.array_equal(from_tensor(read_image(tmp_path / "j.png")[0][0], "HWC"), decoded)
+    # writing a lossy format is refused: the pixels would not come back
+    assert cli.main(["decompress", str(tmp_path / "j.fkc"), "-o", str(tmp_path / "j.jpg"), "--model", "fake-rgb"]) == 1
+    assert "lossy format" in capsys.readouterr().err and not (tmp_path / "j.jpg").exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("I;16", "I;16 images are not supported"), ("F", "F images are not supported"), ("CMYK", "not supported")],
+)
+def test_images_that_are_not_8_bit_grey_or_rgb_are_refused_with_a_message(tmp_path, mode, message):
+    from PIL import Image
+
+    image = Image.new(mode, (5, 4))
+    image.save(tmp_path / "x.tif")
+    with pytest.raises(ValueError, match=message):
+        read_image(tmp_path / "x.tif")
+
+
+def test_multi_page_tiffs_and_non_images_are_refused(tmp_path):
+    from PIL import Image
+
+    pages = [Image.new("L", (4, 4), value) for value in (0, 9)]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(ValueError, match="holds 2 images"):
+        read_image(tmp_path / "pages.tif")
+    (tmp_path / "junk.webp").write_bytes(b"RIFF\x10\x00\x00\x00WEBPnonsense")
+    with pytest.raises(ValueError, match="junk.webp: not a readable image"):
+        read_image(tmp_path / "junk.webp")
+    with pytest.raises(ValueError, match="unsupported image file type '.gif'"):
+        read_image(tmp_path / "x.gif")
+
+
+def test_bilevel_and_palette_images_read_as_grey_and_rgb(tmp_path):
+    from PIL import Image
+
+    bilevel = Image.fromarray(np.array([[0, 255], [255, 0]], dtype=np.uint8)).convert("1")
+    bilevel.save(tmp_path / "b.tif")
+    image, layout = read_image(tmp_path / "b.tif")
+    assert layout == "HW" and image[0, 0].tolist() == [[0, 255], [255, 0]]
+    palette = Image.fromarray(np.full((3, 3, 3), 7, dtype=np.uint8)).convert("P", palette=Image.ADAPTIVE)
+    palette.save(tmp_path / "p.tif")
+    image, layout = read_image(tmp_path / "p.tif")
+    assert layout == "HWC" and image.shape == (1, 3, 3, 3) and int(image.max()) == 7
 
 
 def test_cli_npy_layout_override_and_png_output(tmp_path, fake_models):
@@ -589,7 +650,7 @@ def test_cli_errors(tmp_path, fake_models, capsys):
         (["compress", str(tmp_path / "f.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-gray"], "uint8"),
         (["compress", str(tmp_path / "g.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "nope"], "unknown model"),
         (["compress", str(tmp_path / "g.npy"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-rgb"], "channels"),
-        (["compress", str(tmp_path / "g.tif"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-gray"], "unsupported"),
+        (["compress", str(tmp_path / "g.gif"), "-o", str(tmp_path / "o.fkc"), "--model", "fake-gray"], "unsupported"),
         (
             ["compress", str(tmp_path / "g.npy"), "-o", str(tmp_path / "o.fkc"), "--model", str(tmp_path / "junk.pt")],
             "checkpoint",
@@ -883,3 +944,106 @@ def test_cli_picks_the_shipped_model_when_none_is_named(tmp_path):
         reg.shipped_model_with_fingerprint(b"\0" * 16)
     with pytest.raises(ValueError, match="no shipped model compresses 2-channel"):
         reg.shipped_model_for_channels(2)
+
+
+# -- the command line on folders and pipes ------------------------------------------------------------------
+
+
+def _gray(seed: int, shape=(13, 22)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_cli_compresses_a_folder_recursively_and_prints_one_summary(tmp_path, fake_models, capsys):
+    shots = tmp_path / "shots"
+    (shots / "sub").mkdir(parents=True)
+    images = {"a.png": _gray(1), "b.tif": _gray(2, (7, 9)), "sub/c.npy": _gray(3, (5, 6))}
+    for name, array in images.items():
+        if name.endswith(".npy"):
+            np.save(shots / name, array)
+        else:
+            write_image(shots / name, torch.from_numpy(array)[None], "HW")
+    (shots / "notes.txt").write_text("not an image: skipped")
+    packed, restored = tmp_path / "packed", tmp_path / "restored"
+    assert cli.main(["compress", str(shots), "-r", "-o", str(packed), "--model", "fake-gray"]) == 0
+    table = capsys.readouterr().out
+    assert sorted(p.relative_to(packed).as_posix() for p in packed.rglob("*.fkc")) == ["a.fkc", "b.fkc", "sub/c.fkc"]
+    assert "bits/pixel" in table and "vs PNG" in table and "total (3 files)" in table
+    assert cli.main(["decompress", str(packed), "-r", "-o", str(restored), "--model", "fake-gray"]) == 0
+    for name, array in images.items():
+        back = restored / Path(name).with_suffix(".png")
+        assert np.array_equal(read_image(back)[0][0, 0].numpy(), array), name
+    # without -r the sub-folder is left alone
+    assert cli.main(["compress", str(shots), "-o", str(tmp_path / "flat"), "--model", "fake-gray"]) == 0
+    assert sorted(p.name for p in (tmp_path / "flat").rglob("*.fkc")) == ["a.fkc", "b.fkc"]
+
+
+def test_cli_keeps_going_past_a_bad_file_and_exits_1(tmp_path, fake_models, capsys):
+    write_image(tmp_path / "good.png", torch.from_numpy(_gray(4))[None], "HW")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    status = cli.main(
+        ["compress", str(tmp_path / "good.png"), str(tmp_path / "bad.png"), "-o", str(tmp_path / "out"),
+         "--model", "fake-gray"]
+    )
+    captured = capsys.readouterr()
+    assert status == 1 and "bad.png" in captured.err and "1 of 2 files failed" in captured.err
+    assert (tmp_path / "out" / "good.fkc").is_file() and not (tmp_path / "out" / "bad.fkc").exists()
+    assert "good.png" in captured.out  # the summary lists what was done
+
+
+def test_cli_compress_and_decompress_through_pipes(tmp_path, fake_models, monkeypatch, capsys):
+    import io
+
+    array = _gray(5, (9, 11))
+    write_image(tmp_path / "in.png", torch.from_numpy(array)[None], "HW")
+
+    def run_with_pipes(argv: list[str], stdin: bytes) -> bytes:
+        out = io.BytesIO()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
+        assert cli.main(argv) == 0
+        sys.stdout.flush()
+        return out.getvalue()
+
+    packed = run_with_pipes(["compress", "-", "-o", "-", "--model", "fake-gray"], (tmp_path / "in.png").read_bytes())
+    assert packed.startswith(b"FKIC") and read_header(packed).height == 9
+    png = run_with_pipes(["decompress", "-", "-o", "-", "--model", "fake-gray"], packed)
+    assert png.startswith(b"\x89PNG")
+    (tmp_path / "back.png").write_bytes(png)
+    assert np.array_equal(read_image(tmp_path / "back.png")[0][0, 0].numpy(), array)
+    npy = run_with_pipes(["decompress", "-", "-o", "-", "--format", "npy", "--model", "fake-gray"], packed)
+    (tmp_path / "back.npy").write_bytes(npy)
+    assert np.array_equal(np.load(tmp_path / "back.npy"), array)
+    assert "bits/pixel" in capsys.readouterr().err  # the table goes to stderr when stdout carries the data
+
+
+def test_cli_batch_errors_are_one_line(tmp_path, fake_models, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    for folder in ("x", "y"):
+        write_image(tmp_path / folder / "same.png", torch.from_numpy(_gray(6))[None], "HW")
+    cases = [
+        (["compress", str(tmp_path / "x"), str(tmp_path / "y"), "-o", str(tmp_path / "o")], "would both be written"),
+        (["compress", str(tmp_path / "x"), "-", "-o", str(tmp_path / "o")], "stands for one file"),
+        (["compress", str(tmp_path / "nothing"), str(tmp_path / "x"), "-o", str(tmp_path / "o")], "no such file"),
+        (["compress", str(tmp_path / "x" / "same.png"), "-o", str(tmp_path / "o.fkc"), "--threads", "0"], "--threads"),
+        (["decompress", str(tmp_path / "x"), "-o", str(tmp_path / "o")], "no .fkc files"),
+    ]
+    for argv, message in cases:
+        assert cli.main([*argv, "--model", "fake-gray"]) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_compress_file_and_decompress_file_in_python(tmp_path, fake_models):
+    from flowkernels.codec import compress_file, decompress_file
+
+    array = _gray(7, (10, 12))
+    write_image(tmp_path / "in.pgm", torch.from_numpy(array)[None], "HW")
+    done = compress_file(tmp_path / "in.pgm", tmp_path / "in.fkc", model="fake-gray", compare_png=True)
+    assert done.output_bytes == (tmp_path / "in.fkc").stat().st_size and done.png_bytes > 0
+    assert (done.channels, done.height, done.width) == (1, 10, 12) and done.input_bytes > 120
+    assert done.bits_per_pixel(done.output_bytes) == 8 * done.output_bytes / 120
+    with pytest.raises(ValueError, match="exists: pass --force"):
+        compress_file(tmp_path / "in.pgm", tmp_path / "in.fkc", model="fake-gray")
+    back = decompress_file(tmp_path / "in.fkc", tmp_path / "back.npy", model="fake-gray")
+    assert back.input_bytes == done.output_bytes and np.array_equal(np.load(tmp_path / "back.npy"), array)

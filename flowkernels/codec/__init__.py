@@ -4,11 +4,13 @@
 * :class:`CodecModel`: the model interface it codes with (IDF implements it).
 * :mod:`flowkernels.codec.container`: the ``.fkc`` byte layout and its validation.
 * :func:`resolve_model`: shipped models by name, checkpoints by path (the CLI's ``--model``).
+* :func:`compress_file` / :func:`decompress_file`: image files to ``.fkc`` files and back (the CLI's work).
 """
 
 from __future__ import annotations
 
 from .container import ContainerHeader, model_fingerprint, read_header
+from .files import compress_file, decompress_file
 from .image_codec import LosslessImageCodec, default_lanes
 from .interface import CodecModel, LatentStep, LatentStepLike, PopFn
 from .registry import resolve_model
@@ -24,4 +26,6 @@ __all__ = [
     "read_header",
     "model_fingerprint",
     "resolve_model",
+    "compress_file",
+    "decompress_file",
 ]
