@@ -31,7 +31,6 @@ run for CI with tiny models, few steps and small test crops; its numbers mean no
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from flowkernels._optional import require
+from flowkernels.benchmarks.machine import write_results
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
 from flowkernels.models.conditional import (
     BinaryDequantizer,
@@ -509,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "conditional_results.md").write_text(markdown)
     results["total_time_s"] = total
     results["quick"] = args.quick
-    (args.out / "conditional_results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_results(args.out / "conditional_results.json", results)
     print(footer)
     print(f"tables in {args.out}/conditional_results.md, figures conditional_*.png")
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from flowkernels.benchmarks.machine import write_results
 from flowkernels.models.glow import CONV_KINDS, save_sample_grid, train_glow
 
 # The default budget: about half a minute per kind on 2 CPU cores (emerging somewhat more).
@@ -61,7 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_time = time.perf_counter() - start
         save_sample_grid(model, args.out / f"glow_{kind}_samples.png", n=64, seed=args.seed)
         parameters = sum(p.numel() for p in model.parameters())
-        rows.append((kind, parameters, history.final_test_bpd, history.train_time_s, sample_time))
+        rows.append(
+            {
+                "conv": kind,
+                "parameters": parameters,
+                "test_bpd": history.final_test_bpd,
+                "train_time_s": history.train_time_s,
+                "sample_64_s": sample_time,
+            }
+        )
 
     print(
         f"Glow on the digits (8x8, 17 levels; 1497 train / 300 test), {budget}, batch {args.batch_size}, "
@@ -69,9 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("| conv | parameters | test bits/dim | train time (s) | sampling 64 (s) |")
     print("|---|---:|---:|---:|---:|")
-    for kind, parameters, bpd, train_time, sample_time in rows:
-        print(f"| {kind} | {parameters:,} | {bpd:.3f} | {train_time:.1f} | {sample_time:.3f} |")
+    for row in rows:
+        print(
+            f"| {row['conv']} | {row['parameters']:,} | {row['test_bpd']:.3f} | {row['train_time_s']:.1f} | "
+            f"{row['sample_64_s']:.3f} |"
+        )
     print(f"sample grids in {args.out}/")
+    if not args.quick:
+        payload = {"budget": budget, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "rows": rows}
+        print(f"written: {write_results(args.out / 'glow_results.json', payload, args.device)}")
     return 0
 
 

@@ -24,6 +24,7 @@ What the rotated / mirrored columns measure (no augmentation in training on any 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ import torch
 
 from flowkernels import hex as hexlib
 from flowkernels._optional import require
+from flowkernels.benchmarks.machine import write_results
 from flowkernels.models.hexnet import HEX_SIZE, LATTICES, digit_labels, hex_digits, train_hexnet
 
 # The default budget: every lattice lands within 1.2% of 33,500 parameters (widths 30, 34, 14, 10 for square,
@@ -142,6 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     figure = save_digit_figure(args.out / "hexnet_digits.png")
     print(f"figure of hexagonal digits: {figure}")
+    if not args.quick:
+        payload = {
+            "budget": budget,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "rows": [dataclasses.asdict(h) for h in histories],
+        }
+        print(f"written: {write_results(args.out / 'hexnet_results.json', payload, args.device)}")
     return 0
 
 

@@ -130,10 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(measure(name, args.rounds))
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     info = machine.describe()
-    header = (
-        f"Float vs integer IDF models, {machine.summary(info)}, "
-        f"{time.perf_counter() - start:.0f} s in all"
-    )
+    header = f"Float vs integer IDF models, {machine.summary(info)}, {time.perf_counter() - start:.0f} s in all"
     table = format_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "idf_integer.json").write_text(

@@ -24,7 +24,6 @@ benchmarks/results, and with ``--quick`` to a folder in the temporary directory)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from flowkernels.benchmarks.machine import write_results
 from flowkernels.data import DIGITS_LEVELS, PHOTO_LEVELS, load_digits, load_photo_patches
 from flowkernels.models.pixelcnn import (
     Categorical,
@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predictive_sampling.md").write_text(f"{header}\n\n{table}\n")
     payload = {"header": header, "quick": args.quick, "seed": args.seed, "budget": budget, "results": results}
-    (args.out / "predictive_sampling.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_results(args.out / "predictive_sampling.json", payload)
     print(f"table and sample grids in {args.out}/")
     return 0 if all(row["identical"] for result in results for row in result["rows"]) else 1
 

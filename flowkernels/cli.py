@@ -16,6 +16,7 @@ Exit status: 0 on success, 1 on any error (one line on stderr; --debug shows the
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -86,7 +87,11 @@ def _bench(args: argparse.Namespace) -> int:
         print("(--quick: smoke-sized shapes and short timings, so targets are not judged; run without --quick)")
     if args.json:
         with open(args.json, "w") as handle:
-            handle.write(benchmarks.results_to_json(results, args.device, judged=not args.quick))
+            import os
+
+            settings = [f"{k}={os.environ[k]}" for k in ("FLOWKERNELS_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ]
+            command = " ".join([*settings, "flowkernels", *(shlex.quote(arg) for arg in args.argv)])
+            handle.write(benchmarks.results_to_json(results, args.device, judged=not args.quick, command=command))
         print(f"wrote {args.json}")
     return 0
 
@@ -504,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line. Every error is one line on stderr and exit status 1 (130 when interrupted);
     ``--debug`` shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded with benchmark results
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -41,10 +41,16 @@ def run(
     return run_cases(cases, min_run_time=min_run_time, device=device, progress=progress)
 
 
-def results_to_json(results: Sequence[Result], device: str = "cpu", *, judged: bool = True) -> str:
+def _rate(result: Result, seconds: float, reference: bool = False) -> float:
+    return 1.0 / result.per_item(seconds, reference) / 1e6
+
+
+def results_to_json(
+    results: Sequence[Result], device: str = "cpu", *, judged: bool = True, command: str | None = None
+) -> str:
     """Machine-readable results, with the machine they were measured on (:func:`machine.describe`);
     each row names the path its family's CPU kernel took. ``judged=False`` (quick runs) records no
-    verdicts (``target_met`` None)."""
+    verdicts (``target_met`` None). ``command``: the command line that measured them, recorded with them."""
     info = machine.describe(device)
     rows = [
         {
@@ -62,9 +68,20 @@ def results_to_json(results: Sequence[Result], device: str = "cpu", *, judged: b
             "memory_ratio": r.memory_ratio,
             "peers_ms": {k: v * 1e3 for k, v in r.peer_s.items()},
             "peer_speedups": {k: r.peer_speedup(k) for k in r.peer_s},
+            # Rates (million items per second) where the case counts items (symbols, values); the
+            # reference may code a subset (reference_items), so compare rates, not times.
+            "items": r.case.items,
+            "reference_items": r.case.reference_items or r.case.items,
+            "kernel_rate_mps": _rate(r, r.kernel_s) if r.case.items else None,
+            "reference_rate_mps": _rate(r, r.reference_s, reference=True) if r.case.items else None,
+            "peer_rates_mps": {k: _rate(r, v) for k, v in r.peer_s.items()} if r.case.items else None,
+            "notes": r.case.notes,
             "target": r.case.target.describe(),
             "target_met": r.target_met() if judged else None,
         }
         for r in results
     ]
-    return json.dumps({"machine": info, "judged": judged, "results": rows}, indent=2)
+    document = {"machine": info, "judged": judged, "results": rows}
+    if command is not None:
+        document["command"] = command  # how to measure it again
+    return json.dumps(document, indent=2)

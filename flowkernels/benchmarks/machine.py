@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import torch
 
 import flowkernels
 
-__all__ = ["cpu_model", "describe", "summary"]
+__all__ = ["cpu_model", "describe", "summary", "write_results"]
 
 
 def cpu_model() -> str:
@@ -27,7 +29,8 @@ def cpu_model() -> str:
 
 
 def _commit() -> str | None:
-    """The source checkout's commit, when flowkernels runs from one (an editable install)."""
+    """The source checkout's commit, when flowkernels runs from one (an editable install), with ``+changes``
+    when tracked files differ from it."""
     folder = Path(flowkernels.__file__).resolve().parent.parent
     if not (folder / ".git").exists():
         return None
@@ -37,11 +40,24 @@ def _commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
+    commit = done.stdout.strip()
+    if not commit:
+        return None
+    # A run from a checkout with uncommitted changes is not the commit alone: say so.
+    try:
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return commit
+    return f"{commit}+changes" if status.stdout.strip() else commit
 
 
 def describe(device: str = "cpu") -> dict[str, Any]:
-    """CPU model and core count, the CPU kernels' instruction-set path per family, threads, versions."""
+    """CPU model and core count, the CPU kernels' instruction-set path per family, threads, versions, date."""
     cuda = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else None
     return {
         "cpu": cpu_model(),
@@ -56,6 +72,7 @@ def describe(device: str = "cpu") -> dict[str, Any]:
         "flowkernels": flowkernels.__version__,
         "commit": _commit(),
         "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -68,3 +85,14 @@ def summary(info: dict[str, Any]) -> str:
         f"{' @ ' + info['commit'] if info.get('commit') else ''}\n"
         f"CPU kernel paths (this CPU supports {info['cpu_isa_supported']}): {paths}"
     )
+
+
+def write_results(path: Path, payload: dict[str, Any], device: str = "cpu") -> Path:
+    """Write ``payload`` as JSON to ``path`` with the machine it was measured on (:func:`describe`) under
+    ``"machine"``: the results files under ``benchmarks/results/`` that the README's tables are rendered
+    from (``benchmarks/render_readme.py``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"machine": describe(device), **payload}
+    path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    return path

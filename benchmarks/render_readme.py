@@ -1,0 +1,587 @@
+"""Render the README's result tables from the results files that the benchmark scripts write.
+
+Every table of measured numbers in ``README.md`` sits between two markers::
+
+    <!-- results: RENDERER FILE [FILE ...] -->
+    ...generated: a provenance line, the table, sentences whose numbers come from the same files...
+    <!-- end results -->
+
+``FILE`` names a JSON file under ``benchmarks/results/`` written by a script of this folder (every one
+records the machine: CPU model, instruction-set path, threads, torch version, commit, date), and
+``RENDERER`` one of :data:`RENDERERS`. Nothing between the markers is typed by hand: this script
+replaces it, and ``--check`` (run by ``tests/test_readme.py`` in CI) fails where the README and its
+results files disagree.
+
+    python benchmarks/render_readme.py            # rewrite the generated blocks of README.md
+    python benchmarks/render_readme.py --check    # exit 1 and print a diff if any block is stale
+
+Targets are judged here by code from the measured ratios (``target_met`` of the benchmark harness):
+a ratio below its target is "not met", however close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+BLOCK = re.compile(
+    r"(?P<open><!-- results: (?P<renderer>[\w-]+) (?P<files>[^>]+?) -->\n)(?P<body>.*?)(?P<close><!-- end results -->)",
+    re.DOTALL,
+)
+
+# Which script writes each results file (named in the provenance line, so a reader can redo it).
+WRITERS = {
+    "glow_results.json": "python benchmarks/glow_results.py",
+    "hexnet_results.json": "python benchmarks/hexnet_results.py",
+    "idf_results.json": "python benchmarks/idf_results.py",
+    "idf_integer.json": "python benchmarks/idf_integer_results.py",
+    "dequantization_results.json": "python benchmarks/dequantization_results.py",
+    "conditional_results.json": "python benchmarks/conditional_results.py",
+    "predictive_sampling.json": "python benchmarks/predictive_sampling_results.py",
+}
+
+
+def writer(name: str) -> str:
+    if name in WRITERS:
+        return WRITERS[name]
+    match = re.fullmatch(r"bench_(\w+?)_(\w+)\.json", name)
+    if match:
+        family, path = match.groups()
+        env = "" if path == "avx2" else f"FLOWKERNELS_CPU_ISA={path} "
+        return f"{env}flowkernels bench {family} --json benchmarks/results/{name}"
+    return f"the script of benchmarks/ that writes {name} (add it to WRITERS in render_readme.py)"
+
+
+def provenance(documents: Sequence[tuple[str, dict]]) -> str:
+    """One line per results file: where the numbers come from and the machine they were measured on."""
+    lines = []
+    for name, document in documents:
+        m = document.get("machine")
+        if not m:
+            raise ValueError(f"{name} records no machine; rerun `{writer(name)}`")
+        where = f"GPU {m['gpu']}" if m.get("gpu") else f"{m['cpu']} ({m['cores']} cores, {m['cpu_isa']} path)"
+        commit = f" @ {m['commit']}" if m.get("commit") else ""
+        command = document.get("command") or writer(name)
+        lines.append(
+            f"<sub>`benchmarks/results/{name}`, written by `{command}`: {where}, {m['threads']} threads, "
+            f"torch {m['torch']}, flowkernels {m['flowkernels']}{commit}, {m.get('date', 'date not recorded')}."
+            "</sub>"
+        )
+    return "<br>\n".join(lines)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A markdown table; ``align`` is one character per column, ``l`` or ``r`` (default: first left)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+    lines = ["| " + " | ".join(header) + " |", rule]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def bold_best(values: Sequence[float | None], text: Sequence[str], lowest: bool = True) -> list[str]:
+    """``text`` with the best of ``values`` in bold (ties all bold)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return list(text)
+    best = min(present) if lowest else max(present)
+    return [f"**{t}**" if v is not None and v == best else t for v, t in zip(values, text, strict=True)]
+
+
+def verdict(row: dict, judged: bool) -> str:
+    """The target and whether the measured ratios meet it (decided by the harness's code)."""
+    if row["target"] in ("-", "", None):
+        return ""
+    if not judged or row["target_met"] is None:
+        return f"{row['target']}: not judged"
+    return f"{row['target']}: {'met' if row['target_met'] else '**not met**'}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kernel benchmarks (flowkernels bench --json): one renderer for every family.
+
+
+def _time_or_rate(row: dict, ms: float, rate: float | None) -> str:
+    if row.get("items"):
+        return f"{rate:.3g} M/s" if rate >= 1 else f"{rate:.2g} M/s"
+    return f"{ms:.3g} ms" if ms >= 0.01 else f"{ms * 1e3:.3g} us"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.0f}x" if value >= 100 else f"{value:.3g}x"
+
+
+def render_kernels(documents: Sequence[tuple[str, dict]]) -> str:
+    """Rows of one or more ``flowkernels bench --json`` files. Times in ms (rates in million items per
+    second where a case counts items); ratios are reference / kernel and peer / kernel for the same work."""
+    rows = [(doc, row) for _, doc in documents for row in doc["results"]]
+    peers = list(dict.fromkeys(peer for _, row in rows for peer in row["peers_ms"]))
+    several_paths = len({row["path"] for _, row in rows}) > 1
+    memory = any(row["memory_ratio"] is not None for _, row in rows)
+    notes = any(row.get("notes") for _, row in rows)
+    header = ["op", "mode", "shape", "threads"] + (["CPU path"] if several_paths else [])
+    header += ["reference", "kernel", "vs reference"] + (["memory vs reference"] if memory else [])
+    for peer in peers:
+        header += [peer, f"vs {peer}"]
+    header += ["target"] + (["notes"] if notes else [])
+    body = []
+    for doc, row in rows:
+        rates = row.get("peer_rates_mps") or {}
+        cells = [f"`{row['op']}`", row["mode"], row["shape"], row["threads"]]
+        cells += [row["path"].split()[0]] if several_paths else []
+        cells += [
+            _time_or_rate(row, row["reference_ms"], row.get("reference_rate_mps")),
+            _time_or_rate(row, row["kernel_ms"], row.get("kernel_rate_mps")),
+            _ratio(row["speedup"]),
+        ]
+        if memory:
+            cells.append("" if row["memory_ratio"] is None else f"{row['memory_ratio']:.2g}x")
+        for peer in peers:
+            if peer in row["peers_ms"]:
+                cells += [
+                    _time_or_rate(row, row["peers_ms"][peer], rates.get(peer)),
+                    _ratio(row["peer_speedups"][peer]),
+                ]
+            else:
+                cells += ["", ""]
+        cells.append(verdict(row, doc.get("judged", True)))
+        if notes:
+            cells.append(row.get("notes", ""))
+        body.append(cells)
+    align = "lll" + "r" + ("l" if several_paths else "") + "rrr" + ("r" if memory else "") + "rr" * len(peers) + "l"
+    met = [row["target_met"] for doc, row in rows if doc.get("judged", True) and row["target"] not in ("-", "")]
+    summary = f"Targets met: {sum(1 for m in met if m)} of {len(met)}." if met else ""
+    return "\n\n".join(part for part in (table(header, body, align + ("l" if notes else "")), summary) if part)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model experiments.
+
+
+def render_glow(documents: Sequence[tuple[str, dict]]) -> str:
+    (_, doc), budget = documents[0], documents[0][1]["budget"]
+    rows = doc["rows"]
+    bpd = bold_best([r["test_bpd"] for r in rows], [f"{r['test_bpd']:.3f}" for r in rows])
+    names = {"1x1": "1x1 (Glow)", "emerging": "emerging 3x3", "periodic": "periodic 3x3"}
+    body = [
+        [
+            names.get(r["conv"], r["conv"]),
+            f"{r['parameters']:,}",
+            b,
+            f"{r['train_time_s']:.1f} s",
+            f"{r['sample_64_s'] * 1e3:.0f} ms",
+        ]
+        for r, b in zip(rows, bpd, strict=True)
+    ]
+    text = table(["invertible conv", "parameters", "test bits/dim", "training time", "64 samples"], body)
+    by = {r["conv"]: r["test_bpd"] for r in rows}
+    sentences = [
+        f"Budget: {budget['epochs']} epochs, {budget['steps_per_level']} steps per level, coupling width "
+        f"{budget['hidden']}, batch {doc['batch_size']}, seed {doc['seed']}."
+    ]
+    if "emerging" in by and "1x1" in by:
+        word = "improves on" if by["emerging"] < by["1x1"] else "does not improve on"
+        sentences.append(
+            f"The emerging convolution {word} the 1x1 at this budget ({by['emerging']:.3f} against "
+            f"{by['1x1']:.3f} bits/dim, one seed)."
+        )
+    if "periodic" in by and "1x1" in by:
+        word = "better" if by["periodic"] < by["1x1"] else "worse"
+        sentences.append(f"The periodic one does {word} than the 1x1 ({by['periodic']:.3f}).")
+    return text + "\n\n" + " ".join(sentences)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def render_hexnet(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = documents[0][1]
+    rows = doc["rows"]
+    names = {"square": "square (3x3 conv2d)", "hex": "hex (planar)"}
+    body = [
+        [
+            names.get(r["lattice"], r["lattice"]),
+            f"{r['parameters']:,}",
+            f"{r['test_accuracy']:.3f}",
+            f"{_mean(r['rotation_accuracies']):.3f}",
+            f"{_mean(r['mirror_accuracies']):.3f}",
+            f"{r['seconds_per_epoch']:.2f}",
+        ]
+        for r in rows
+    ]
+    header = ["lattice", "parameters", "test accuracy", "rotated by 60°..300°", "mirrored (6 axes)", "s / epoch"]
+    text = table(header, body)
+    budget = doc["budget"]
+    sentences = [
+        f"Budget: {budget['budget']:,} parameters, {budget['epochs']} epochs, batch {doc['batch_size']}, "
+        f"seed {doc['seed']}, no augmentation."
+    ]
+    square = [r for r in rows if r["lattice"] == "square" and r.get("rot90_accuracy") is not None]
+    if square:
+        sentences.append(f"The square lattice under exact quarter turns: {square[0]['rot90_accuracy']:.3f}.")
+    return text + "\n\n" + " ".join(sentences)
+
+
+def render_idf_integer(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = documents[0][1]
+    rows = doc["rows"]
+    header = [
+        "model",
+        "test bits/dim float",
+        "integer",
+        "change",
+        "coded bits/dim float",
+        "integer",
+        "encode Mpx/s float",
+        "integer",
+        "decode Mpx/s float",
+        "integer",
+        "rANS share float",
+        "integer",
+    ]
+    body = [
+        [
+            r["model"],
+            f"{r['float_test_bpd']:.4f}",
+            f"{r['integer_test_bpd']:.4f}",
+            f"{100 * r['test_bpd_change']:+.2f}%",
+            f"{r['float_coded_bpd']:.3f}",
+            f"{r['integer_coded_bpd']:.3f}",
+            f"{r['float_encode_mpx_s']:.3f}",
+            f"{r['integer_encode_mpx_s']:.3f}",
+            f"{r['float_decode_mpx_s']:.3f}",
+            f"{r['integer_decode_mpx_s']:.3f}",
+            f"{100 * r['float_rans_share']:.1f}%",
+            f"{100 * r['integer_rans_share']:.1f}%",
+        ]
+        for r in rows
+    ]
+    changes = [100 * r["test_bpd_change"] for r in rows]
+    # Codec speed-up: float time / integer time over one encode and one decode of the same pixels.
+    speedups = [
+        (1 / r["float_encode_mpx_s"] + 1 / r["float_decode_mpx_s"])
+        / (1 / r["integer_encode_mpx_s"] + 1 / r["integer_decode_mpx_s"])
+        for r in rows
+    ]
+    better = all(c < 0 for c in changes)
+    sentence = (
+        f"Test bits/dim of the integer models against the float models they came from: "
+        f"{min(changes):+.2f}% to {max(changes):+.2f}% ({'all better' if better else 'not all better'}; "
+        f"the issue allowed 1% worse). Encode plus decode with the integer models: "
+        f"{min(speedups):.2f}x to {max(speedups):.2f}x the float models' speed (best of {doc['rounds']} rounds)."
+    )
+    return table(header, body) + "\n\n" + sentence
+
+
+def render_idf_codec(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = documents[0][1]
+    if doc.get("quick"):
+        raise ValueError("idf_results.json is a --quick run; rerun `python benchmarks/idf_results.py`")
+    rows = doc["rows"]
+    codecs = list(rows[0]["classical"])
+    header = [
+        "data",
+        "IDF model",
+        "IDF coded",
+        *codecs,
+        "lzma",
+        "classical codecs given",
+        "encode Mpx/s",
+        "decode Mpx/s",
+        "rANS share",
+    ]
+    body = []
+    for r in rows:
+        sizes = [r["idf"]["coded"], *(r["classical"][c] for c in codecs), r["lzma"]]
+        text = [f"{v:.3f}" if v is not None else "-" for v in sizes]
+        best = bold_best(sizes, text)
+        body.append(
+            [
+                r["label"],
+                f"{r['idf']['ideal']:.3f}",
+                *best,
+                r["compared"],
+                f"{r['idf']['encode_px_s'] / 1e6:.2f}",
+                f"{r['idf']['decode_px_s'] / 1e6:.2f}",
+                f"{100 * r['idf']['rans_share']:.1f}%",
+            ]
+        )
+    align = "l" + "r" * (3 + len(codecs)) + "l" + "rrr"
+    beats = []
+    for r in rows:
+        won = [c for c in codecs if r["idf"]["coded"] < r["classical"][c]]
+        lost = [c for c in codecs if r["idf"]["coded"] >= r["classical"][c]]
+        beats.append(
+            f"{r['label']}: smaller than {', '.join(won) if won else 'none'}"
+            + (f"; not smaller than {', '.join(lost)}" if lost else "")
+        )
+    shares = [r["idf"]["rans_share"] * 100 for r in rows]
+    return (
+        table(header, body, align)
+        + "\n\nWhole IDF files against each classical codec (bold: the smallest in the row):\n\n"
+        + "\n".join(f"- {line}." for line in beats)
+        + f"\n\nrANS takes {min(shares):.1f}% to {max(shares):.1f}% of the codec's time."
+    )
+
+
+def render_dequantization_toy(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = documents[0][1]
+    toy = doc["toy"]
+    ks = toy["eval_k"]
+    header = [
+        "trained with",
+        "its objective",
+        *(f"iw K={k}" for k in ks),
+        "exact (quadrature)",
+        f"gap at K={ks[0]} / K={ks[-1]}",
+    ]
+    body = []
+    for r in toy["rows"]:
+        iw = [r["iw_bpd"][str(k)] for k in ks]
+        body.append(
+            [
+                r["label"],
+                f"{r['objective_bpd']:.4f}",
+                *(f"{v:.4f}" for v in iw),
+                f"{r['exact_bpd']:.4f}",
+                f"{iw[0] - r['exact_bpd']:.4f} / {iw[-1] - r['exact_bpd']:.4f}",
+            ]
+        )
+    checks = "hold" if doc["toy_checks_pass"] else "**do not hold**"
+    return (
+        f"Data entropy {toy['entropy_bpd']:.4f} bits/dim.\n\n"
+        + table(header, body)
+        + f"\n\nThe checks (every estimate above the exact value to three standard errors of its Monte-Carlo "
+        f"estimate, and the iw bound at K={ks[-1]} below K={ks[0]}) {checks} for every model."
+    )
+
+
+def render_dequantization_digits(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = documents[0][1]
+    rows = doc["digits"]
+    names = {"elbo": "ELBO", "iw": "iw", "renyi": "Rényi (α = 0.5)"}
+    test = bold_best([r["test_bpd"] for r in rows], [f"{r['test_bpd']:.3f}" for r in rows])
+    body = [
+        [
+            r["dequantizer"],
+            names[r["objective"]],
+            r["k"],
+            f"{r['parameters_q']:,}",
+            f"{r['train_bpd']:.3f}",
+            t,
+            f"{r['train_time_s']:.0f}",
+        ]
+        for r, t in zip(rows, test, strict=True)
+    ]
+    header = [
+        "q",
+        "objective",
+        "K",
+        "q parameters",
+        "final train objective (bits/dim)",
+        "test bits/dim",
+        "train time (s)",
+    ]
+    claims = "\n".join(
+        f"- {c['claim']}: {'yes' if c['holds'] else '**no**'} ({c['bpd']:.3f} against {c['baseline_bpd']:.3f})"
+        for c in doc["digits_claims"]
+    )
+    budget = doc["budget"]
+    return (
+        table(header, body, "llrrrrr")
+        + f"\n\n{budget['digits_epochs']} epochs, test bits/dim by the iw bound with K = {budget['eval_samples']}. "
+        "The paper's claims, judged on these rows (lower is better):\n\n" + claims
+    )
+
+
+def _conditional_rows(rows: list[dict], metrics: Sequence[tuple[str, str, str]]) -> tuple[list, list]:
+    values = {key: [r[key] for r in rows] for _, key, _ in metrics}
+    cells = {}
+    for _, key, fmt in metrics:
+        lowest = key == "bpd"
+        cells[key] = bold_best(values[key], ["—" if v is None else format(v, fmt) for v in values[key]], lowest)
+    body = [[r["method"], *(cells[key][i] for _, key, _ in metrics)] for i, r in enumerate(rows)]
+    return ["method", *(name for name, _, _ in metrics)], body
+
+
+def render_conditional(documents: Sequence[tuple[str, dict]], experiment: str) -> str:
+    doc = documents[0][1]
+    result = doc[experiment]
+    if experiment == "binary":
+        metrics = (("test bits/dim", "bpd", ".4f"), ("F1", "f1", ".4f"), ("IoU", "iou", ".4f"))
+        header, body = _conditional_rows(result["rows"], metrics)
+        times = result["train_time_s"]
+        return (
+            table(header, body) + f"\n\nFlow + dequantizer: {result['parameters']['flow']:,} parameters, "
+            f"{result['budget']['flow_train']['epochs']} epochs ({times['flow']:.0f} s); Bernoulli: "
+            f"{result['parameters']['bernoulli']:,} parameters ({times['bernoulli']:.0f} s). The flow's one-draw "
+            f"bound: {result['flow_elbo_bpd']:.4f} bits/dim."
+        )
+    metrics = (("test bits/dim", "bpd", ".3f"), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f"))
+    header, body = _conditional_rows(result["rows"], metrics)
+    params, times, budget = result["parameters"], result["train_time_s"], result["budget"]
+    flow = budget["flow"]
+    return (
+        table(header, body)
+        + f"\n\nFlow: {flow['levels']} levels x {flow['steps']} steps, {flow['conv']} convs, {params['flow']:,} "
+        f"parameters, {budget['flow_train']['epochs']} epochs ({times['flow']:.0f} s); logistic: "
+        f"{params['logistic']:,} parameters, {budget['baseline_train']['epochs']} epochs ({times['logistic']:.0f} s). "
+        f"Test patches: {result['test_patch_bpd']['flow']:.3f} bits/dim (flow) against "
+        f"{result['test_patch_bpd']['logistic']:.3f} (logistic)."
+    )
+
+
+def render_predictive(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = documents[0][1]
+    names = {
+        "digits-binary": "digits, binarised",
+        "digits": "digits, 17 levels",
+        "photos": "photo patches 8x8, 8-bit (logistic mixture)",
+        "vq-latents": "VQ latents of 32x32 photo patches",
+    }
+    header = [
+        "setting",
+        "sampler",
+        f"ARM calls, batch of {doc['budget']['batch']} (% of sequential)",
+        "mean calls per example (% of d)",
+        "speed-up",
+        "samples identical",
+    ]
+    body, arms, autoencoders, comparisons = [], [], [], []
+    for result in doc["results"]:
+        first = True
+        for row in result["rows"]:
+            if row["sampler"] == "sequential":
+                continue
+            body.append(
+                [
+                    names.get(result["setting"], result["setting"]) if first else "",
+                    row["sampler"].replace("_", "-"),
+                    f"{row['calls']} ({row['calls_percent']:.1f}%)",
+                    f"{row['mean_calls_per_example_percent']:.1f}%",
+                    f"{row['speedup']:.2f}x",
+                    "yes" if row["identical"] else "**no**",
+                ]
+            )
+            first = False
+        by_sampler = {row["sampler"]: row for row in result["rows"]}
+        forecasts = [row for row in result["rows"] if row["sampler"].startswith("forecast")]
+        if "fixed_point" in by_sampler and forecasts:
+            fixed = by_sampler["fixed_point"]
+            best_batch = min(forecasts, key=lambda row: row["calls"])
+            best_example = min(forecasts, key=lambda row: row["mean_calls_per_example_percent"])
+            comparisons.append(
+                f"- {names.get(result['setting'], result['setting'])}: fixed-point {fixed['calls']} calls per batch "
+                f"and {fixed['mean_calls_per_example_percent']:.1f}% per example; the best forecast "
+                f"{best_batch['calls']} calls per batch ({best_batch['sampler']}) and "
+                f"{best_example['mean_calls_per_example_percent']:.1f}% per example ({best_example['sampler']}): "
+                + _fewer(
+                    best_batch["calls"],
+                    fixed["calls"],
+                    best_example["mean_calls_per_example_percent"],
+                    fixed["mean_calls_per_example_percent"],
+                )
+            )
+        arms.append(f"{result['arm_test_bpd']:.3f} ({names.get(result['setting'], result['setting'])})")
+        if "autoencoder_reconstruction_bpd" in result:
+            autoencoders.append(result)
+    text = table(header, body, "llrrrl")
+    text += "\n\nARM test bits/dim: " + ", ".join(arms) + "."
+    for vq in autoencoders:
+        text += (
+            f" The autoencoder reconstructs the test patches at {vq['autoencoder_reconstruction_bpd']:.2f} bits/dim "
+            f"given the codes and uses {vq['autoencoder_codes_used']} codes."
+        )
+    return text + "\n\nForecasting against fixed-point iteration, per setting:\n\n" + "\n".join(comparisons)
+
+
+def _fewer(batch: float, fixed_batch: float, example: float, fixed_example: float) -> str:
+    """Which measures a forecast improves on fixed-point iteration in (fewer calls is better)."""
+    wins = [
+        name
+        for name, ours, theirs in (("batch", batch, fixed_batch), ("example", example, fixed_example))
+        if ours < theirs
+    ]
+    if not wins:
+        return "no fewer calls in either measure."
+    return f"fewer calls per {' and per '.join(wins)}."
+
+
+RENDERERS: dict[str, Callable[[Sequence[tuple[str, dict]]], str]] = {
+    "kernels": render_kernels,
+    "glow": render_glow,
+    "hexnet": render_hexnet,
+    "idf-integer": render_idf_integer,
+    "idf-codec": render_idf_codec,
+    "dequantization-toy": render_dequantization_toy,
+    "dequantization-digits": render_dequantization_digits,
+    "conditional-sr2": lambda docs: render_conditional(docs, "sr2"),
+    "conditional-sr4": lambda docs: render_conditional(docs, "sr4"),
+    "conditional-binary": lambda docs: render_conditional(docs, "binary"),
+    "predictive-sampling": render_predictive,
+}
+
+
+def render_block(renderer: str, files: Sequence[str], results: Path = RESULTS) -> str:
+    """The generated text of one block: provenance, then what the renderer makes of the files."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"unknown renderer {renderer!r}; choose from {sorted(RENDERERS)}")
+    documents = []
+    for name in files:
+        path = results / name
+        if not path.is_file():
+            raise ValueError(f"results file {path} is missing; write it with `{writer(name)}`")
+        documents.append((name, json.loads(path.read_text())))
+    return provenance(documents) + "\n\n" + RENDERERS[renderer](documents).rstrip() + "\n"
+
+
+def render(text: str, results: Path = RESULTS) -> str:
+    """``text`` (a README) with every results block regenerated."""
+
+    def replace(match: re.Match) -> str:
+        body = render_block(match["renderer"], match["files"].split(), results)
+        return match["open"] + body + match["close"]
+
+    return BLOCK.sub(replace, text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    blocks = len(BLOCK.findall(text))
+    try:
+        rendered = render(text)
+    except ValueError as error:
+        print(f"render_readme: {error}", file=sys.stderr)
+        return 1
+    if args.check:
+        if rendered != text:
+            diff = difflib.unified_diff(
+                text.splitlines(), rendered.splitlines(), "README.md", "rendered from benchmarks/results", lineterm=""
+            )
+            print("\n".join(diff))
+            print("README.md disagrees with its results files: run `python benchmarks/render_readme.py`")
+            return 1
+        print(f"README.md: {blocks} results blocks agree with their files")
+        return 0
+    args.readme.write_text(rendered)
+    print(f"README.md: {blocks} results blocks rendered")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
