@@ -41,6 +41,10 @@ class _ExamplesFormatter(_DefaultsShownFormatter, argparse.RawDescriptionHelpFor
     """Defaults shown, and the epilog's examples kept on their own lines."""
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 class _DefaultsShownParser(argparse.ArgumentParser):
     """A subcommand parser whose --help shows every option's default."""
 
@@ -67,7 +71,7 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace, *, compact: bool = False) -> int:
     from . import benchmarks
 
     if args.device.startswith("cuda") and not (torch.cuda.is_available() and _has_cuda_kernels()):
@@ -81,8 +85,10 @@ def _bench(args: argparse.Namespace) -> int:
         min_run_time=args.min_run_time,
     )
     print(f"flowkernels microbenchmarks on {args.device}; ratio = reference time / kernel time")
-    print(benchmarks.machine.summary(benchmarks.machine.describe(args.device)))
-    print(benchmarks.format_table(results, judge=not args.quick))
+    for line in benchmarks.machine.summary(benchmarks.machine.describe(args.device)).splitlines():
+        print(textwrap.fill(line, _HELP_WIDTH, subsequent_indent="  "))
+    table = benchmarks.format_compact_table if compact else benchmarks.format_table
+    print(table(results, judge=not args.quick))
     if args.quick:
         print("(--quick: smoke-sized shapes and short timings, so targets are not judged; run without --quick)")
     if args.json:
@@ -93,6 +99,7 @@ def _bench(args: argparse.Namespace) -> int:
             command = " ".join([*settings, "flowkernels", *(shlex.quote(arg) for arg in args.argv)])
             handle.write(benchmarks.results_to_json(results, args.device, judged=not args.quick, command=command))
         print(f"wrote {args.json}")
+    args.bench_results = results
     return 0
 
 
@@ -121,13 +128,25 @@ def _demo(args: argparse.Namespace) -> int:
             "digits", epochs=60, qat_epochs=5, batch_size=64, lr=2e-3, seed=0, checkpoint=models / "idf_digits.pt"
         )
     print(
-        "flowkernels demo 1/2: lossless compression of held-out data with the shipped IDF models, "
-        "against classical codecs (bits per dimension; every round trip is checked)\n"
+        "flowkernels demo 1/2: lossless compression of held-out data with the shipped IDF models\n"
+        "against classical codecs (bits per dimension; every file is decoded and checked)",
+        flush=True,
     )
-    rows = compression_rows(models, photos=0 if args.quick else 1)
-    print(format_compression_table(rows))
-    print("\nflowkernels demo 2/2: the kernels against their pure-PyTorch references and outside peers\n")
-    return _bench(args)
+    rows = compression_rows(models, photos=0 if args.quick else 1, progress=lambda line: print(f"  {line}", flush=True))
+    print(format_compression_table(rows, compact=True))
+    print("\nflowkernels demo 2/2: the kernels against their pure-PyTorch references and outside peers\n", flush=True)
+    status = _bench(args, compact=True)
+    results = getattr(args, "bench_results", [])
+    beats_png = sum(row["idf"]["coded"] < row["classical"]["PNG"] for row in rows)
+    verdicts = [r.target_met() for r in results if r.target_met() is not None]
+    targets = "targets not judged (--quick)" if args.quick else f"{sum(verdicts)} of {len(verdicts)} targets met"
+    summary = (
+        f"summary: {len(rows)} data sets compressed and decoded exactly; the IDF file is smaller than PNG on "
+        f"{beats_png} of them; {len(results)} kernel benchmarks, {targets}. Every column: `flowkernels bench`; "
+        "the full tables: README.md and benchmarks/results/ (`python benchmarks/idf_results.py` for all codecs)."
+    )
+    print("\n" + textwrap.fill(summary, _HELP_WIDTH))
+    return status
 
 
 def _train_glow(args: argparse.Namespace) -> int:
@@ -371,21 +390,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     # Every subcommand shows its defaults in --help.
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_DefaultsShownParser)
-    models = sub.add_parser("models", help="list the shipped models: channels, training data, test bits/dim")
+    models = sub.add_parser(
+        "models",
+        help="list the shipped models: channels, training data, test bits/dim",
+        epilog=_examples("flowkernels models", "flowkernels compress photo.png -o photo.fkc --model photos-gray"),
+        formatter_class=_ExamplesFormatter,
+    )
     models.set_defaults(handler=_models)
     demo = sub.add_parser(
         "demo",
         help="the main demonstration: lossless compression with the shipped models vs classical codecs, "
         "then the kernel benchmarks",
+        epilog=_examples("flowkernels demo", "flowkernels demo --quick --no-compile   # a smoke run, seconds"),
+        formatter_class=_ExamplesFormatter,
     )
     _add_bench_arguments(demo)
     demo.set_defaults(handler=_demo)
-    bench = sub.add_parser("bench", help="microbenchmarks: kernel vs reference vs peers, with targets")
+    bench = sub.add_parser(
+        "bench",
+        help="microbenchmarks: kernel vs reference vs peers, with targets",
+        epilog=_examples(
+            "flowkernels bench                                  # every family",
+            "flowkernels bench rans hex --json results.json     # two families, results with the machine",
+            "FLOWKERNELS_CPU_ISA=baseline flowkernels bench hex  # as on a CPU without AVX2",
+        ),
+        formatter_class=_ExamplesFormatter,
+    )
     _add_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
     glow = sub.add_parser(
         "train-glow",
         help="train a Glow (1x1, emerging or periodic convolutions) on the digits; save it and a sample grid",
+        epilog=_examples("flowkernels train-glow --conv emerging --epochs 60 --out glow-run"),
+        formatter_class=_ExamplesFormatter,
     )
     from .models.glow import CONV_KINDS
 
@@ -401,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         "train-idf",
         help="train an Integer Discrete Flow (digits or scikit-image photo patches) and save a checkpoint; "
         "runs unchanged under torchrun (DistributedDataParallel)",
+        epilog=_examples(
+            "flowkernels train-idf --dataset digits --epochs 60 --qat-epochs 5 --out idf.pt",
+            "flowkernels train-idf --init idf_float.pt --epochs 0 --qat-epochs 5 --out idf_int.pt",
+            "torchrun --nproc_per_node=2 -m flowkernels.cli train-idf --dataset photos-gray --out idf.pt",
+        ),
+        formatter_class=_ExamplesFormatter,
     )
     from .models.idf import IDF_DATASETS, NETS
 
@@ -484,8 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decompress.add_argument("inputs", nargs="+", metavar="IN", help=".fkc files, folders of them, or -")
     decompress.add_argument(
-        "-o", "--output", metavar="OUT", required=True, help="the image file (.png, .tif, .pgm/.ppm, .webp, .npy), "
-        "a folder, or -"
+        "-o",
+        "--output",
+        metavar="OUT",
+        required=True,
+        help="the image file (.png, .tif, .pgm/.ppm, .webp, .npy), a folder, or -",
     )
     decompress.add_argument("-r", "--recursive", action="store_true", help="also the files in sub-folders")
     decompress.add_argument(

@@ -52,13 +52,13 @@ fingerprint=$( { python -c "import torch; print(torch.__version__)"; cat setup.p
                  find csrc -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$fingerprint" ] || ! python -c "import flowkernels" 2>/dev/null; then
   log="$venv/flowkernels-build.log"
-  step "building and installing flowkernels (about 6 minutes on 2 cores; one line per compiled file, log: $log)"
+  step "building and installing flowkernels (3-6 minutes on 2 cores; one line per compiled file, log: $log)"
   # pip -v shows ninja's "[i/n] compiler ... -c SOURCE" lines: print their step and source file as they come,
   # so a long build shows progress; the whole output goes to the log, whose tail is shown on failure.
   if ! MAX_JOBS=${MAX_JOBS:-$(nproc)} pip install -v --no-build-isolation -e ".[test,bench,models]" 2>&1 \
-      | tee "$log" | awk '/^\[[0-9]+\/[0-9]+\] / { source = "";
+      | tee "$log" | awk '/^ *\[[0-9]+\/[0-9]+\] / { source = "";
             for (i = 2; i < NF; i++) if ($i == "-c") source = $(i + 1);
-            n = split(source, parts, "/"); print "   " $1 " " (n ? parts[n] : "linking"); fflush() }'; then
+            sub(/.*\/csrc\//, "csrc/", source); print "   " $1 " " (source ? source : "linking"); fflush() }'; then
     echo "quickstart: the build failed; the end of $log:" >&2
     tail -n 40 "$log" >&2
     exit 1

@@ -198,8 +198,11 @@ def test_cli_demo_compresses_with_the_shipped_model_then_benchmarks():
         text=True,
         check=True,
     )
-    assert "digits, one stream" in proc.stdout and "JPEG-XL lossless" in proc.stdout
+    assert "digits, one stream" in proc.stdout and "JPEG-XL" in proc.stdout
+    assert "digits, one stream: coded, decoded and checked" in proc.stdout  # progress while it works
     assert "discretized_logistic_logp" in proc.stdout  # then the kernel benchmarks
+    assert "summary: 3 data sets compressed and decoded exactly" in proc.stdout and "not judged" in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 100  # a 100-column terminal
 
 
 def test_idf_results_script_compares_like_with_like(tmp_path):

@@ -49,6 +49,15 @@ def test_help_has_examples_no_markup_and_shows_defaults(capsys):
     assert "(default: None)" not in flat and "(default: False)" not in flat
 
 
+@pytest.mark.parametrize(
+    "command", ["models", "demo", "bench", "train-glow", "train-idf", "compress", "decompress"]
+)
+def test_every_subcommand_help_has_examples_and_fits_100_columns(capsys, command):
+    status, out = run(capsys, command, "--help")
+    assert status == 0 and "examples:\n  flowkernels " in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
 def test_the_package_declares_its_type_hints():
     assert (Path(flowkernels.__file__).parent / "py.typed").is_file()
 

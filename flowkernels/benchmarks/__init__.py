@@ -10,11 +10,11 @@ import json
 from collections.abc import Sequence
 
 from . import arconv, coupling, hex, intconv, machine, rans
-from .harness import Case, Result, Target, format_table, run_cases
+from .harness import Case, Result, Target, format_compact_table, format_table, run_cases
 
 SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv, "hex": hex, "intconv": intconv}
 
-__all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "results_to_json"]
+__all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "format_compact_table", "results_to_json"]
 
 
 def run(

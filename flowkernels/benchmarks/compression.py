@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,7 +114,9 @@ def code_each(codec: LosslessImageCodec, images: torch.Tensor) -> float:
     return 8 * total_bytes / images.numel()
 
 
-def compression_rows(models: Path | None = None, *, photos: int | None = None) -> list[dict]:
+def compression_rows(
+    models: Path | None = None, *, photos: int | None = None, progress: Callable[[str], None] | None = None
+) -> list[dict]:
     """Rows for the digits and the held-out photographs, each comparing like with like.
 
     Every row is a dict: ``label``, ``idf`` (:func:`code`), ``classical`` (bits per dimension per
@@ -124,16 +126,25 @@ def compression_rows(models: Path | None = None, *, photos: int | None = None) -
     against a mosaic of all digits (and lzma on their raw bytes).
 
     ``models``: a folder with ``idf_*.pt`` (default: the shipped models); ``photos``: how many
-    held-out photographs per colour mode (default: all).
+    held-out photographs per colour mode (default: all); ``progress``: called with a line per row done.
     """
-    rows = []
+    rows: list[dict] = []
+    started = [time.perf_counter()]
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if progress is not None:
+            now = time.perf_counter()
+            progress(f"{row['label']}: coded, decoded and checked ({now - started[0]:.1f} s)")
+            started[0] = now
+
     digits = load_digits("test").to(torch.uint8)
     codec = LosslessImageCodec(load_model("digits", models))
     arrays = [image[0] for image in digits.numpy()]
     each = classical_row(arrays)
     payloads = code(codec, digits)
     standalone = dict(payloads, coded=code_each(codec, digits))
-    rows.append(
+    add(
         {
             "label": "digits, every image its own file",
             "idf": standalone,
@@ -142,7 +153,7 @@ def compression_rows(models: Path | None = None, *, photos: int | None = None) -
             "compared": "one file per image on both sides",
         }
     )
-    rows.append(
+    add(
         {
             "label": "digits, one .fkc of 300 payloads",
             "idf": payloads,
@@ -151,7 +162,7 @@ def compression_rows(models: Path | None = None, *, photos: int | None = None) -
             "compared": "the per-image classical files (one shared .fkc header against 300)",
         }
     )
-    rows.append(
+    add(
         {
             "label": "digits, one stream",
             "idf": code(codec, digits, stream=True),
@@ -169,7 +180,7 @@ def compression_rows(models: Path | None = None, *, photos: int | None = None) -
         pairs = list(zip(photo_names("test", color=color), load_photos("test", color=color), strict=True))
         for name, image in pairs[:photos]:
             label = f"{name} ({'RGB' if color else 'gray'}, {image.shape[1]}x{image.shape[2]})"
-            rows.append(
+            add(
                 {
                     "label": label,
                     "idf": code(codec, image[None]),
@@ -181,9 +192,17 @@ def compression_rows(models: Path | None = None, *, photos: int | None = None) -
     return rows
 
 
-def format_compression_table(rows: Sequence[dict]) -> str:
-    """A markdown table of :func:`compression_rows` (bits per dimension; IDF coded in bold)."""
+def format_compression_table(rows: Sequence[dict], *, compact: bool = False) -> str:
+    """A markdown table of :func:`compression_rows` (bits per dimension; IDF coded in bold). ``compact``:
+    the coded sizes only, short names, under 100 columns (the demo's terminal table)."""
     names = list(classical.CLASSICAL_CODECS)
+    if compact:
+        short = [name.replace(" lossless", "") for name in names]
+        lines = ["| data | IDF | " + " | ".join(short) + " |", "|---|" + "---:|" * (1 + len(names))]
+        for row in rows:
+            cells = [f"**{row['idf']['coded']:.3f}**", *(f"{row['classical'][n]:.3f}" for n in names)]
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
     columns = ["data", "IDF model", "IDF coded", *names, "lzma", "encode Mpx/s", "decode Mpx/s", "rANS share"]
     lines = ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
     for row in rows:

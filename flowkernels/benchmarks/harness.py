@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch.utils import benchmark as tbench
 
-__all__ = ["Case", "Target", "Result", "run_cases", "format_table", "peak_memory_bytes"]
+__all__ = ["Case", "Target", "Result", "run_cases", "format_table", "format_compact_table", "peak_memory_bytes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +281,26 @@ def format_table(results: Sequence[Result], *, judge: bool = True) -> str:
                 r.case.notes,
             ]
         )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])
+
+
+def format_compact_table(results: Sequence[Result], *, judge: bool = True) -> str:
+    """The table for a terminal of 100 columns: op, mode, threads, the kernel's time or rate, its ratio to
+    the reference and to each peer, and the verdict (``flowkernels bench`` prints every column)."""
+    header = ["op", "mode", "thr", "kernel", "vs ref", "vs peers", "target"]
+    rows = []
+    for r in results:
+        rate = 1.0 / r.per_item(r.kernel_s) / 1e6
+        kernel = f"{rate:.3g} M/s" if r.case.items else f"{r.kernel_s * 1e3:.2g} ms"
+        # peers by the first word of their name ("square conv2d" -> "square"): the columns fit 100 characters
+        peers = ", ".join(f"{name.split()[0][:8]} {r.peer_speedup(name):.3g}x" for name in r.peer_s)
+        met = r.target_met()
+        verdict = "-" if met is None else (("met" if met else "NOT MET") if judge else "not judged")
+        threads = str(r.case.threads or torch.get_num_threads())
+        ratio = f"{r.speedup:.0f}x" if r.speedup >= 100 else f"{r.speedup:.3g}x"
+        rows.append([r.case.op[:25], r.case.mode, threads, kernel, ratio, peers or "-", verdict])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])
