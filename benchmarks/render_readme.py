@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import json
 import re
 import sys
@@ -233,40 +234,17 @@ def render_hexnet(documents: Sequence[tuple[str, dict]]) -> str:
     return text + "\n\n" + " ".join(sentences)
 
 
+def _script(name: str):
+    """A script of this folder as a module (its table formatter is the one the README shows)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def render_idf_integer(documents: Sequence[tuple[str, dict]]) -> str:
     doc = documents[0][1]
     rows = doc["rows"]
-    header = [
-        "model",
-        "test bits/dim float",
-        "integer",
-        "change",
-        "coded bits/dim float",
-        "integer",
-        "encode Mpx/s float",
-        "integer",
-        "decode Mpx/s float",
-        "integer",
-        "rANS share float",
-        "integer",
-    ]
-    body = [
-        [
-            r["model"],
-            f"{r['float_test_bpd']:.4f}",
-            f"{r['integer_test_bpd']:.4f}",
-            f"{100 * r['test_bpd_change']:+.2f}%",
-            f"{r['float_coded_bpd']:.3f}",
-            f"{r['integer_coded_bpd']:.3f}",
-            f"{r['float_encode_mpx_s']:.3f}",
-            f"{r['integer_encode_mpx_s']:.3f}",
-            f"{r['float_decode_mpx_s']:.3f}",
-            f"{r['integer_decode_mpx_s']:.3f}",
-            f"{100 * r['float_rans_share']:.1f}%",
-            f"{100 * r['integer_rans_share']:.1f}%",
-        ]
-        for r in rows
-    ]
     changes = [100 * r["test_bpd_change"] for r in rows]
     # Codec speed-up: float time / integer time over one encode and one decode of the same pixels.
     speedups = [
@@ -281,7 +259,7 @@ def render_idf_integer(documents: Sequence[tuple[str, dict]]) -> str:
         f"the issue allowed 1% worse). Encode plus decode with the integer models: "
         f"{min(speedups):.2f}x to {max(speedups):.2f}x the float models' speed (best of {doc['rounds']} rounds)."
     )
-    return table(header, body) + "\n\n" + sentence
+    return _script("idf_integer_results").format_table(rows) + "\n\n" + sentence
 
 
 def render_idf_codec(documents: Sequence[tuple[str, dict]]) -> str:
