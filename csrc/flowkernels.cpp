@@ -28,6 +28,11 @@ TORCH_LIBRARY(flowkernels, m) {
       "Tensor? logit_pi, *, float bin_width=1.0, float? lower=None, float? upper=None) "
       "-> (Tensor grad_mu, Tensor grad_log_scale, Tensor grad_logit_pi)");
 
+  // ---- context family ----------------------------------------------------------
+  // A classical adaptive coder of uint8 images [C, H, W] to bytes and back (CPU).
+  m.def("context_encode(Tensor image) -> Tensor");
+  m.def("context_decode(Tensor data, int channels, int height, int width) -> Tensor");
+
   // ---- rans family ------------------------------------------------------------
   // A coder is (state int64 [N], words int32 [N, capacity], lengths int64 [N]);
   // pushes and pops update it in place (flowkernels.rans.RansCoder owns one).
