@@ -277,6 +277,7 @@ def _compress(args: argparse.Namespace) -> int:
             source,
             target,
             model=args.model,
+            method=args.method,
             layout=args.layout,
             verify=args.verify,
             force=args.force,
@@ -377,6 +378,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser, *, batch_help: str 
 
 def build_parser() -> argparse.ArgumentParser:
     import flowkernels
+    from flowkernels.codec.image_file import METHODS
 
     parser = argparse.ArgumentParser(
         prog="flowkernels", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -475,16 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     idf.set_defaults(handler=_train_idf)
     compress = sub.add_parser(
         "compress",
-        help="compress images losslessly with an integer discrete flow (IDF) and rANS",
+        help="compress images losslessly (an adaptive context coder, PNG, or an integer discrete flow, "
+        "whichever is smallest)",
         description=textwrap.fill(
-            "Compress 8-bit images losslessly. One input: OUT is the .fkc file (- for standard output). "
+            "Compress 8-bit images losslessly. Each image is coded with every method tried and the smallest file "
+            "is kept: by default the classical ones (an adaptive context coder with rANS, PNG level 9, stored); "
+            "--model adds an integer discrete flow (IDF), --method uses one method only. "
+            "One input: OUT is the .fkc file (- for standard output). "
             "Several inputs or a folder: OUT is a folder, which gets one .fkc per image (same relative names). "
             "Prints a table: bytes, bits per pixel and per subpixel, size against PNG (level 9), time.",
             _HELP_WIDTH,
         ),
         epilog="examples:\n  flowkernels compress photo.png -o photo.fkc\n"
         "  flowkernels compress shots/ -r -o packed/          # every image under shots/\n"
-        "  cat photo.png | flowkernels compress - -o - > photo.fkc\n\n"
+        "  cat photo.png | flowkernels compress - -o - > photo.fkc\n"
+        "  flowkernels compress photo.png -o photo.fkc --model photos-gray   # the flow competes too\n\n"
         "exit status: 0 when every file was compressed, 1 when any failed (one line on stderr each)",
         formatter_class=_ExamplesFormatter,
     )
@@ -500,8 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument(
         "--model",
         metavar="NAME|PATH",
-        help="a shipped model's name (flowkernels models), or a checkpoint file (default: the shipped photograph "
-        "model for each image's channel count)",
+        help="also try this flow: a shipped model's name (flowkernels models) or a checkpoint file (with "
+        "--method flow, default: the shipped photograph model for each image's channel count)",
+    )
+    compress.add_argument(
+        "--method",
+        choices=METHODS,
+        default=None,
+        help="use only this coding method (default: the smallest of context, png, stored, and flow with --model)",
     )
     compress.add_argument(
         "--layout", type=str.upper, choices=("HWC", "CHW"), help="layout of a 3-D .npy array (default: guessed)"

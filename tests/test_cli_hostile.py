@@ -69,7 +69,7 @@ def test_an_existing_output_needs_force(image, tmp_path):
     line = one_line_error(run("compress", str(image), "-o", str(out)))
     assert "exists: pass --force" in line and out.read_bytes() == b"keep me"
     assert run("compress", str(image), "-o", str(out), "--force").returncode == 0
-    assert out.read_bytes()[:4] == b"FKIC"
+    assert out.read_bytes()[:4] == b"FKIM"
     back = tmp_path / "back.npy"
     assert run("decompress", str(out), "-o", str(back)).returncode == 0
     assert np.array_equal(np.load(back), np.load(image))

@@ -23,6 +23,7 @@ from flowkernels.codec import (
     default_lanes,
     model_fingerprint,
     read_header,
+    read_image_header,
     registry,
 )
 from flowkernels.codec import container as fkc
@@ -530,10 +531,12 @@ def test_cli_round_trip(tmp_path, fake_models, capsys, suffix, shape, layout, mo
         np.save(source, array)
     else:
         write_image(source, to_tensor(array)[0][0], "HW" if array.ndim == 2 else "HWC")
-    assert cli.main(["compress", str(source), "-o", str(packed), "--model", model, "--verify"]) == 0
+    argv = ["compress", str(source), "-o", str(packed), "--model", model, "--method", "flow", "--verify"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "bits/subpixel" in out and "bits/pixel" in out and "vs PNG" in out
-    assert read_header(packed.read_bytes()).metadata == {"layout": layout}
+    header = read_image_header(packed.read_bytes())
+    assert (header.layout, header.method) == (layout, "flow")
     assert cli.main(["decompress", str(packed), "-o", str(restored), "--model", model]) == 0
     back = np.load(restored) if suffix == ".npy" else from_tensor(read_image(restored)[0][0], layout)
     assert back.shape == array.shape and np.array_equal(back, array)
@@ -606,13 +609,15 @@ def test_cli_npy_layout_override_and_png_output(tmp_path, fake_models):
                 str(tmp_path / "a.fkc"),
                 "--model",
                 "fake-rgb",
+                "--method",
+                "flow",
                 "--layout",
                 "chw",
             ]
         )
         == 0
     )
-    assert read_header((tmp_path / "a.fkc").read_bytes()).metadata == {"layout": "CHW"}
+    assert read_image_header((tmp_path / "a.fkc").read_bytes()).layout == "CHW"
     assert cli.main(["decompress", str(tmp_path / "a.fkc"), "-o", str(tmp_path / "a.png"), "--model", "fake-rgb"]) == 0
     image, layout = read_image(tmp_path / "a.png")
     assert layout == "HWC" and np.array_equal(image[0].numpy(), array)
@@ -630,7 +635,9 @@ def test_cli_checkpoint_path_with_an_injected_factory(tmp_path, monkeypatch, cap
     monkeypatch.setattr(registry, "CHECKPOINT_FACTORY", factory)
     np.save(tmp_path / "x.npy", np.arange(130, dtype=np.uint8).reshape(10, 13))
     checkpoint = str(tmp_path / "model.pt")
-    assert cli.main(["compress", str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.fkc"), "--model", checkpoint]) == 0
+    argv = ["compress", str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.fkc"), "--model", checkpoint]
+    argv += ["--method", "flow"]
+    assert cli.main(argv) == 0
     assert cli.main(["decompress", str(tmp_path / "x.fkc"), "-o", str(tmp_path / "y.npy"), "--model", checkpoint]) == 0
     assert np.array_equal(np.load(tmp_path / "y.npy"), np.arange(130, dtype=np.uint8).reshape(10, 13))
     # another model: a clear error and exit status 1, nothing written
@@ -1004,8 +1011,11 @@ def test_cli_compress_and_decompress_through_pipes(tmp_path, fake_models, monkey
         sys.stdout.flush()
         return out.getvalue()
 
-    packed = run_with_pipes(["compress", "-", "-o", "-", "--model", "fake-gray"], (tmp_path / "in.png").read_bytes())
-    assert packed.startswith(b"FKIC") and read_header(packed).height == 9
+    argv = ["compress", "-", "-o", "-", "--model", "fake-gray", "--method", "flow"]
+    packed = run_with_pipes(argv, (tmp_path / "in.png").read_bytes())
+    header = read_image_header(packed)
+    assert packed.startswith(b"FKIM") and header.method == "flow" and header.height == 9
+    assert read_header(packed[header.payload_start : header.payload_end]).height == 9
     png = run_with_pipes(["decompress", "-", "-o", "-", "--model", "fake-gray"], packed)
     assert png.startswith(b"\x89PNG")
     (tmp_path / "back.png").write_bytes(png)

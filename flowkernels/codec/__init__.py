@@ -4,6 +4,9 @@
 * :class:`CodecModel`: the model interface it codes with (IDF implements it).
 * :mod:`flowkernels.codec.container`: the ``.fkc`` byte layout and its validation.
 * :func:`resolve_model`: shipped models by name, checkpoints by path (the CLI's ``--model``).
+* :func:`encode_image_file` / :func:`decode_image_file`: one image to a single-image ``.fkc`` file, coded
+  with the cheapest of the classical context coder, PNG, stored bytes and a flow
+  (:mod:`flowkernels.codec.image_file`).
 * :func:`compress_file` / :func:`decompress_file`: image files to ``.fkc`` files and back (the CLI's work).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 from .container import ContainerHeader, model_fingerprint, read_header
 from .files import compress_file, decompress_file
 from .image_codec import LosslessImageCodec, default_lanes
+from .image_file import ImageFileHeader, decode_image_file, encode_image_file, read_image_header
 from .interface import CodecModel, LatentStep, LatentStepLike, PopFn
 from .registry import resolve_model
 
@@ -26,6 +30,10 @@ __all__ = [
     "read_header",
     "model_fingerprint",
     "resolve_model",
+    "encode_image_file",
+    "decode_image_file",
+    "read_image_header",
+    "ImageFileHeader",
     "compress_file",
     "decompress_file",
 ]

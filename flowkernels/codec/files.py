@@ -18,7 +18,18 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import torch
+
 from .image_codec import LosslessImageCodec
+from .image_file import (
+    DEFAULT_METHODS,
+    METHODS,
+    PNG_FRAMING_BYTES,
+    decode_image_file,
+    encode_image_file,
+    read_image_header,
+)
+from .image_file import MAGIC as IMAGE_FILE_MAGIC
 from .imageio import (
     LOSSY_SUFFIXES,
     SUFFIXES,
@@ -53,6 +64,7 @@ class FileResult:
     seconds: float
     png_bytes: int | None = None  # the same pixels as a PNG at zlib level 9, for comparison
     note: str = ""
+    method: str = ""  # how the .fkc file codes the image (see flowkernels.codec.image_file.METHODS)
 
     def bits_per_pixel(self, nbytes: int) -> float:
         return 8 * nbytes / (self.height * self.width)
@@ -99,11 +111,18 @@ def _write_bytes(target: str | os.PathLike, data: bytes) -> None:
         temporary.write_bytes(data)
 
 
+def _load(source_name: str, raw: bytes | None, layout: str | None, channels: int | None = None):
+    if raw is not None:
+        return decode_image(raw, "<stdin>", layout=layout, channels=channels)
+    return read_image(source_name, layout=layout, channels=channels)
+
+
 def compress_file(
     source: str | os.PathLike,
     target: str | os.PathLike,
     *,
     model: str | None = None,
+    method: str | None = None,
     layout: str | None = None,
     verify: bool = False,
     force: bool = False,
@@ -114,38 +133,51 @@ def compress_file(
     """Compress the image file ``source`` (any format of :mod:`flowkernels.codec.imageio`, or ``"-"``) into
     the ``.fkc`` file ``target`` (or ``"-"``) losslessly.
 
-    ``model``: a shipped model's name or a checkpoint file (default: the shipped photograph model for the
-    image's channel count). ``verify`` decodes the result and compares it first. Raises ValueError (or
-    OSError) with a one-line message; ``target`` is then left as it was.
+    The file holds the smallest of the methods tried (:mod:`flowkernels.codec.image_file`): by default the
+    classical ones (the context coder, PNG, stored); ``model`` (a shipped model's name or a checkpoint
+    file) adds its flow; ``method`` (``"context"``, ``"png"``, ``"stored"`` or ``"flow"``) uses that one
+    only (``"flow"`` with the shipped photograph model for the image's channels unless ``model`` names
+    one). ``verify`` decodes the result and compares it first. Raises ValueError (or OSError) with a
+    one-line message; ``target`` is then left as it was.
     """
     start = time.perf_counter()
     codecs = codecs or CodecCache()
     source_name, target_name = os.fspath(source), os.fspath(target)
     if source_name != STDIO and target_name != STDIO:
         check_output(source, target, force=force)
+    if method is not None and method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    methods = (method,) if method else DEFAULT_METHODS + (("flow",) if model else ())
     raw = _read_bytes(source) if source_name == STDIO else None
-
-    def load(channels: int | None = None):
-        if raw is not None:
-            return decode_image(raw, "<stdin>", layout=layout, channels=channels)
-        return read_image(source, layout=layout, channels=channels)
-
-    images, found_layout = load()
+    images, found_layout = _load(source_name, raw, layout)
     input_bytes = len(raw) if raw is not None else Path(source).stat().st_size
-    codec = codecs.by_name(model or shipped_model_for_channels(images.shape[1]))
-    if layout is None and found_layout in ("HWC", "CHW") and images.shape[1] != codec.patch_shape[0]:
-        images, found_layout = load(codec.patch_shape[0])  # a 3-D .npy: guess its layout from the model's channels
+    codec = None
+    if "flow" in methods:
+        codec = codecs.by_name(model or shipped_model_for_channels(images.shape[1]))
+        if layout is None and found_layout in ("HWC", "CHW") and images.shape[1] != codec.patch_shape[0]:
+            # a 3-D .npy: guess its layout from the model's channels
+            images, found_layout = _load(source_name, raw, layout, codec.patch_shape[0])
+        if images.shape[1] != codec.patch_shape[0]:
+            raise ValueError(
+                f"{source_name}: the model {model} codes {codec.patch_shape[0]}-channel images, the image has "
+                f"{images.shape[1]} channels"
+            )
+        patches = -(-images.shape[2] // codec.patch_shape[1]) * -(-images.shape[3] // codec.patch_shape[2])
+        progress = progress and patches >= PROGRESS_PATCHES
     _, channels, height, width = images.shape
-    patch_height, patch_width = codec.patch_shape[1:]
-    patches = -(-height // patch_height) * -(-width // patch_width)
-    data = codec.encode(
-        images, metadata={"layout": found_layout}, progress=progress and patches >= PROGRESS_PATCHES, verify=verify
+    encoded = encode_image_file(
+        images[0], layout=found_layout, methods=methods, flow_codec=codec, progress=progress and codec is not None
     )
-    _write_bytes(target, data)
+    if verify:
+        decoded, _ = decode_image_file(encoded.data, flow_codec=codec)
+        if not torch.equal(decoded, images[0]):
+            raise ValueError(f"{source_name}: the {encoded.method} file does not decode to the image (not written)")
+    _write_bytes(target, encoded.data)
     png = None
-    if compare_png:
-        pixels = from_tensor(images[0], "HW" if channels == 1 else "HWC")
-        png = len(png_encode(pixels, level=9)) if channels in (1, 2, 3, 4) else None
+    if encoded.sizes.get("png") is not None:
+        png = encoded.sizes["png"] - encoded.overhead + PNG_FRAMING_BYTES
+    elif compare_png and channels <= 4:
+        png = len(png_encode(from_tensor(images[0], "HW" if channels == 1 else "HWC"), level=9))
     lossy = source_name != STDIO and Path(source_name).suffix.lower() in LOSSY_SUFFIXES
     note = "JPEG: its decoded pixels were compressed losslessly, not the JPEG file" if lossy else ""
     return FileResult(
@@ -155,10 +187,11 @@ def compress_file(
         height,
         width,
         input_bytes,
-        len(data),
+        len(encoded.data),
         time.perf_counter() - start,
         png,
         note,
+        encoded.method,
     )
 
 
@@ -175,7 +208,8 @@ def decompress_file(
     """Decompress the ``.fkc`` file ``source`` (or ``"-"``) into the image file ``target`` (or ``"-"``),
     whose suffix (or ``output_format``, e.g. ``".png"``; PNG for standard output) names the format.
 
-    ``model``: the model the file was made with (default: the shipped model whose fingerprint it holds).
+    ``model``: the model a flow-coded file was made with (default: the shipped model whose fingerprint it
+    holds). Files of the older multi-image container (``FKIC``) are read too.
     """
     start = time.perf_counter()
     codecs = codecs or CodecCache()
@@ -186,23 +220,35 @@ def decompress_file(
     if suffix not in SUFFIXES:
         raise ValueError(f"{target_name}: unsupported image file type {suffix or '(none)'!r}")
     data = _read_bytes(source)
-    codec = codecs.by_name(model) if model else codecs.for_file(data)
-    header = codec.read_header(data)
-    if header.images != 1:
-        raise ValueError(f"{source_name} holds {header.images} images; a file decompresses to one image file")
-    image = codec.decode(data, progress=progress and header.patches_per_image >= PROGRESS_PATCHES)[0]
-    layout = str(header.metadata.get("layout", "HW" if header.channels == 1 else "HWC"))
+    if data.startswith(IMAGE_FILE_MAGIC):
+        header = read_image_header(data)
+        codec = None
+        if header.method == "flow":
+            payload = data[header.payload_start : header.payload_end]
+            codec = codecs.by_name(model) if model else codecs.for_file(payload)
+        image, _ = decode_image_file(data, flow_codec=codec, progress=progress)
+        layout, method = header.layout, header.method
+    else:
+        codec = codecs.by_name(model) if model else codecs.for_file(data)
+        old = codec.read_header(data)
+        if old.images != 1:
+            raise ValueError(f"{source_name} holds {old.images} images; a file decompresses to one image file")
+        image = codec.decode(data, progress=progress and old.patches_per_image >= PROGRESS_PATCHES)[0]
+        layout = str(old.metadata.get("layout", "HW" if old.channels == 1 else "HWC"))
+        method = "flow"
     output = encode_image(image, suffix, layout, target_name)
     _write_bytes(target, output)
+    channels, height, width = image.shape
     return FileResult(
         source_name,
         target_name,
-        header.channels,
-        header.height,
-        header.width,
+        channels,
+        height,
+        width,
         len(data),
         len(output),
         time.perf_counter() - start,
+        method=method,
     )
 
 

@@ -123,7 +123,7 @@ def _pillow_encode(array: np.ndarray, suffix: str, path) -> bytes:
     return buffer.getvalue()
 
 
-def _png_decode(raw: bytes) -> np.ndarray:
+def png_decode(raw: bytes) -> np.ndarray:
     try:
         import imagecodecs
     except ImportError:
@@ -270,7 +270,7 @@ def decode_image(
         return to_tensor(array, layout="HW" if array.ndim == 2 else "HWC")
     _check_png_header(raw, name)
     try:
-        array = _png_decode(raw)
+        array = png_decode(raw)
     except Exception as error:  # the decoders raise their own types (PngError, UnicodeDecodeError...)
         raise ValueError(f"{name}: not a readable PNG image ({type(error).__name__}: {error})") from None
     if array.dtype != np.uint8:
