@@ -12,6 +12,13 @@ actually writes (the whole ``.fkc`` file), and PNG, WebP lossless, JPEG-XL lossl
 
 Also the codec's throughput (pixels per second) and the share of it spent in rANS coding.
 
+Then the ``.fkc`` files that ``flowkernels compress`` writes (the smallest of the context coder, PNG,
+stored) on the held-out photographs of :mod:`flowkernels.photo_sources` (Debian's
+plasma-workspace-wallpapers and scikit-learn's sample images, gray and RGB; never used while developing),
+per image, with the shipped IDF flow alone beside them; on images of other kinds (digits, text, line art,
+a pixel-doubled image, noise); the encode and decode time of a 768x512 gray photograph; and the issue's
+targets judged on those numbers (:func:`flowkernels.benchmarks.heldout.judge`).
+
     python benchmarks/idf_results.py [--models DIR] [--out FILE] [--quick]
 
 ``--models``: default the models shipped in flowkernels/pretrained. Writes the rows with the machine to
@@ -28,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from flowkernels import photo_sources
+from flowkernels.benchmarks import heldout
 from flowkernels.benchmarks.compression import compression_rows, format_compression_table
 from flowkernels.benchmarks.machine import write_results
 
@@ -44,10 +53,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads)\n"
     )
     print(format_compression_table(rows))
+    payload: dict = {"quick": args.quick, "rows": rows}
+    if not args.quick:
+        payload.update(_heldout())
     out = args.out or (None if args.quick else Path("benchmarks/results/idf_results.json"))
     if out is not None:
-        print(f"\nwritten: {write_results(out, {'quick': args.quick, 'rows': rows})}")
+        print(f"\nwritten: {write_results(out, payload)}")
     return 0
+
+
+def _heldout() -> dict:
+    def say(line: str) -> None:
+        print(f"  {line}", file=sys.stderr, flush=True)
+
+    missing = photo_sources.missing_sources()
+    for line in missing:
+        print(f"held-out source missing: {line}", file=sys.stderr)
+    photographs = photo_sources.heldout_photographs()
+    if not photographs:
+        raise SystemExit("no held-out photographs installed: " + "; ".join(missing))
+    rows = heldout.heldout_rows(photographs, flow=heldout.shipped_flows(), progress=say)
+    others = heldout.other_kind_rows(progress=say)
+    large = next((p for p in photographs if p.rgb.shape[0] >= 512 and p.rgb.shape[1] >= 768), None)
+    speed = heldout.speed_row(large) if large is not None else None
+    verdicts = heldout.judge(rows, others, speed)
+    print("\n.fkc files (flowkernels compress) on held-out photographs, bits per subpixel\n")
+    print(heldout.format_heldout_table(rows))
+    print("\nimages of other kinds\n")
+    print(heldout.format_heldout_table(others, means=False))
+    print()
+    for name, verdict in verdicts.items():
+        print(f"{'met    ' if verdict['met'] else 'NOT met'}  {name}")
+    sources = {
+        name: {
+            "package": source.package,
+            "licence": source.licence,
+            "role": source.role,
+            "photographs": sum(p.source == name for p in photographs)
+            if source.role == "held-out"
+            else len(photo_sources.source_files(name)),
+        }
+        for name, source in photo_sources.SOURCES.items()
+    }
+    return {
+        "heldout": rows,
+        "other_kinds": others,
+        "speed": speed,
+        "verdicts": verdicts,
+        "sources": sources,
+        "missing_sources": missing,
+    }
 
 
 if __name__ == "__main__":
