@@ -37,11 +37,13 @@ constexpr int kBiasReset = 64;
 constexpr int kMantissaNodes = 8;
 constexpr int kMagnitudeClasses = 8;  // floor(log2(w)) for w in [1, 255]
 
-// Plane modes: 0 codes a channel on its own; 1 + 2 r + k (k = 0 or 1) adds
-// the prediction error of the earlier channel r, halved when k = 0.
+// Plane modes: 0 codes a channel on its own; 1 + 3 r + k links it to the
+// earlier channel r: k = 0 adds half of r's prediction error to the
+// prediction, k = 1 all of it, k = 2 predicts the difference from r.
 // At most kMaxChannels channels, so that a mode fits the stream's byte.
-inline int mode_count(int channel) { return 1 + 2 * channel; }
-constexpr int64_t kMaxChannels = 128;
+constexpr int kLinks = 3;
+inline int mode_count(int channel) { return 1 + kLinks * channel; }
+constexpr int64_t kMaxChannels = 85;
 
 }  // namespace context
 }  // namespace flowkernels

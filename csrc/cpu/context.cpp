@@ -128,35 +128,46 @@ int energy_bin(int energy) {
   return k;
 }
 
+// How a channel uses an earlier one (its reference): not at all, by adding
+// half or all of the reference's prediction error at the same pixel to the
+// prediction, or by predicting the difference from the reference.
+enum class Link { kNone, kHalfError, kFullError, kDifference };
+
+struct Reference {
+  Link link = Link::kNone;
+  const uint8_t* plane = nullptr;  // the reference's values (ranks)
+  const int16_t* error = nullptr;  // its prediction errors
+};
+
 // Codes (encodes or decodes) one channel. `plane` holds the channel's pixels
 // (read when encoding, written when decoding); `error` receives each pixel's
-// prediction error; `reference_error` is an earlier channel's (mode > 0).
+// prediction error.
 template <class Sink>
-void code_plane(Sink& sink, uint8_t* plane, int16_t* error, const int16_t* reference_error, int mode, int top,
-                int64_t H, int64_t W) {
+void code_plane(Sink& sink, uint8_t* plane, int16_t* error, const Reference& ref, int top, int64_t H, int64_t W) {
   PlaneModel m;
-  const bool halve_reference = mode > 0 && (mode - 1) % 2 == 0;
+  const bool difference = ref.link == Link::kDifference;
+  // The values predicted: the channel's own, or its difference from the reference.
+  auto at = [&](int64_t i) { return difference ? int(plane[i]) - int(ref.plane[i]) : int(plane[i]); };
   for (int64_t y = 0; y < H; ++y) {
-    uint8_t* row = plane + y * W;
-    const uint8_t* up = y >= 1 ? row - W : nullptr;
-    const uint8_t* up2 = y >= 2 ? row - 2 * W : nullptr;
+    const int64_t row = y * W;
     for (int64_t x = 0; x < W; ++x) {
+      const int64_t index = row + x;
       // Neighbours: W a, N b, NW c, NE d, WW e, NN f, NNE g; outside the
       // image, the nearest of them that exists.
       int a, b, c, d, e, f, g;
-      if (!up) {
-        a = x > 0 ? row[x - 1] : 128;
-        e = x > 1 ? row[x - 2] : a;
+      if (y == 0) {
+        a = x > 0 ? at(index - 1) : (difference ? 0 : 128);
+        e = x > 1 ? at(index - 2) : a;
         b = c = d = f = g = a;
       } else {
-        b = up[x];
-        c = x > 0 ? up[x - 1] : b;
-        d = x + 1 < W ? up[x + 1] : b;
-        a = x > 0 ? row[x - 1] : b;
-        e = x > 1 ? row[x - 2] : a;
-        if (up2) {
-          f = up2[x];
-          g = x + 1 < W ? up2[x + 1] : f;
+        b = at(index - W);
+        c = x > 0 ? at(index - W - 1) : b;
+        d = x + 1 < W ? at(index - W + 1) : b;
+        a = x > 0 ? at(index - 1) : b;
+        e = x > 1 ? at(index - 2) : a;
+        if (y >= 2) {
+          f = at(index - 2 * W);
+          g = x + 1 < W ? at(index - 2 * W + 1) : f;
         } else {
           f = b;
           g = d;
@@ -178,18 +189,19 @@ void code_plane(Sink& sink, uint8_t* plane, int16_t* error, const int16_t* refer
         else if (slope < -32) p4 = floor_div(p4 + 4 * b, 2);
         else if (slope < -8) p4 = floor_div(3 * p4 + 4 * b, 4);
       }
-      const int64_t index = y * W + x;
-      const int west_error = x > 0 ? error[index - 1] : (y > 0 ? error[index - W] : 0);
-      int energy = dh + dv + 2 * std::abs(west_error);
-      if (mode > 0) {
-        const int r = reference_error[index];
-        p4 += halve_reference ? 2 * r : 4 * r;
-        energy += 2 * std::abs(r);
-      }
-      const int k = energy_bin(energy);
       const int texture = (4 * b < p4) | (4 * a < p4) << 1 | (4 * c < p4) << 2 | (4 * d < p4) << 3 |
                           (4 * f < p4) << 4 | (4 * e < p4) << 5 | (4 * (2 * b - f) < p4) << 6 |
                           (4 * (2 * a - e) < p4) << 7;
+      const int west_error = x > 0 ? error[index - 1] : (y > 0 ? error[index - W] : 0);
+      int energy = dh + dv + 2 * std::abs(west_error);
+      if (ref.link != Link::kNone) {
+        const int r = ref.error[index];
+        if (ref.link == Link::kHalfError) p4 += 2 * r;
+        else if (ref.link == Link::kFullError) p4 += 4 * r;
+        else p4 += 4 * int(ref.plane[index]);
+        energy += 2 * std::abs(r);
+      }
+      const int k = energy_bin(energy);
       const int bias_context = ((k / 3) << kTextureBits) | texture;
       const int count = m.bias_count[bias_context];
       const int corrected = p4 + (count ? floor_div(m.bias_sum[bias_context], count) : 0);
@@ -202,7 +214,7 @@ void code_plane(Sink& sink, uint8_t* plane, int16_t* error, const int16_t* refer
       const int both = std::min(below, above);
       int u = 0;
       if constexpr (Sink::kEncoding) {
-        const int signed_error = flip ? p - row[x] : row[x] - p;
+        const int signed_error = flip ? p - plane[index] : plane[index] - p;
         const int magnitude = std::abs(signed_error);
         u = magnitude > both ? both + magnitude : (signed_error > 0 ? 2 * signed_error - 1 : -2 * signed_error);
       }
@@ -214,7 +226,7 @@ void code_plane(Sink& sink, uint8_t* plane, int16_t* error, const int16_t* refer
         signed_error = below > above ? -(u - both) : u - both;
       }
       const int value = flip ? p - signed_error : p + signed_error;
-      if constexpr (!Sink::kEncoding) row[x] = uint8_t(value);
+      if constexpr (!Sink::kEncoding) plane[index] = uint8_t(value);
       error[index] = int16_t(value - p);
       m.bias_sum[bias_context] += 4 * value - p4;
       if (++m.bias_count[bias_context] >= kBiasReset) {
@@ -262,6 +274,13 @@ Palette code_palette(Sink& sink, const uint8_t* plane, int64_t pixels) {
   return palette;
 }
 
+// Mode 0: no reference; mode 1 + 3 r + k: channel r linked by Link(k + 1).
+Reference reference_of(int mode, const uint8_t* ranks, const int16_t* errors, int64_t pixels) {
+  if (mode == 0) return {};
+  const int r = (mode - 1) / kLinks;
+  return {Link((mode - 1) % kLinks + 1), ranks + r * pixels, errors + r * pixels};
+}
+
 // rANS over recorded decisions, last first. Returns the words in the order
 // the decoder reads them, and the final state.
 std::vector<uint32_t> rans_encode(const std::vector<uint32_t>& decisions, uint64_t& state) {
@@ -290,7 +309,7 @@ void check_image(const at::Tensor& image) {
                     "flowkernels.context_encode: argument 'image' must be uint8, got ", image.scalar_type());
   TORCH_CHECK_VALUE(image.dim() == 3 && image.size(0) >= 1 && image.size(0) <= kMaxChannels && image.size(1) >= 1 &&
                         image.size(2) >= 1,
-                    "flowkernels.context_encode: argument 'image' must be [C, H, W] with 1 <= C <= 128 and H, W >= "
+                    "flowkernels.context_encode: argument 'image' must be [C, H, W] with 1 <= C <= 85 and H, W >= "
                     "1, got ",
                     shape_str(image.sizes()));
 }
@@ -300,7 +319,7 @@ at::Tensor context_encode_cpu(const at::Tensor& image_in) {
   const at::Tensor image = image_in.contiguous();
   const int64_t C = image.size(0), H = image.size(1), W = image.size(2);
   const int64_t pixels = H * W;
-  std::vector<uint8_t> plane(pixels);
+  std::vector<uint8_t> ranks(C * pixels);
   std::vector<int16_t> errors(C * pixels);
   std::vector<int16_t> candidate_error(pixels);
   std::vector<uint32_t> all_decisions;
@@ -314,14 +333,15 @@ at::Tensor context_encode_cpu(const at::Tensor& image_in) {
     palette_decisions.clear();
     Recorder palette_recorder{palette_decisions};
     const Palette palette = code_palette(palette_recorder, values, pixels);
+    uint8_t* plane = ranks.data() + ch * pixels;
     for (int64_t i = 0; i < pixels; ++i) plane[i] = palette.rank_of[values[i]];
     int best_mode = 0;
     size_t best_words = SIZE_MAX;
     for (int mode = 0; mode < mode_count(int(ch)); ++mode) {
       candidate.assign(palette_decisions.begin(), palette_decisions.end());
       Recorder recorder{candidate};
-      const int16_t* reference = mode > 0 ? errors.data() + ((mode - 1) / 2) * pixels : nullptr;
-      code_plane(recorder, plane.data(), candidate_error.data(), reference, mode, palette.top, H, W);
+      const Reference reference = reference_of(mode, ranks.data(), errors.data(), pixels);
+      code_plane(recorder, plane, candidate_error.data(), reference, palette.top, H, W);
       uint64_t unused;
       const size_t words = rans_encode(candidate, unused).size();
       if (words < best_words) {  // ties keep the simpler mode
@@ -351,7 +371,7 @@ at::Tensor context_decode_cpu(const at::Tensor& data_in, int64_t C, int64_t H, i
                     "flowkernels.context_decode: argument 'data' must be a 1-D uint8 CPU tensor, got ",
                     data_in.scalar_type(), " ", shape_str(data_in.sizes()), " on ", data_in.device());
   TORCH_CHECK_VALUE(C >= 1 && C <= kMaxChannels && H >= 1 && W >= 1 && H <= kMaxSide && W <= kMaxSide,
-                    "flowkernels.context_decode: the shape must have 1 <= channels <= 128 and 1 <= height, width <= 2^31, "
+                    "flowkernels.context_decode: the shape must have 1 <= channels <= 85 and 1 <= height, width <= 2^31, "
                     "got [",
                     C, ", ", H, ", ", W, "]");
   const at::Tensor data = data_in.contiguous();
@@ -376,14 +396,19 @@ at::Tensor context_decode_cpu(const at::Tensor& data_in, int64_t C, int64_t H, i
   at::Tensor out = at::empty({C, H, W}, data.options());
   uint8_t* pixels = out.data_ptr<uint8_t>();
   std::vector<int16_t> errors(C * H * W);
+  std::vector<Palette> palettes(C);
   for (int64_t ch = 0; ch < C; ++ch) {
     const int mode = ch > 0 ? in[ch - 1] : 0;
-    const int16_t* reference = mode > 0 ? errors.data() + ((mode - 1) / 2) * H * W : nullptr;
+    const Reference reference = reference_of(mode, pixels, errors.data(), H * W);
     uint8_t* plane = pixels + ch * H * W;
-    const Palette palette = code_palette(reader, plane, H * W);
-    code_plane(reader, plane, errors.data() + ch * H * W, reference, mode, palette.top, H, W);
-    if (palette.top < 255)
-      for (int64_t i = 0; i < H * W; ++i) plane[i] = palette.value_of[plane[i]];
+    palettes[ch] = code_palette(reader, plane, H * W);
+    code_plane(reader, plane, errors.data() + ch * H * W, reference, palettes[ch].top, H, W);
+  }
+  // Ranks to values only now: later channels' references are ranks.
+  for (int64_t ch = 0; ch < C; ++ch) {
+    uint8_t* plane = pixels + ch * H * W;
+    if (palettes[ch].top < 255)
+      for (int64_t i = 0; i < H * W; ++i) plane[i] = palettes[ch].value_of[plane[i]];
   }
   TORCH_CHECK_VALUE(reader.state == kStateLower && reader.next == reader.count,
                     "flowkernels.context_decode: the stream does not end where the image does (corrupt stream)");

@@ -8,7 +8,7 @@ given and keeps the smallest file; :func:`decode_image_file` follows the method 
 Methods (:data:`METHODS`):
 
 * ``"context"``: the classical adaptive coder of the ``context`` kernel family
-  (:func:`flowkernels.ops.context_encode`; 1 to 128 channels). No model, no training; on photographs
+  (:func:`flowkernels.ops.context_encode`; 1 to 85 channels). No model, no training; on photographs
   it beats PNG and JPEG-LS.
 * ``"png"``: PNG at zlib level 9 (1 to 4 channels), stored without its 8-byte signature and its
   12-byte end chunk, which the decoder puts back. It catches what an LZ77 coder does best (exact
@@ -49,6 +49,7 @@ import torch
 
 from ..limits import check_pixels
 from ..ops import context_decode, context_encode
+from ..ops.context import MAX_CHANNELS as CONTEXT_MAX_CHANNELS
 from .imageio import LAYOUTS, from_tensor, png_decode, png_encode
 
 __all__ = [
@@ -144,7 +145,7 @@ def _payload(method: str, image: torch.Tensor, flow_codec, progress: bool) -> by
     if method == "stored":
         return image.contiguous().numpy().tobytes()
     if method == "context":
-        return context_encode(image).numpy().tobytes()
+        return context_encode(image).numpy().tobytes() if channels <= CONTEXT_MAX_CHANNELS else None
     if method == "png":
         return _encode_png(image) if channels <= 4 else None
     if method == "flow":

@@ -21,11 +21,14 @@ import torch
 
 from .. import _C  # noqa: F401  (registers the ops)
 
-__all__ = ["context_encode", "context_decode"]
+__all__ = ["context_encode", "context_decode", "MAX_CHANNELS"]
+
+#: channels a stream holds at most (kMaxChannels in csrc/context.h: each channel's mode fits a byte)
+MAX_CHANNELS = 85
 
 
 def context_encode(image: torch.Tensor) -> torch.Tensor:
-    """Code a uint8 CPU image ``[C, H, W]`` (1 <= C <= 255) losslessly; returns the stream as uint8 ``[n]``."""
+    """Code a uint8 CPU image ``[C, H, W]`` (1 <= C <= 85) losslessly; returns the stream as uint8 ``[n]``."""
     return torch.ops.flowkernels.context_encode(image)
 
 

@@ -18,15 +18,17 @@ Per pixel ``x`` of a channel, in raster order
   sees 128).
 * Gradient-adjusted prediction (CALIC's GAP) ``p4`` in quarters, from ``dh = |a-e| + |b-c| + |b-d|``
   and ``dv = |a-c| + |b-f| + |d-g|``.
-* Channel modes: mode 0 codes the channel alone; mode ``1 + 2 r + k`` adds ``(2 + 2 k)`` times the
-  prediction error of the earlier channel ``r`` at the same pixel to ``p4`` (half or all of it). The
-  encoder tries every mode of each channel and keeps the smallest (ties: the lower mode).
-* Error energy ``dh + dv + 2 |err_W|`` (+ ``2 |err_ref|``) quantized by :data:`ENERGY_THRESHOLDS` into
+* Channel modes: mode 0 codes the channel alone; mode ``1 + 3 r + k`` links it to the earlier channel
+  ``r`` (in its ranks): ``k = 0`` or ``1`` adds half or all of ``r``'s prediction error at the same
+  pixel to ``p4``; ``k = 2`` predicts the difference from ``r`` (the neighbours are differences, and
+  ``4 r`` at the pixel is added to ``p4``). The encoder tries every mode of each channel and keeps the
+  smallest stream (ties: the lower mode).
+* Error energy ``dh + dv + 2 |err_W|`` (+ ``2 |err_r|`` when linked) quantized by :data:`ENERGY_THRESHOLDS` into
   12 coding contexts ``k``.
 * Bias cancellation: a context of ``k // 3`` and 8 texture bits (is each of b, a, c, d, f, e, 2b-f,
-  2a-e below the prediction?) keeps the sum and count of ``4 x - p4``; their floor mean corrects
-  ``p4``, and both are halved when the count reaches 64. ``p`` is the corrected prediction rounded and
-  clamped to ``[0, top]``.
+  2a-e below the prediction, before any link is added?) keeps the sum and count of ``4 x - p4``; their
+  floor mean corrects ``p4``, and both are halved when the count reaches 64. ``p`` is the corrected
+  prediction rounded and clamped to ``[0, top]``.
 * The error ``x - p`` is folded onto ``u`` in ``[0, top]`` by distance from ``p`` (the sign that the
   rounding favours first; one-sided beyond the nearer end of the range) and coded as binary decisions
   in contexts of ``k``: is ``u`` zero; the bit length ``n`` of ``u`` in unary (no terminator at 7); the
@@ -40,7 +42,7 @@ Decisions are coded with rANS (64-bit state in ``[2**32, 2**64)``, 32-bit words)
 
 Stream layout
 -------------
-``C`` (1 to 128) channels. ``C - 1`` bytes: the modes of channels 1 to C-1; 8 bytes: the final state
+``C`` (1 to 85) channels. ``C - 1`` bytes: the modes of channels 1 to C-1; 8 bytes: the final state
 (u64, little-endian); then the 32-bit words (little-endian) in the order the decoder reads them.
 Decoding ends in the initial state ``2**32`` with every word read, which the decoder checks.
 """
@@ -58,7 +60,8 @@ STATE_LOWER = 1 << 32
 ENERGY_THRESHOLDS = (3, 6, 10, 15, 22, 32, 45, 64, 90, 128, 180)
 BIAS_RESET = 64
 MAGNITUDE_CLASSES = 8
-MAX_CHANNELS = 128  # so that each channel's mode fits its byte
+LINKS = 3  # ways a channel can use an earlier one
+MAX_CHANNELS = 85  # so that each channel's mode (up to 1 + 3 * 84) fits its byte
 
 
 class _BitModel:
@@ -159,10 +162,10 @@ def _code_symbol(sink, models: _Models, k: int, u: int) -> int:
     return w
 
 
-def _neighbours(plane: list[list[int]], y: int, x: int, width: int) -> tuple[int, ...]:
+def _neighbours(plane: list[list[int]], y: int, x: int, width: int, first: int = 128) -> tuple[int, ...]:
     row = plane[y]
     if y == 0:
-        a = row[x - 1] if x > 0 else 128
+        a = row[x - 1] if x > 0 else first
         e = row[x - 2] if x > 1 else a
         return a, a, a, a, e, a, a
     up = plane[y - 1]
@@ -219,25 +222,36 @@ def _code_palette(sink, plane: list[list[int]] | None) -> list[int]:
     return values
 
 
-def _code_plane(sink, plane: list[list[int]], reference_error, mode: int, top: int) -> list[list[int]]:
-    """Codes one channel; ``plane`` is read (encoding) or filled (decoding). Returns its errors."""
+def _code_plane(sink, plane: list[list[int]], reference, top: int) -> list[list[int]]:
+    """Codes one channel; ``plane`` is read (encoding) or filled (decoding). ``reference``: None, or
+    ``(link, its values, its errors)`` with link 0 (add half its error), 1 (all of it) or 2 (predict
+    the difference). Returns the channel's prediction errors."""
     height, width = len(plane), len(plane[0])
+    link, ref_plane, ref_error = reference if reference else (None, None, None)
+    difference = link == 2
     models = _Models()
     error = [[0] * width for _ in range(height)]
     for y in range(height):
         for x in range(width):
-            a, b, c, d, e, f, g = _neighbours(plane, y, x, width)
+            if difference:
+                # rows y-2 (where it exists) to y of the differences
+                rows = range(max(0, y - 2), y + 1)
+                values = [[plane[i][j] - ref_plane[i][j] for j in range(width)] for i in rows]
+                neighbours = _neighbours(values, min(y, 2), x, width, first=0)
+            else:
+                neighbours = _neighbours(plane, y, x, width)
+            a, b, c, d, e, f, g = neighbours
             p4, dh, dv = _gap(a, b, c, d, e, f, g)
-            west_error = error[y][x - 1] if x > 0 else (error[y - 1][x] if y > 0 else 0)
-            energy = dh + dv + 2 * abs(west_error)
-            if mode > 0:
-                r = reference_error[y][x]
-                p4 += (2 if (mode - 1) % 2 == 0 else 4) * r
-                energy += 2 * abs(r)
-            k = sum(energy >= t for t in ENERGY_THRESHOLDS)
             texture = 0
             for bit, value in enumerate((b, a, c, d, f, e, 2 * b - f, 2 * a - e)):
                 texture |= int(4 * value < p4) << bit
+            west_error = error[y][x - 1] if x > 0 else (error[y - 1][x] if y > 0 else 0)
+            energy = dh + dv + 2 * abs(west_error)
+            if reference:
+                r = ref_error[y][x]
+                p4 += (2 * r, 4 * r, 4 * ref_plane[y][x])[link]
+                energy += 2 * abs(r)
+            k = sum(energy >= t for t in ENERGY_THRESHOLDS)
             context = (k // 3) << 8 | texture
             count = models.bias_count.get(context, 0)
             corrected = p4 + (models.bias_sum.get(context, 0) // count if count else 0)
@@ -268,6 +282,13 @@ def _code_plane(sink, plane: list[list[int]], reference_error, mode: int, top: i
     return error
 
 
+def _reference(mode: int, ranks: list, errors: list):
+    """Mode 0: None; mode ``1 + 3 r + k``: ``(k, ranks of channel r, its errors)``."""
+    if mode == 0:
+        return None
+    return (mode - 1) % LINKS, ranks[(mode - 1) // LINKS], errors[(mode - 1) // LINKS]
+
+
 def _rans_encode(decisions: list[tuple[int, int]]) -> tuple[int, list[int]]:
     """Codes the decisions last first; returns the final state and the words in reading order."""
     x, words = STATE_LOWER, []
@@ -286,6 +307,7 @@ def encode(image: np.ndarray) -> bytes:
     if image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError(f"context.encode: expected a uint8 [C, H, W] array, got {image.dtype} {image.shape}")
     errors: list[list[list[int]]] = []
+    ranks: list[list[list[int]]] = []
     modes: list[int] = []
     decisions: list[tuple[int, int]] = []
     if not 1 <= image.shape[0] <= MAX_CHANNELS:
@@ -293,13 +315,12 @@ def encode(image: np.ndarray) -> bytes:
     for channel in range(image.shape[0]):
         palette_recorder = _Recorder()
         values = _code_palette(palette_recorder, image[channel].tolist())
-        ranks = np.searchsorted(values, image[channel])
+        ranks.append(np.searchsorted(values, image[channel]).tolist())
         best = None
-        for mode in range(1 + 2 * channel):
+        for mode in range(1 + LINKS * channel):
             recorder = _Recorder()
             recorder.decisions = list(palette_recorder.decisions)
-            reference = errors[(mode - 1) // 2] if mode > 0 else None
-            error = _code_plane(recorder, ranks.tolist(), reference, mode, len(values) - 1)
+            error = _code_plane(recorder, ranks[channel], _reference(mode, ranks, errors), len(values) - 1)
             size = len(_rans_encode(recorder.decisions)[1])
             if best is None or size < best[0]:
                 best = (size, mode, recorder.decisions, error)
@@ -319,15 +340,16 @@ def decode(data: bytes, channels: int, height: int, width: int) -> np.ndarray:
         raise ValueError("context stream has the wrong length (truncated or corrupt)")
     modes = list(data[: channels - 1])
     state = int.from_bytes(data[channels - 1 : head], "little")
-    if state < STATE_LOWER or any(mode >= 1 + 2 * channel for channel, mode in enumerate(modes, 1)):
+    if state < STATE_LOWER or any(mode >= 1 + LINKS * channel for channel, mode in enumerate(modes, 1)):
         raise ValueError("context stream is corrupt")
     reader = _Reader(state, np.frombuffer(data[head:], dtype="<u4").tolist())
-    planes, errors = [], []
+    planes, ranks, errors = [], [], []
     for channel in range(channels):
         plane = [[0] * width for _ in range(height)]
         mode = modes[channel - 1] if channel > 0 else 0
         values = _code_palette(reader, None)
-        errors.append(_code_plane(reader, plane, errors[(mode - 1) // 2] if mode > 0 else None, mode, len(values) - 1))
+        ranks.append(plane)
+        errors.append(_code_plane(reader, plane, _reference(mode, ranks, errors), len(values) - 1))
         planes.append(np.asarray(values)[np.asarray(plane)])
     if reader.state != STATE_LOWER or reader.next != len(reader.words):
         raise ValueError("context stream does not end where the image does (corrupt)")
