@@ -48,8 +48,10 @@ __all__ = [
     "missing_sources",
 ]
 
-#: where Debian packages put their files (FLOWKERNELS_DATA_ROOT moves it, for tests)
-_ROOT = Path(os.environ.get("FLOWKERNELS_DATA_ROOT", "/"))
+
+def _root() -> Path:
+    """Where the packages' files are looked for: ``/``, or FLOWKERNELS_DATA_ROOT (tests use a fake root)."""
+    return Path(os.environ.get("FLOWKERNELS_DATA_ROOT", "/"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +125,7 @@ def source_files(name: str) -> list[Path]:
     source = SOURCES[name]
     found: set[str] = set()
     for pattern in source.patterns:
-        found.update(glob.glob(str(_ROOT / pattern)))
+        found.update(glob.glob(str(_root() / pattern)))
     return sorted(Path(path) for path in found)
 
 
@@ -173,8 +175,8 @@ def development_photographs() -> list[Photograph]:
 
 def missing_sources() -> list[str]:
     """One line per source with no installed photographs: how to install it."""
-    return [
-        f"{name}: none installed ({source.install})"
-        for name, source in SOURCES.items()
-        if not load_source(name) if name == "sklearn" or not source_files(name)
-    ]
+
+    def installed(name: str) -> bool:
+        return bool(load_source(name)) if name == "sklearn" else bool(source_files(name))
+
+    return [f"{name}: none installed ({source.install})" for name, source in SOURCES.items() if not installed(name)]

@@ -151,6 +151,18 @@ def test_corrupted_streams_raise_or_decode_to_some_image_without_crashing():
     assert refused >= 190
 
 
+def test_random_bytes_at_random_shapes_raise_or_decode_never_crash():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        shape = tuple(int(v) for v in (rng.integers(1, 4), rng.integers(1, 40), rng.integers(1, 40)))
+        data = torch.from_numpy(rng.integers(0, 256, int(rng.integers(0, 200)), dtype=np.uint8))
+        try:
+            image = context_decode(data, shape)
+        except ValueError:
+            continue
+        assert tuple(image.shape) == shape
+
+
 def test_decode_rejects_hostile_shapes_and_modes():
     stream, shape = _stream()
     with pytest.raises(ValueError, match="cannot hold"):

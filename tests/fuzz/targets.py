@@ -1,6 +1,8 @@
 """Fuzz targets over everything that parses untrusted bytes: the rANS stream container
 (``RansCoder.from_bytes``), the ``.fkc`` codec container (``read_header`` and a full decode with a
-small model) and the image readers (.png, .npy).
+small model), the single-image ``.fkc`` file (``decode_image_file``), the context coder's streams
+(``context_decode`` at a shape taken from the first bytes, so that the fuzzer reaches the decoder
+without a checksum in the way) and the image readers (.png, .npy).
 
 A target gets arbitrary bytes and must either succeed or raise ValueError: any other exception, a
 crash, a hang or a runaway allocation is a finding. ``scripts/fuzz.sh`` runs them under atheris
@@ -66,6 +68,28 @@ def fkc_decode(data: bytes) -> None:
         pass
 
 
+def image_file_decode(data: bytes) -> None:
+    from flowkernels.codec import decode_image_file
+
+    try:
+        decode_image_file(data)
+    except ValueError:
+        pass
+
+
+def context_stream(data: bytes) -> None:
+    from flowkernels.ops import context_decode
+
+    if len(data) < 3:
+        return
+    shape = (1 + data[0] % 3, 1 + data[1] % 32, 1 + data[2] % 32)
+    try:
+        image = context_decode(torch.frombuffer(bytearray(data[3:]), dtype=torch.uint8), shape)
+    except ValueError:
+        return
+    assert tuple(image.shape) == shape and image.dtype == torch.uint8
+
+
 def _read_file(suffix: str) -> Callable[[bytes], None]:
     def target(data: bytes) -> None:
         from flowkernels.codec.imageio import read_image
@@ -86,6 +110,8 @@ def _read_file(suffix: str) -> Callable[[bytes], None]:
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "rans_from_bytes": rans_from_bytes,
     "fkc_decode": fkc_decode,
+    "image_file_decode": image_file_decode,
+    "context_stream": context_stream,
     "png": _read_file(".png"),
     "npy": _read_file(".npy"),
 }
