@@ -313,6 +313,41 @@ def render_idf_codec(documents: Sequence[tuple[str, dict]]) -> str:
     )
 
 
+def render_codec_heldout(documents: Sequence[tuple[str, dict]]) -> str:
+    """The .fkc files of ``flowkernels compress`` on the held-out photographs and on other kinds of image,
+    the 768x512 speed, the codec issue's targets as judged by ``heldout.judge``, and the data's sources."""
+    from flowkernels.benchmarks import heldout
+
+    doc = documents[0][1]
+    if "heldout" not in doc:
+        raise ValueError("idf_results.json has no held-out rows; rerun `python benchmarks/idf_results.py`")
+    sources = "\n".join(
+        f"- `{name}`: {s['package']} ({s['licence']}), {s['role']}, {s['photographs']} photographs"
+        for name, s in doc["sources"].items()
+    )
+    methods = sorted({r["method"] for r in doc["heldout"]})
+    speed = doc["speed"]
+    lines = [heldout.format_heldout_table(doc["heldout"])]
+    lines.append(f"\nMethods chosen on the held-out photographs: {', '.join(methods)}.")
+    lines.append("\nImages of other kinds (the safety net):\n")
+    lines.append(heldout.format_heldout_table(doc["other_kinds"], means=False))
+    if speed is not None:
+        lines.append(
+            f"\n{speed['label']}: encode {speed['encode_s']:.3f} s, decode {speed['decode_s']:.3f} s "
+            f"({speed['fkc']:.3f} bits/pixel, {speed['method']}; best of 3)."
+        )
+    lines.append("\nTargets (decided by `heldout.judge` on the rows above):\n")
+    for name, verdict in doc["verdicts"].items():
+        numbers = ", ".join(
+            f"{key} {value:.3f}" if isinstance(value, float) else f"{key}: {', '.join(value) or 'none'}"
+            for key, value in verdict.items()
+            if key != "met" and value is not None
+        )
+        lines.append(f"- {name}: **{'met' if verdict['met'] else 'not met'}** ({numbers})")
+    lines.append("\nPhotograph sources:\n\n" + sources)
+    return "\n".join(lines)
+
+
 def render_dequantization_toy(documents: Sequence[tuple[str, dict]]) -> str:
     doc = documents[0][1]
     toy = doc["toy"]
@@ -502,6 +537,7 @@ RENDERERS: dict[str, Callable[[Sequence[tuple[str, dict]]], str]] = {
     "hexnet": render_hexnet,
     "idf-integer": render_idf_integer,
     "idf-codec": render_idf_codec,
+    "codec-heldout": render_codec_heldout,
     "dequantization-toy": render_dequantization_toy,
     "dequantization-digits": render_dequantization_digits,
     "conditional-sr2": lambda docs: render_conditional(docs, "sr2"),

@@ -975,6 +975,8 @@ def test_cli_compresses_a_folder_recursively_and_prints_one_summary(tmp_path, fa
     table = capsys.readouterr().out
     assert sorted(p.relative_to(packed).as_posix() for p in packed.rglob("*.fkc")) == ["a.fkc", "b.fkc", "sub/c.fkc"]
     assert "bits/pixel" in table and "vs PNG" in table and "total (3 files)" in table
+    methods = [line.split()[-2] for line in table.splitlines()[2:5]]
+    assert "method" in table.splitlines()[0] and set(methods) <= {"stored", "context", "png", "flow"}, table
     assert cli.main(["decompress", str(packed), "-r", "-o", str(restored), "--model", "fake-gray"]) == 0
     for name, array in images.items():
         back = restored / Path(name).with_suffix(".png")

@@ -279,8 +279,19 @@ def image_files(
 
 def summary_table(results: Sequence[FileResult], *, compressed: str = "output") -> str:
     """A plain-text table of a batch, with a total row: bytes in and out, bits per pixel (all channels of a
-    pixel) and per subpixel of the ``.fkc`` side, its size against PNG (level 9) of the same pixels, time."""
-    header = ("file", "pixels", "input bytes", "output bytes", "bits/pixel", "bits/subpixel", "vs PNG", "seconds")
+    pixel) and per subpixel of the ``.fkc`` side, its size against PNG (level 9) of the same pixels, the
+    method the ``.fkc`` file codes with, time."""
+    header = (
+        "file",
+        "pixels",
+        "input bytes",
+        "output bytes",
+        "bits/pixel",
+        "bits/subpixel",
+        "vs PNG",
+        "method",
+        "seconds",
+    )
     rows = []
     for r in results:
         fkc = r.output_bytes if compressed == "output" else r.input_bytes
@@ -293,6 +304,7 @@ def summary_table(results: Sequence[FileResult], *, compressed: str = "output") 
                 f"{r.bits_per_pixel(fkc):.3f}",
                 f"{r.bits_per_subpixel(fkc):.3f}",
                 "-" if not r.png_bytes else f"{fkc / r.png_bytes:.3f}x",
+                r.method or "-",
                 f"{r.seconds:.2f}",
             )
         )
@@ -310,6 +322,7 @@ def summary_table(results: Sequence[FileResult], *, compressed: str = "output") 
                 f"{8 * fkc / pixels:.3f}",
                 f"{8 * fkc / subpixels:.3f}",
                 "-" if not all(png) else f"{fkc / sum(png):.3f}x",
+                "",
                 f"{sum(r.seconds for r in results):.2f}",
             )
         )
