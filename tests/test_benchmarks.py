@@ -114,6 +114,17 @@ def test_quick_intconv_suite_compares_the_integer_conv_with_float_conv2d():
         assert "float conv2d" in r.peer_s and r.target_met() is not None and r.speedup > 0
 
 
+def test_quick_context_suite_codes_a_gray_and_an_rgb_photograph_against_its_peers():
+    results = benchmarks.run(["context"], quick=True, min_run_time=0.01, progress=False)
+    assert [r.case.op for r in results] == [
+        f"context {op}, {kind} photograph" for kind in ("gray", "RGB") for op in ("encode", "decode")
+    ]
+    for r in results:
+        assert r.kernel_s > 0 and r.reference_s > 0 and r.case.items > r.case.reference_items
+        assert set(r.peer_s) == {"JPEG-LS", "PNG -9"}
+    assert "bits/subpixel: context" in results[0].case.notes
+
+
 def test_several_peer_requirements_must_all_hold():
     case = Case("demo", "op", "1", "fwd", kernel=lambda: None, reference=lambda: None)
     case.target = Target(also_peers=(("a", 2.0), ("b", 1.0)))

@@ -9,10 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from . import arconv, coupling, hex, intconv, machine, rans
+from . import arconv, context, coupling, hex, intconv, machine, rans
 from .harness import Case, Result, Target, format_compact_table, format_table, run_cases
 
-SUITES = {"coupling": coupling, "rans": rans, "arconv": arconv, "hex": hex, "intconv": intconv}
+SUITES = {
+    "coupling": coupling,
+    "rans": rans,
+    "arconv": arconv,
+    "hex": hex,
+    "intconv": intconv,
+    "context": context,
+}
 
 __all__ = ["SUITES", "Case", "Result", "Target", "run", "format_table", "format_compact_table", "results_to_json"]
 
