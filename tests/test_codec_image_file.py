@@ -12,14 +12,13 @@ import torch
 
 from flowkernels.codec import LosslessImageCodec, decode_image_file, encode_image_file, read_image_header
 from flowkernels.codec.image_file import METHODS, PNG_FRAMING_BYTES
-from flowkernels.codec.imageio import from_tensor, png_encode
+from flowkernels.codec.imageio import from_tensor, png_encode, to_tensor
 
 from .codec_fakes import TwoStepFlow
 
 
 def _chw(array: np.ndarray) -> torch.Tensor:
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8))
+    return to_tensor(np.ascontiguousarray(array, dtype=np.uint8))[0][0]
 
 
 def _png_bytes(image: torch.Tensor) -> int:

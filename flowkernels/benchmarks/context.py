@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from flowkernels.codec.imageio import to_tensor
 from flowkernels.ops import context_decode, context_encode
 from flowkernels.reference import context as ref
 
@@ -55,7 +56,7 @@ def cases(*, quick: bool = False, device: str = "cpu", compile_peers: bool = Tru
         return []
     out = []
     for label, image in _photographs(quick):
-        tensor = torch.from_numpy(np.ascontiguousarray(image[None] if image.ndim == 2 else image.transpose(2, 0, 1)))
+        tensor = to_tensor(np.ascontiguousarray(image))[0][0]
         crop = tensor[:, :REFERENCE_SIDE, :REFERENCE_SIDE].contiguous()
         stream = context_encode(tensor)
         crop_bytes = ref.encode(crop.numpy())

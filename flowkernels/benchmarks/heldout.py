@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..codec import LosslessImageCodec, decode_image_file, encode_image_file
+from ..codec.imageio import to_tensor
 from ..codec.registry import resolve_model, shipped_model_for_channels
 from . import classical
 
@@ -28,11 +29,6 @@ __all__ = ["image_row", "heldout_rows", "other_kind_rows", "speed_row", "judge",
 #: the issue's bars
 PNG_MARGIN = 0.05  # the mean at least 5% below PNG
 ANY_IMAGE_SLACK = 0.03  # never more than 3% above PNG
-
-
-def _chw(image: np.ndarray) -> torch.Tensor:
-    array = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _timed(function: Callable, repeats: int = 3):
@@ -47,7 +43,7 @@ def _timed(function: Callable, repeats: int = 3):
 
 def image_row(label: str, image: np.ndarray, *, flow: dict[int, LosslessImageCodec] | None = None) -> dict:
     """One image (uint8 ``[H, W]`` or ``[H, W, 3]``) coded every way; sizes in bits per subpixel."""
-    tensor = _chw(image)
+    tensor = to_tensor(image)[0][0]
     encoded, encode_s = _timed(lambda: encode_image_file(tensor))
     (decoded, _), decode_s = _timed(lambda: decode_image_file(encoded.data))
     if not torch.equal(decoded, tensor):

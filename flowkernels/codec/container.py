@@ -162,6 +162,11 @@ def lane_layout(patches: int, lane_patches: int) -> tuple[int, int, int]:
     return lanes, patches // lanes, patches % lanes
 
 
+def pixel_crc(image: torch.Tensor) -> int:
+    """CRC-32 of a uint8 image's pixels in ``[C, H, W]`` (or ``[N, C, H, W]``) order."""
+    return zlib.crc32(image.contiguous().numpy().tobytes())
+
+
 def _corrupt(message: str) -> ValueError:
     return ValueError(f"corrupt or invalid flowkernels codec file: {message}")
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -113,10 +112,6 @@ def untile(patches: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     _, channels, patch_height, patch_width = patches.shape
     grid = patches.reshape(rows, cols, channels, patch_height, patch_width).permute(2, 0, 3, 1, 4)
     return grid.reshape(channels, rows * patch_height, cols * patch_width)
-
-
-def _pixel_crc(image: torch.Tensor) -> int:
-    return zlib.crc32(image.contiguous().numpy().tobytes())
 
 
 def _params(step_index: int, mu, log_scale, logit_pi, n: int, *, z_shape=None):
@@ -377,12 +372,12 @@ class LosslessImageCodec:
                 bar.update(end - start)
         lanes = container.Lanes.concatenate(parts)
         if stream:
-            payloads, pixel_crcs = [lanes.to_bytes()], [_pixel_crc(images)]
+            payloads, pixel_crcs = [lanes.to_bytes()], [container.pixel_crc(images)]
         else:
             bounds = lanes.word_bounds()
             per_payload = len(lanes) // max(1, count)
             payloads = [lanes.select(i * per_payload, (i + 1) * per_payload, bounds).to_bytes() for i in range(count)]
-            pixel_crcs = [_pixel_crc(image) for image in images]
+            pixel_crcs = [container.pixel_crc(image) for image in images]
         flags = (
             (container.FLAG_SPANS_IMAGES if self.batch_invariant else 0)
             | (container.FLAG_STREAM if stream else 0)
@@ -529,10 +524,10 @@ class LosslessImageCodec:
             image = untile(image_patches, rows, cols)[:, : header.height, : header.width]
             if not torch.equal(tile(image, header.patch_height, header.patch_width), image_patches):
                 raise ValueError(f"corrupt flowkernels codec file: image {index}'s padding is not edge replication")
-            if not header.stream and _pixel_crc(image) != record.pixel_crc:
+            if not header.stream and container.pixel_crc(image) != record.pixel_crc:
                 raise ValueError(f"corrupt flowkernels codec file: pixel CRC-32 mismatch in image {index}")
             out[index] = image
-        if header.stream and _pixel_crc(out) != header.records[0].pixel_crc:
+        if header.stream and container.pixel_crc(out) != header.records[0].pixel_crc:
             raise ValueError("corrupt flowkernels codec file: pixel CRC-32 mismatch in the stream")
         return out
 

@@ -50,6 +50,7 @@ import torch
 from ..limits import check_pixels
 from ..ops import context_decode, context_encode
 from ..ops.context import MAX_CHANNELS as CONTEXT_MAX_CHANNELS
+from .container import pixel_crc
 from .imageio import LAYOUTS, from_tensor, png_decode, png_encode
 
 __all__ = [
@@ -109,10 +110,6 @@ def _read_varint(data: bytes, offset: int, what: str) -> tuple[int, int]:
         if not byte & 0x80:
             return value, offset
     raise ValueError(f"corrupt .fkc file: {what} is longer than 5 bytes")
-
-
-def _pixel_crc(image: torch.Tensor) -> int:
-    return zlib.crc32(image.contiguous().numpy().tobytes())
 
 
 def _png_array(image: torch.Tensor) -> np.ndarray:
@@ -194,7 +191,7 @@ def encode_image_file(
         raise ValueError("at least one coding method is needed")
     image = image.contiguous()
     head = MAGIC + b"%c%c" % (0, LAYOUTS.index(layout))
-    head += _varint(channels) + _varint(height) + _varint(width) + struct.pack("<I", _pixel_crc(image))
+    head += _varint(channels) + _varint(height) + _varint(width) + struct.pack("<I", pixel_crc(image))
     sizes: dict[str, int | None] = {}
     seconds: dict[str, float] = {}
     best: tuple[int, str, bytes] | None = None
@@ -266,6 +263,6 @@ def decode_image_file(
         if tuple(images.shape) != (1, *shape):
             raise ValueError(f"corrupt .fkc file: its flow payload holds {tuple(images.shape)}, not {shape}")
         image = images[0]
-    if _pixel_crc(image) != header.pixel_crc:
+    if pixel_crc(image) != header.pixel_crc:
         raise ValueError("corrupt .fkc file: the decoded pixels fail their checksum")
     return image, header
