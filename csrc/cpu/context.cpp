@@ -358,8 +358,7 @@ at::Tensor context_encode_cpu(const at::Tensor& image_in) {
   const std::vector<uint32_t> words = rans_encode(all_decisions, state);
   at::Tensor out = at::empty({int64_t(modes.size() + 8 + 4 * words.size())}, image.options());
   uint8_t* o = out.data_ptr<uint8_t>();
-  std::memcpy(o, modes.data(), modes.size());
-  o += modes.size();
+  for (const uint8_t mode : modes) *o++ = mode;
   for (int i = 0; i < 8; ++i) *o++ = uint8_t(state >> (8 * i));
   for (const uint32_t w : words)
     for (int i = 0; i < 4; ++i) *o++ = uint8_t(w >> (8 * i));
