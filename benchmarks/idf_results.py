@@ -72,8 +72,8 @@ def _heldout() -> dict:
     photographs = photo_sources.heldout_photographs()
     if not photographs:
         raise SystemExit("no held-out photographs installed: " + "; ".join(missing))
-    rows = heldout.heldout_rows(photographs, flow=heldout.shipped_flows(), progress=say)
     others = heldout.other_kind_rows(progress=say)
+    rows = heldout.heldout_rows(photographs, flow=heldout.shipped_flows(), progress=say)
     large = next((p for p in photographs if p.rgb.shape[0] >= 512 and p.rgb.shape[1] >= 768), None)
     speed = heldout.speed_row(large) if large is not None else None
     verdicts = heldout.judge(rows, others, speed)

@@ -9,6 +9,9 @@ saved beside the file (``.npy``, uint8 ``[N, C, H, W]``):
   edge padding;
 * ``photos_rgb.fkc``: a 40x50 crop of scikit-image's held-out ``astronaut`` (RGB).
 
+Two single-image files of the context coder (``flowkernels compress``'s classical method, no model):
+``context_gray.fkc`` and ``context_rgb.fkc``, the same crops (``.npy`` beside them, ``[C, H, W]``).
+
 And one file of the previous format: ``digits_float_v2.fkc``, the same digits coded with the float
 model ``digits-float`` as flowkernels wrote version-2 files (it decodes only where the float results
 match, so the test accepts a clear error elsewhere).
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowkernels.codec import LosslessImageCodec, resolve_model
+from flowkernels.codec import LosslessImageCodec, encode_image_file, resolve_model
 from flowkernels.codec.container import read_header
 from flowkernels.data import load_digits, load_photos, photo_names
 
@@ -76,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.fkc").write_bytes(data)
         np.save(args.out / f"{name}.npy", images.numpy())
         print(f"{name}.fkc: {len(data)} bytes, {list(images.shape)} with {model}")
+    for name, (_, images, _) in golden_images().items():
+        if name.startswith("photos_"):
+            image = images[0]
+            data = encode_image_file(image, methods=("context",), layout="CHW").data
+            target = "context_" + name.removeprefix("photos_")
+            (args.out / f"{target}.fkc").write_bytes(data)
+            np.save(args.out / f"{target}.npy", image.numpy())
+            print(f"{target}.fkc: {len(data)} bytes, {list(image.shape)} with the context coder")
     digits = golden_images()["digits"][1]
     legacy = LosslessImageCodec(resolve_model("digits-float")).encode(digits, stream=True, verify=True)
     (args.out / "digits_float_v2.fkc").write_bytes(as_version(legacy, 2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,14 @@ def test_a_png_payload_of_another_shape_is_refused():
     body = small[:4] + small[4:6] + b"\x01\x05\x04" + small[header.payload_start - 4 : -4]
     with pytest.raises(ValueError, match="PNG payload holds"):
         decode_image_file(_resealed(body))
+
+
+@pytest.mark.parametrize("name", ["context_gray", "context_rgb"])
+def test_golden_context_files_decode_and_reencode_to_the_same_bytes(name):
+    """Committed once (scripts/make_golden_files.py): every machine, instruction set and library version
+    must read them and write them again byte for byte."""
+    golden = Path(__file__).resolve().parent / "golden"
+    data, pixels = (golden / f"{name}.fkc").read_bytes(), torch.from_numpy(np.load(golden / f"{name}.npy"))
+    image, header = decode_image_file(data)
+    assert torch.equal(image, pixels) and (header.method, header.layout) == ("context", "CHW")
+    assert encode_image_file(pixels, methods=("context",), layout="CHW").data == data

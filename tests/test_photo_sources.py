@@ -77,7 +77,10 @@ def test_image_rows_are_checked_files_and_judge_decides_on_the_numbers():
         assert row["method"] in ("context", "png", "stored") and row["flow"] is None
         assert row["fkc"] == min(v for v in row["methods"].values() if v is not None) > 0
         assert set(row["classical"]) == {"PNG", "WebP lossless", "JPEG-XL lossless", "JPEG-LS"}
-    noise = heldout.image_row("noise", np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8))
+    # 128x128 noise: imagecodecs' JPEG-LS fails on it (its output buffer is too small), which the row records
+    noise = heldout.image_row("noise", np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8))
+    assert noise["method"] == "stored" and noise["classical"]["PNG"] > 8
+    assert "failed" in heldout.format_heldout_table([noise], means=False) or noise["classical"]["JPEG-LS"] > 8
     verdicts = heldout.judge(rows, [noise], {"encode_s": 0.1, "decode_s": 6.0})
     assert verdicts["768x512 gray: encode and decode under 5 s each"]["met"] is False
     worse = [dict(r, fkc=r["classical"]["PNG"] * 1.01) for r in rows]

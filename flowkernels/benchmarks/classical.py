@@ -22,7 +22,7 @@ import numpy as np
 
 from .._optional import require
 
-__all__ = ["CLASSICAL_CODECS", "encoded_size", "bits_per_dim", "lzma_bits_per_dim"]
+__all__ = ["RoundTripError", "CLASSICAL_CODECS", "encoded_size", "bits_per_dim", "lzma_bits_per_dim"]
 
 
 def _imagecodecs():
@@ -64,13 +64,17 @@ CLASSICAL_CODECS: dict[str, Callable[[np.ndarray], tuple[bytes, Callable[[bytes]
 }
 
 
+class RoundTripError(RuntimeError):
+    """A classical codec decoded something other than what it was given."""
+
+
 def encoded_size(image: np.ndarray, codec: str) -> int:
     """Bytes of ``image`` coded with ``codec`` (checked to decode to the same pixels)."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(f"expected a uint8 [H, W] or [H, W, 3] image, got {image.dtype} {image.shape}")
     data, decode = CLASSICAL_CODECS[codec](np.ascontiguousarray(image))
     if not np.array_equal(decode(data).reshape(image.shape), image):
-        raise RuntimeError(f"{codec} did not round-trip this image exactly: its size would not be a lossless size")
+        raise RoundTripError(f"{codec} did not round-trip this image exactly: its size would not be a lossless size")
     return len(data)
 
 
