@@ -136,8 +136,9 @@ def _label(path: Path) -> str:
     return path.stem
 
 
-def load_source(name: str) -> list[Photograph]:
-    """Every installed photograph of source ``name``, downscaled (see the module's description)."""
+def load_source(name: str, *, downscale: int | None = None) -> list[Photograph]:
+    """Every installed photograph of source ``name``, downscaled (by ``downscale``, or as the module's
+    description says)."""
     if name == "sklearn":
         try:
             from sklearn.datasets import load_sample_images
@@ -145,7 +146,7 @@ def load_source(name: str) -> list[Photograph]:
             return []
         bunch = load_sample_images()
         return [
-            Photograph("sklearn", Path(file).stem, area_downscale(image, _downscale_factor(image.shape)))
+            Photograph("sklearn", Path(file).stem, area_downscale(image, downscale or _downscale_factor(image.shape)))
             for file, image in zip(bunch.filenames, bunch.images, strict=True)
         ]
     from PIL import Image
@@ -154,7 +155,8 @@ def load_source(name: str) -> list[Photograph]:
     for path in source_files(name):
         with Image.open(path) as opened:
             rgb = np.asarray(opened.convert("RGB"))
-        photographs.append(Photograph(name, _label(path), area_downscale(rgb, _downscale_factor(rgb.shape))))
+        factor = downscale or _downscale_factor(rgb.shape)
+        photographs.append(Photograph(name, _label(path), area_downscale(rgb, factor)))
     return photographs
 
 

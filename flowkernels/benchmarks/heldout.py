@@ -122,7 +122,7 @@ def other_kind_rows(progress=None) -> list[dict]:
 
 
 def speed_row(photo) -> dict:
-    """Encode and decode seconds of a 768x512 gray crop of ``photo`` (downscaled by 2 where it is larger)."""
+    """Encode and decode seconds (best of 3) of the top-left 768x512 gray crop of ``photo``."""
     gray = photo.gray()
     if gray.shape[0] < 512 or gray.shape[1] < 768:
         raise ValueError(f"{photo.label} is smaller than 768x512")
@@ -169,12 +169,15 @@ def judge(rows: Sequence[dict], others: Sequence[dict], speed: dict | None) -> d
             "worst excess over PNG": worst_other,
         },
     }
-    if speed is not None:
-        verdicts["768x512 gray: encode and decode under 5 s each"] = {
+    verdicts["768x512 gray: encode and decode under 5 s each"] = (
+        {
             "met": speed["encode_s"] < 5 and speed["decode_s"] < 5,
             "encode_s": speed["encode_s"],
             "decode_s": speed["decode_s"],
         }
+        if speed is not None
+        else {"met": False, "not measured": ["no held-out photograph of that size is installed"]}
+    )
     return verdicts
 
 
