@@ -329,6 +329,13 @@ def render_codec_heldout(documents: Sequence[tuple[str, dict]]) -> str:
     speed = doc["speed"]
     lines = [heldout.format_heldout_table(doc["heldout"])]
     lines.append(f"\nMethods chosen on the held-out photographs: {', '.join(methods)}.")
+    rows = doc["heldout"]
+    for peer in ("JPEG-XL lossless", "WebP lossless"):
+        smaller = [r for r in rows if r["classical"][peer] is not None and r["classical"][peer] < r["fkc"]]
+        lines.append(f"{peer} is smaller than the .fkc file on {len(smaller)} of the {len(rows)} held-out images.")
+    flows = [r for r in rows if r["flow"] is not None]
+    beaten = sum(r["flow"] < r["fkc"] for r in flows)
+    lines.append(f"The shipped IDF flow alone is smaller on {beaten} of {len(flows)}.")
     lines.append("\nImages of other kinds (the safety net):\n")
     lines.append(heldout.format_heldout_table(doc["other_kinds"], means=False))
     if speed is not None:
