@@ -67,7 +67,9 @@ def test_every_configuration_writes_and_reads_the_same_bytes():
     workers = max(2, min(8, os.cpu_count() or 2))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(run, configurations()))
-    assert len(outcomes) >= 12
+    # at least 2 thread counts x 3 oneDNN ceilings; more ATen capabilities and flowkernels paths where the
+    # CPU has them (under ATEN_CPU_CAPABILITY=default or a forced lower path there is one of each)
+    assert len(outcomes) >= 6
     for configuration, done in outcomes:
         assert done.returncode == 0, f"{configuration}: {done.stderr[-1500:]}"
         written = dict(line.split() for line in done.stdout.splitlines())
