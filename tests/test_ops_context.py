@@ -186,6 +186,13 @@ def test_a_stream_decodes_only_at_its_own_shape():
             context_decode(stream, other)
 
 
+def test_opcheck():
+    image = torch.from_numpy(_small_images()["gradient, 4 channels"])
+    stream = context_encode(image)
+    torch.library.opcheck(torch.ops.flowkernels.context_encode.default, (image,))
+    torch.library.opcheck(torch.ops.flowkernels.context_decode.default, (stream, *image.shape))
+
+
 def test_fake_kernels_under_torch_compile():
     image = torch.from_numpy(_photo("camera")[:, :32, :32].copy())
     compiled = torch.compile(lambda x: context_decode(context_encode(x), x.shape), fullgraph=False)

@@ -1,6 +1,6 @@
 """Tests of the coupling family: round_ste, integer_coupling, discretized_logistic_logp.
 
-Follows the checklist of DESIGN.md: opcheck, float64 gradcheck, equality with the
+Follows the checklist of docs/architecture.md: opcheck, float64 gradcheck, equality with the
 references, torch.compile(fullgraph=True), non-contiguous and empty inputs,
 dtypes, errors, and CPU vs CUDA (skipped without a GPU).
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -36,3 +38,17 @@ def test_cuda_version_mismatch_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(flowkernels._C, "built_cuda_version", lambda: "99.9", raising=False)
     with pytest.raises(ImportError, match=r"built with CUDA 99.9 but torch uses CUDA"):
         flowkernels._load_extension()
+
+
+def test_the_architecture_document_is_in_the_repository_and_is_what_comments_cite():
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "docs" / "architecture.md").is_file()
+    citing = [
+        path
+        for folder in ("flowkernels", "tests", "csrc", "scripts")
+        for path in (root / folder).rglob("*")
+        if path.suffix in (".py", ".h", ".cpp", ".cu", ".sh")
+        and path != Path(__file__).resolve()  # this test names the old file
+        and "DESIGN.md" in path.read_text(errors="ignore")
+    ]
+    assert citing == [], "cite docs/architecture.md, which is in the repository"

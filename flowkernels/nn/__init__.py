@@ -1,6 +1,6 @@
 """Flow layers built on :mod:`flowkernels.ops`.
 
-Convention (DESIGN.md): ``z, logdet = layer(x)`` maps data to latent, with the log-determinant of the
+Convention (docs/architecture.md): ``z, logdet = layer(x)`` maps data to latent, with the log-determinant of the
 Jacobian per sample (shape ``[B]``); ``x = layer.inverse(z)`` maps back. Inputs are ``[B, C, H, W]``.
 
 The hexagonal layers of :mod:`flowkernels.nn.hex` (HexaConv) are ordinary ``y = layer(x)`` modules.

@@ -1,6 +1,6 @@
 """Generic flow layers: ActNorm, Glow's affine coupling, the 2x2 squeeze, and a sequential container.
 
-Every layer follows the convention of DESIGN.md: ``z, logdet = layer(x)`` maps data to latent and
+Every layer follows the convention of docs/architecture.md: ``z, logdet = layer(x)`` maps data to latent and
 returns the log-determinant of the Jacobian per sample (shape ``[B]``); ``x = layer.inverse(z)``
 undoes it. Inputs are images ``[B, C, H, W]``.
 """
