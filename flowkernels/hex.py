@@ -47,6 +47,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
+from . import groups
 from ._optional import require
 
 __all__ = [
@@ -136,15 +137,13 @@ def group_elements(group: str) -> list[tuple[int, int]]:
 
 
 def group_multiply(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    """``(M^a0 R^a1)(M^b0 R^b1) = M^(a0+b0) R^((-1)^b0 a1 + b1)``."""
-    sign = -1 if b[0] else 1
-    return ((a[0] + b[0]) % 2, (sign * a[1] + b[1]) % 6)
+    """``(M^a0 R^a1)(M^b0 R^b1) = M^(a0+b0) R^((-1)^b0 a1 + b1)`` in p6m (:mod:`flowkernels.groups`)."""
+    return groups.group_multiply(a, b, 6)
 
 
 def group_inverse(a: tuple[int, int]) -> tuple[int, int]:
-    """``(M^m R^r)^-1 = R^-r M^m = M^m R^((-1)^(m+1) r)``."""
-    m, r = a
-    return (m, r % 6 if m else (-r) % 6)
+    """``(M^m R^r)^-1 = R^-r M^m = M^m R^((-1)^(m+1) r)`` in p6m."""
+    return groups.group_inverse(a, 6)
 
 
 def _matmul(a, b):
@@ -206,11 +205,8 @@ def transform_group_map(x: torch.Tensor, element: tuple[int, int]) -> torch.Tens
     group = _group_of_size(x.shape[2])
     if element[0] and group == "p6":
         raise ValueError("a mirror does not act on p6 feature maps (p6 has no reflections); use p6m")
-    elements = group_elements(group)
-    g_inv = group_inverse(element)
     # out(p, h) = in(g^-1 p, g^-1 h): index h of the output reads index g^-1 h of the input.
-    source = [elements.index(group_multiply(g_inv, h)) for h in elements]
-    return out[:, :, source]
+    return out[:, :, groups.group_map_source(group_elements(group), element, 6)]
 
 
 def rotate60(x: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -253,25 +249,10 @@ def filter_transform_tables(in_group: str, out_group: str, kernel_size: int) -> 
         raise ValueError(f"hexagonal filters have odd kernel sizes (2R + 1), got {kernel_size}")
     if in_group not in ("z2", out_group) or out_group not in GROUP_ORDERS:
         raise ValueError(f"unsupported group convolution {in_group} -> {out_group}")
-    cells = kernel_size * kernel_size
     live = hex_mask(kernel_size // 2).flatten()
-    out_elements = group_elements(out_group)
-    in_elements = group_elements(in_group)
-    g_in = len(in_elements)
-    index = torch.full((len(out_elements), g_in * cells), -1, dtype=torch.long)
-    for gi, g in enumerate(out_elements):
-        spatial = site_permutation(kernel_size, g)
-        for hi, h in enumerate(in_elements):
-            source_h = 0 if in_group == "z2" else in_elements.index(group_multiply(group_inverse(g), h))
-            for t in range(cells):
-                s = int(spatial[t])
-                if s >= 0 and live[t] and live[s]:
-                    index[gi, hi * cells + t] = source_h * cells + s
-    inverse = torch.full_like(index, -1)
-    for gi in range(index.shape[0]):
-        targets = (index[gi] >= 0).nonzero().flatten()
-        inverse[gi, index[gi, targets]] = targets
-    return index, inverse
+    return groups.filter_transform_tables(
+        group_elements(in_group), group_elements(out_group), kernel_size, site_permutation, 6, live
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from . import rans as _rans  # noqa: F401  (fake kernels of the rans ops)
 from .arconv import ar_conv2d, ar_conv2d_inverse
 from .context import context_decode, context_encode
 from .coupling import discretized_logistic_logp, integer_coupling, round_ste
-from .hex import hex_conv2d, hex_filter_transform, hex_group_conv2d
+from .hex import hex_conv2d, hex_filter_transform, hex_group_conv2d, square_filter_transform, square_group_conv2d
 from .intconv import int_conv2d
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
     "hex_conv2d",
     "hex_filter_transform",
     "hex_group_conv2d",
+    "square_filter_transform",
+    "square_group_conv2d",
     "int_conv2d",
     "context_encode",
     "context_decode",

@@ -10,6 +10,9 @@
   (:func:`flowkernels.hex.filter_transform_tables`); its backward is a gather followed by a sum over
   the group axis (deterministic, no atomics).
 * :func:`hex_group_conv2d` — the group convolution: filter transform, then ``hex_conv2d``.
+* :func:`square_group_conv2d` — p4 and p4m group convolutions on the square lattice (the baselines of
+  HexaConv): the same filter-transform op with the tables of :mod:`flowkernels.square`, then
+  ``torch.nn.functional.conv2d``.
 
 Conventions (axial storage, group axis layout) are documented in :mod:`flowkernels.hex`.
 """
@@ -19,10 +22,12 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 
+from .. import square
 from ..hex import GROUP_ORDERS, filter_transform_tables
 
-__all__ = ["hex_conv2d", "hex_filter_transform", "hex_group_conv2d"]
+__all__ = ["hex_conv2d", "hex_filter_transform", "hex_group_conv2d", "square_filter_transform", "square_group_conv2d"]
 
 _ops = torch.ops.flowkernels
 
@@ -43,12 +48,16 @@ def hex_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
 @functools.cache
 def _cached_tables(in_group: str, out_group: str, kernel_size: int, device: torch.device):
-    index, inverse = filter_transform_tables(in_group, out_group, kernel_size)
+    tables = square.filter_transform_tables if in_group in _SQUARE or out_group in _SQUARE else filter_transform_tables
+    index, inverse = tables(in_group, out_group, kernel_size)
     return index.to(device), inverse.to(device)
 
 
 def _tables(in_group: str, out_group: str, kernel_size: int, device: torch.device):
     return _cached_tables(in_group, out_group, kernel_size, device)
+
+
+_SQUARE = ("p4", "p4m")
 
 
 # The tables are constants of (groups, kernel size, device): torch.compile embeds them instead of
@@ -124,6 +133,68 @@ def hex_group_conv2d(
     full_bias = None if bias is None else bias.repeat_interleave(g_out)
     y = hex_conv2d(x.reshape(B, -1, H, W), bank, full_bias)
     return y.reshape(B, weight.shape[0], g_out, H, W)
+
+
+def square_filter_transform(weight: torch.Tensor, in_group: str, out_group: str) -> torch.Tensor:
+    """Expand compact p4 / p4m filters ``[O, I, G_in, k, k]`` into the planar bank ``[O * G_out, I * G_in,
+    k, k]``: ``expanded[o, g, i, h] = T_g(weight[o, i, g^-1 h])``, ``T_g`` the exact rotation (and mirror)
+    of the square filter (:mod:`flowkernels.square`). Groups: ``"z2" -> "p4"``, ``"p4" -> "p4"``,
+    ``"z2" -> "p4m"``, ``"p4m" -> "p4m"``."""
+    g_in, g_out = _square_order(in_group, "in_group"), _square_order(out_group, "out_group")
+    if weight.dim() != 5 or weight.shape[2] != g_in or weight.shape[3] != weight.shape[4]:
+        raise ValueError(
+            f"flowkernels.square_filter_transform: weight must be [O, I, G_in = {g_in}, k, k] for a {in_group} "
+            f"input, got {list(weight.shape)}"
+        )
+    n_out, n_in, _, k, _ = weight.shape
+    index, inverse = _tables(in_group, out_group, k, weight.device)
+    bank = _ops.hex_filter_transform(weight.reshape(n_out, n_in, g_in * k * k), index, inverse)
+    return bank.reshape(n_out * g_out, n_in * g_in, k, k)
+
+
+def square_group_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    in_group: str,
+    out_group: str,
+) -> torch.Tensor:
+    """Square-lattice group convolution (Z2 -> p4, p4 -> p4, Z2 -> p4m, p4m -> p4m), stride 1, zero padding
+    ``k // 2``.
+
+    Args:
+        x: ``[B, I, H, W]`` for a ``"z2"`` input, ``[B, I, G_in, H, W]`` otherwise.
+        weight: compact filters ``[O, I, G_in, k, k]``, k odd.
+        bias: ``[O]``, one per output field, shared over the group axis.
+
+    Returns:
+        ``[B, O, G_out, H, W]``: rotating or mirroring the input (:func:`flowkernels.square.transform_group_map`)
+        does the same to the output, exactly.
+    """
+    g_in, g_out = _square_order(in_group, "in_group"), _square_order(out_group, "out_group")
+    expected_dim = 4 if in_group == "z2" else 5
+    if x.dim() != expected_dim or (expected_dim == 5 and x.shape[2] != g_in):
+        layout = "[B, I, H, W]" if in_group == "z2" else f"[B, I, {g_in}, H, W]"
+        raise ValueError(
+            f"flowkernels.square_group_conv2d: x must be {layout} for a {in_group} input, got {list(x.shape)}"
+        )
+    if weight.dim() != 5 or weight.shape[1] != x.shape[1] or weight.shape[-1] % 2 != 1:
+        raise ValueError(
+            f"flowkernels.square_group_conv2d: weight must be [O, I = {x.shape[1]}, G_in, k, k] with k odd, "
+            f"got {list(weight.shape)}"
+        )
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    bank = square_filter_transform(weight, in_group, out_group)
+    full_bias = None if bias is None else bias.repeat_interleave(g_out)
+    y = F.conv2d(x.reshape(B, -1, H, W), bank, full_bias, padding=weight.shape[-1] // 2)
+    return y.reshape(B, weight.shape[0], g_out, H, W)
+
+
+def _square_order(name: str, argument: str) -> int:
+    if name not in square.GROUP_ORDERS:
+        raise ValueError(f"flowkernels.square: {argument} must be one of {sorted(square.GROUP_ORDERS)}, got {name!r}")
+    return square.GROUP_ORDERS[name]
 
 
 # ---------------------------------------------------------------------------
