@@ -186,6 +186,17 @@ def test_a_stream_decodes_only_at_its_own_shape():
             context_decode(stream, other)
 
 
+def test_cuda_tensors_are_refused_with_a_message_not_a_dispatch_error(monkeypatch):
+    from flowkernels.ops import context as context_ops
+
+    class FakeCuda:  # a stand-in with a CUDA device: the check must not need a GPU to be tested
+        device = torch.device("cuda", 0)
+
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        context_ops._check_not_cuda("context_encode", "image", FakeCuda())
+    assert set(context_ops.CPU_ONLY_OPS) == {"context_encode", "context_decode"}
+
+
 def test_opcheck():
     image = torch.from_numpy(_small_images()["gradient, 4 channels"])
     stream = context_encode(image)

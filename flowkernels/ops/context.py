@@ -21,7 +21,10 @@ import torch
 
 from .. import _C  # noqa: F401  (registers the ops)
 
-__all__ = ["context_encode", "context_decode", "MAX_CHANNELS"]
+__all__ = ["context_encode", "context_decode", "MAX_CHANNELS", "CPU_ONLY_OPS"]
+
+#: the ops of this family, which have no CUDA kernel by design: the coder is serial, pixel by pixel
+CPU_ONLY_OPS = ("context_encode", "context_decode")
 
 #: channels a stream holds at most (kMaxChannels in csrc/context.h: each channel's mode fits a byte)
 MAX_CHANNELS = 85
@@ -29,6 +32,7 @@ MAX_CHANNELS = 85
 
 def context_encode(image: torch.Tensor) -> torch.Tensor:
     """Code a uint8 CPU image ``[C, H, W]`` (1 <= C <= 85) losslessly; returns the stream as uint8 ``[n]``."""
+    _check_not_cuda("context_encode", "image", image)
     return torch.ops.flowkernels.context_encode(image)
 
 
@@ -37,8 +41,17 @@ def context_decode(data: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
     Raises ValueError for a stream that is truncated, corrupt or too short for ``shape``.
     """
+    _check_not_cuda("context_decode", "data", data)
     channels, height, width = (int(s) for s in shape)
     return torch.ops.flowkernels.context_decode(data, channels, height, width)
+
+
+def _check_not_cuda(op: str, argument: str, tensor: torch.Tensor) -> None:
+    if tensor.device.type == "cuda":
+        raise ValueError(
+            f"flowkernels.{op}: argument '{argument}' is on {tensor.device}; the context coder runs on the CPU "
+            "(it is serial, pixel by pixel): pass tensor.cpu()"
+        )
 
 
 @torch.library.register_fake("flowkernels::context_encode")
