@@ -67,10 +67,58 @@ _SQUARE = ("p4", "p4m")
 _tables._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
-def _group_order(name: str, argument: str) -> int:
-    if name not in GROUP_ORDERS:
-        raise ValueError(f"flowkernels.hex: {argument} must be one of {sorted(GROUP_ORDERS)}, got {name!r}")
-    return GROUP_ORDERS[name]
+def _group_orders(orders: dict[str, int], family: str, in_group: str, out_group: str) -> tuple[int, int]:
+    for argument, name in (("in_group", in_group), ("out_group", out_group)):
+        if name not in orders:
+            raise ValueError(f"flowkernels.{family}: {argument} must be one of {sorted(orders)}, got {name!r}")
+    return orders[in_group], orders[out_group]
+
+
+def _expand(
+    function: str, orders: dict[str, int], family: str, weight: torch.Tensor, in_group: str, out_group: str
+) -> torch.Tensor:
+    """The filter transform of either lattice: validate, look the tables up, gather (``function`` names
+    the public wrapper in messages)."""
+    g_in, g_out = _group_orders(orders, family, in_group, out_group)
+    if weight.dim() != 5 or weight.shape[2] != g_in or weight.shape[3] != weight.shape[4]:
+        raise ValueError(
+            f"flowkernels.{function}: weight must be [O, I, G_in = {g_in}, k, k] for a {in_group} input, "
+            f"got {list(weight.shape)}"
+        )
+    n_out, n_in, _, k, _ = weight.shape
+    index, inverse = _tables(in_group, out_group, k, weight.device)
+    bank = _ops.hex_filter_transform(weight.reshape(n_out, n_in, g_in * k * k), index, inverse)
+    return bank.reshape(n_out * g_out, n_in * g_in, k, k)
+
+
+def _group_conv(
+    function: str,
+    orders: dict[str, int],
+    family: str,
+    planar_conv,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    in_group: str,
+    out_group: str,
+) -> torch.Tensor:
+    """The group convolution of either lattice: validate the group layout of ``x``, expand the filters, run
+    the lattice's planar convolution ``planar_conv(x, bank, bias)`` over the flattened group axis."""
+    g_in, g_out = _group_orders(orders, family, in_group, out_group)
+    expected_dim = 4 if in_group == "z2" else 5
+    if x.dim() != expected_dim or (expected_dim == 5 and x.shape[2] != g_in):
+        layout = "[B, I, H, W]" if in_group == "z2" else f"[B, I, {g_in}, H, W]"
+        raise ValueError(f"flowkernels.{function}: x must be {layout} for a {in_group} input, got {list(x.shape)}")
+    if weight.dim() != 5 or weight.shape[1] != x.shape[1] or weight.shape[-1] % 2 != 1:
+        raise ValueError(
+            f"flowkernels.{function}: weight must be [O, I = {x.shape[1]}, G_in, k, k] with k odd, "
+            f"got {list(weight.shape)}"
+        )
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    bank = _expand(function, orders, family, weight, in_group, out_group)
+    full_bias = None if bias is None else bias.repeat_interleave(g_out)
+    y = planar_conv(x.reshape(B, -1, H, W), bank, full_bias)
+    return y.reshape(B, weight.shape[0], g_out, H, W)
 
 
 def hex_filter_transform(weight: torch.Tensor, in_group: str, out_group: str) -> torch.Tensor:
@@ -87,16 +135,7 @@ def hex_filter_transform(weight: torch.Tensor, in_group: str, out_group: str) ->
     Returns:
         ``[O * G_out, I * G_in, k, k]``, the weight of the equivalent planar ``hex_conv2d``.
     """
-    g_in, g_out = _group_order(in_group, "in_group"), _group_order(out_group, "out_group")
-    if weight.dim() != 5 or weight.shape[2] != g_in or weight.shape[3] != weight.shape[4]:
-        raise ValueError(
-            f"flowkernels.hex_filter_transform: weight must be [O, I, G_in = {g_in}, k, k] for a {in_group} input, "
-            f"got {list(weight.shape)}"
-        )
-    n_out, n_in, _, k, _ = weight.shape
-    index, inverse = _tables(in_group, out_group, k, weight.device)
-    bank = _ops.hex_filter_transform(weight.reshape(n_out, n_in, g_in * k * k), index, inverse)
-    return bank.reshape(n_out * g_out, n_in * g_in, k, k)
+    return _expand("hex_filter_transform", GROUP_ORDERS, "hex", weight, in_group, out_group)
 
 
 def hex_group_conv2d(
@@ -111,28 +150,13 @@ def hex_group_conv2d(
 
     Args:
         x: ``[B, I, H, W]`` for a ``"z2"`` input, ``[B, I, G_in, H, W]`` otherwise.
-        weight: compact filters ``[O, I, G_in, k, k]``.
+        weight: compact filters ``[O, I, G_in, k, k]``, k odd.
         bias: ``[O]``, one per output field, shared over the group axis.
 
     Returns:
         ``[B, O, G_out, H, W]``: rotating the input (:func:`flowkernels.hex.rotate60`) rotates the output.
     """
-    g_in, g_out = _group_order(in_group, "in_group"), _group_order(out_group, "out_group")
-    expected_dim = 4 if in_group == "z2" else 5
-    if x.dim() != expected_dim or (expected_dim == 5 and x.shape[2] != g_in):
-        layout = "[B, I, H, W]" if in_group == "z2" else f"[B, I, {g_in}, H, W]"
-        raise ValueError(
-            f"flowkernels.hex_group_conv2d: x must be {layout} for a {in_group} input, got {list(x.shape)}"
-        )
-    if weight.dim() != 5 or weight.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"flowkernels.hex_group_conv2d: weight must be [O, I = {x.shape[1]}, G_in, k, k], got {list(weight.shape)}"
-        )
-    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
-    bank = hex_filter_transform(weight, in_group, out_group)
-    full_bias = None if bias is None else bias.repeat_interleave(g_out)
-    y = hex_conv2d(x.reshape(B, -1, H, W), bank, full_bias)
-    return y.reshape(B, weight.shape[0], g_out, H, W)
+    return _group_conv("hex_group_conv2d", GROUP_ORDERS, "hex", hex_conv2d, x, weight, bias, in_group, out_group)
 
 
 def square_filter_transform(weight: torch.Tensor, in_group: str, out_group: str) -> torch.Tensor:
@@ -140,16 +164,11 @@ def square_filter_transform(weight: torch.Tensor, in_group: str, out_group: str)
     k, k]``: ``expanded[o, g, i, h] = T_g(weight[o, i, g^-1 h])``, ``T_g`` the exact rotation (and mirror)
     of the square filter (:mod:`flowkernels.square`). Groups: ``"z2" -> "p4"``, ``"p4" -> "p4"``,
     ``"z2" -> "p4m"``, ``"p4m" -> "p4m"``."""
-    g_in, g_out = _square_order(in_group, "in_group"), _square_order(out_group, "out_group")
-    if weight.dim() != 5 or weight.shape[2] != g_in or weight.shape[3] != weight.shape[4]:
-        raise ValueError(
-            f"flowkernels.square_filter_transform: weight must be [O, I, G_in = {g_in}, k, k] for a {in_group} "
-            f"input, got {list(weight.shape)}"
-        )
-    n_out, n_in, _, k, _ = weight.shape
-    index, inverse = _tables(in_group, out_group, k, weight.device)
-    bank = _ops.hex_filter_transform(weight.reshape(n_out, n_in, g_in * k * k), index, inverse)
-    return bank.reshape(n_out * g_out, n_in * g_in, k, k)
+    return _expand("square_filter_transform", square.GROUP_ORDERS, "square", weight, in_group, out_group)
+
+
+def _square_conv(x: torch.Tensor, bank: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return F.conv2d(x, bank, bias, padding=bank.shape[-1] // 2)
 
 
 def square_group_conv2d(
@@ -172,29 +191,9 @@ def square_group_conv2d(
         ``[B, O, G_out, H, W]``: rotating or mirroring the input (:func:`flowkernels.square.transform_group_map`)
         does the same to the output, exactly.
     """
-    g_in, g_out = _square_order(in_group, "in_group"), _square_order(out_group, "out_group")
-    expected_dim = 4 if in_group == "z2" else 5
-    if x.dim() != expected_dim or (expected_dim == 5 and x.shape[2] != g_in):
-        layout = "[B, I, H, W]" if in_group == "z2" else f"[B, I, {g_in}, H, W]"
-        raise ValueError(
-            f"flowkernels.square_group_conv2d: x must be {layout} for a {in_group} input, got {list(x.shape)}"
-        )
-    if weight.dim() != 5 or weight.shape[1] != x.shape[1] or weight.shape[-1] % 2 != 1:
-        raise ValueError(
-            f"flowkernels.square_group_conv2d: weight must be [O, I = {x.shape[1]}, G_in, k, k] with k odd, "
-            f"got {list(weight.shape)}"
-        )
-    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
-    bank = square_filter_transform(weight, in_group, out_group)
-    full_bias = None if bias is None else bias.repeat_interleave(g_out)
-    y = F.conv2d(x.reshape(B, -1, H, W), bank, full_bias, padding=weight.shape[-1] // 2)
-    return y.reshape(B, weight.shape[0], g_out, H, W)
-
-
-def _square_order(name: str, argument: str) -> int:
-    if name not in square.GROUP_ORDERS:
-        raise ValueError(f"flowkernels.square: {argument} must be one of {sorted(square.GROUP_ORDERS)}, got {name!r}")
-    return square.GROUP_ORDERS[name]
+    return _group_conv(
+        "square_group_conv2d", square.GROUP_ORDERS, "square", _square_conv, x, weight, bias, in_group, out_group
+    )
 
 
 # ---------------------------------------------------------------------------
