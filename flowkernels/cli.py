@@ -314,7 +314,7 @@ def _train_idf(args: argparse.Namespace) -> int:
         return _codec_error("train-idf", FileNotFoundError(f"--init {args.init}: no such file"))
     try:
         model, history = _run_train_idf(args)
-    except ValueError as error:  # a bad --init checkpoint or argument: one line, no traceback
+    except (ValueError, FileNotFoundError) as error:  # a bad checkpoint or argument, missing data: one line
         if args.debug:
             raise
         return _codec_error("train-idf", error)
@@ -358,6 +358,7 @@ def _run_train_idf(args: argparse.Namespace):
         init=args.init,
         qat_epochs=args.qat_epochs,
         qat_lr=args.qat_lr,
+        resume=args.resume,
     )
 
 
@@ -449,7 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from .models.idf import IDF_DATASETS, NETS
 
-    idf.add_argument("--dataset", choices=sorted(IDF_DATASETS), default="digits", help="training data (installed)")
+    idf.add_argument(
+        "--dataset",
+        choices=sorted(IDF_DATASETS),
+        default="digits",
+        metavar="NAME",
+        help=f"training data, from installed packages: {', '.join(sorted(IDF_DATASETS))}",
+    )
     _add_training_arguments(
         idf,
         batch_help="images per step, over all processes",
@@ -473,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     idf.add_argument("--qat-lr", type=float, default=None, help="learning rate of those epochs (default: lr / 10)")
     idf.add_argument("--out", default="idf-run/idf.pt", help="checkpoint file (written at every evaluation)")
+    idf.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT.resume.pt (written after every float epoch); same weights as an "
+        "uninterrupted run",
+    )
     idf.add_argument("--no-progress", action="store_true", help="no progress bar")
     idf.set_defaults(handler=_train_idf)
     compress = sub.add_parser(

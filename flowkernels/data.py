@@ -6,6 +6,9 @@
   ship inside scikit-image (``skimage.data``, no download), split BY IMAGE: the images of
   :data:`PHOTO_TEST_NAMES` are never seen in training. :func:`load_photo_patches`; whole held-out
   photographs (for codec demos) come from :func:`load_photos`.
+* ``photos-dev-gray`` and ``photos-dev-rgb``: the same, plus the wallpapers of the development sources
+  of :mod:`flowkernels.photo_sources` (Debian's mate-backgrounds), split by image too.
+  :func:`load_development_patches`. The held-out sources never appear in any dataset.
 
 Each dataset has a FIXED train/test split that does not depend on any global random state, so
 bits/dim reported anywhere in flowkernels are comparable. To add a dataset (e.g. the scikit-image
@@ -32,6 +35,8 @@ __all__ = [
     "fixed_split",
     "iterate_minibatches",
     "load_dataset",
+    "load_development_patches",
+    "development_photo_names",
     "load_digits",
     "load_photo_patches",
     "load_photos",
@@ -201,27 +206,83 @@ def load_photo_patches(
     converted by :func:`rgb_to_luma`. The split is by photograph (:data:`PHOTO_TEST_NAMES` are the test
     photographs), so no test pixel is ever seen in training. Needs scikit-image; no download.
     """
+    return _cut_patches(
+        "load_photo_patches", [image for _, image in _photo_arrays(split, color)], split, patch_size, stride
+    )
+
+
+def _cut_patches(
+    caller: str, images: list[np.ndarray], split: str, patch_size: int, stride: int | None
+) -> torch.Tensor:
+    """Patches on a grid of step ``stride`` (default: half a patch for "train", a patch for "test") of each
+    uint8 ``[C, H, W]`` image, row by row, image by image, as int64 ``[N, C, p, p]``."""
     if patch_size < 1:
-        raise ValueError(f"load_photo_patches: patch_size must be positive, got {patch_size}")
+        raise ValueError(f"{caller}: patch_size must be positive, got {patch_size}")
     if stride is None:
         stride = patch_size // 2 if split == "train" else patch_size
     if stride < 1:
-        raise ValueError(f"load_photo_patches: stride must be positive, got {stride}")
+        raise ValueError(f"{caller}: stride must be positive, got {stride}")
     patches = []
-    for _, image in _photo_arrays(split, color):
+    for image in images:
         _, height, width = image.shape
         for top in range(0, height - patch_size + 1, stride):
             for left in range(0, width - patch_size + 1, stride):
                 patches.append(image[:, top : top + patch_size, left : left + patch_size])
     if not patches:
-        raise ValueError(f"load_photo_patches: no {patch_size}x{patch_size} patch fits in the {split} photographs")
+        raise ValueError(f"{caller}: no {patch_size}x{patch_size} patch fits in the {split} photographs")
     return torch.from_numpy(np.stack(patches).astype(np.int64))
+
+
+#: Every ``DEVELOPMENT_TEST_EVERY``-th wallpaper of the development sources (sorted by label, counting
+#: from 1) is a validation photograph of ``photos-dev-*``: with the 12 of mate-backgrounds, FreshFlower,
+#: RainDrops and YellowFlower.
+DEVELOPMENT_TEST_EVERY = 4
+
+
+def development_photo_names(split: str) -> list[str]:
+    """Labels (``source/name``) of the wallpapers of the development sources in ``split`` of ``photos-dev-*``.
+
+    The scikit-image photographs keep their own split (:func:`photo_names`)."""
+    from .photo_sources import development_photographs
+
+    if split not in SPLITS:
+        raise ValueError(f"flowkernels.data: split must be one of {SPLITS}, got {split!r}")
+    labels = sorted(photo.label for photo in development_photographs())  # decoded once each: a few seconds
+    return [label for i, label in enumerate(labels, 1) if (i % DEVELOPMENT_TEST_EVERY == 0) == (split == "test")]
+
+
+def load_development_patches(
+    split: str = "train", *, color: bool = False, patch_size: int = 32, stride: int | None = None
+) -> torch.Tensor:
+    """Square patches of every development photograph (``photos-dev-gray`` / ``photos-dev-rgb``): int64
+    ``[N, C, p, p]``, values 0..255.
+
+    The photographs are scikit-image's (split as in :func:`load_photo_patches`) and the wallpapers of the
+    development sources of :mod:`flowkernels.photo_sources` (mate-backgrounds' nature photographs, split by
+    :func:`development_photo_names`); the held-out sources are never used. Patches are cut as in
+    :func:`load_photo_patches`, scikit-image's photographs first. FileNotFoundError, with the command that
+    installs them, when no development wallpaper is installed: a model trained on scikit-image's
+    photographs alone is ``photos-gray`` / ``photos-rgb``.
+    """
+    from .photo_sources import SOURCES, development_photographs
+
+    names = set(development_photo_names(split))
+    installed = development_photographs()
+    if not installed:
+        install = "; ".join(source.install for source in SOURCES.values() if source.role == "development")
+        raise FileNotFoundError(f"load_development_patches: no development wallpaper is installed ({install})")
+    images = [image for _, image in _photo_arrays(split, color)]
+    for photo in sorted((photo for photo in installed if photo.label in names), key=lambda photo: photo.label):
+        images.append(photo.rgb.transpose(2, 0, 1) if color else photo.gray()[None])
+    return _cut_patches("load_development_patches", images, split, patch_size, stride)
 
 
 DATASETS: dict[str, Callable[..., torch.Tensor]] = {
     "digits": load_digits,
     "photos-gray": functools.partial(load_photo_patches, color=False),
     "photos-rgb": functools.partial(load_photo_patches, color=True),
+    "photos-dev-gray": functools.partial(load_development_patches, color=False),
+    "photos-dev-rgb": functools.partial(load_development_patches, color=True),
 }
 
 

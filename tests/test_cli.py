@@ -69,3 +69,15 @@ def test_load_idf_accepts_a_shipped_name():
         pytest.skip("the shipped digits model is not in this checkout")
     model = load_idf("digits")
     assert not model.training and model.config["arithmetic"] == "integer"
+
+
+def test_train_idf_on_missing_data_or_a_foreign_resume_file_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWKERNELS_DATA_ROOT", str(tmp_path))  # no wallpaper package under this root
+    status = cli.main(["train-idf", "--dataset", "photos-dev-gray", "--epochs", "1", "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "apt-get install mate-backgrounds" in err
+    (tmp_path / "m.pt.resume.pt").write_bytes(b"\x00" * 10)
+    status = cli.main(["train-idf", "--epochs", "1", "--no-progress", "--resume", "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "cannot resume from" in err
+    assert (tmp_path / "m.pt.resume.pt").read_bytes() == b"\x00" * 10  # the file is left as it was

@@ -272,6 +272,51 @@ def test_training_lowers_bits_per_dim_and_is_deterministic(tmp_path):
     assert meta["epoch"] == 3 and meta["test_bpd"] == pytest.approx(end)
 
 
+@needs_sklearn
+@needs_tqdm
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import flowkernels.models.idf as idf_module
+
+    kwargs = {
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "seed": 5,
+        "progress": False,
+        "distributed": False,
+        "depth": 1,
+        "hidden": 8,
+        "max_train": 256,
+        "warmup_steps": 2,
+    }
+    whole, whole_history = train_idf("digits", checkpoint=tmp_path / "whole.pt", **kwargs)
+    assert not idf_module.resume_path(tmp_path / "whole.pt").exists()  # a finished run leaves none
+
+    real_save = idf_module._save_resume_state
+
+    def save_then_stop(path, **state):  # the run is killed right after epoch 2 was saved
+        real_save(path, **state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(idf_module, "_save_resume_state", save_then_stop)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_idf("digits", checkpoint=checkpoint, **kwargs)
+    assert idf_module.resume_path(checkpoint).is_file()
+    with pytest.raises(ValueError, match=r"another run \(differs in lr\)"):
+        train_idf("digits", checkpoint=checkpoint, resume=True, **{**kwargs, "lr": 2e-2})
+    monkeypatch.setattr(idf_module, "_save_resume_state", real_save)
+    resumed, history = train_idf("digits", checkpoint=checkpoint, resume=True, **kwargs)
+    assert history.train_bpd == whole_history.train_bpd and history.test_bpd == whole_history.test_bpd
+    pairs = zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not idf_module.resume_path(checkpoint).exists()
+    idf_module.resume_path(checkpoint).write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="cannot resume from"):
+        train_idf("digits", checkpoint=checkpoint, resume=True, **kwargs)
+
+
 def test_save_and_load_round_trip_and_bad_files(tmp_path):
     model = random_model(torch.float64, data_levels=17)
     path = save_idf(model, tmp_path / "sub" / "model.pt")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from flowkernels import photo_sources
 from flowkernels.benchmarks import heldout
@@ -52,6 +53,34 @@ def test_sources_are_found_by_their_packages_layout_and_split_by_role(fake_root)
     assert "mate" not in heldout_sources and "plasma" in heldout_sources
     assert {p.source for p in fake_root.development_photographs()} == {"mate"}
     assert fake_root.missing_sources() == []
+
+
+def test_development_patches_add_the_wallpapers_split_by_photograph_and_never_the_held_out_ones(fake_root, monkeypatch):
+    from flowkernels import data
+
+    pytest.importorskip("skimage")
+    monkeypatch.setattr(data, "DEVELOPMENT_TEST_EVERY", 2)  # the fake root has two development wallpapers
+    assert data.development_photo_names("train") == ["mate/Lake"]
+    assert data.development_photo_names("test") == ["mate/Tree"]
+    for split, wallpaper in (("train", "Lake"), ("test", "Tree")):
+        for color in (False, True):
+            patches = data.load_development_patches(split, color=color, patch_size=8, stride=8)
+            scikit = data.load_photo_patches(split, color=color, patch_size=8, stride=8)
+            photo = next(p for p in fake_root.load_source("mate") if p.name == wallpaper)
+            image = photo.rgb.transpose(2, 0, 1) if color else photo.gray()[None]
+            rows, cols = image.shape[1] // 8, image.shape[2] // 8
+            assert patches.shape == (scikit.shape[0] + rows * cols, 3 if color else 1, 8, 8)
+            assert torch.equal(patches[: scikit.shape[0]], scikit)  # scikit-image's photographs first
+            assert torch.equal(patches[scikit.shape[0]], torch.from_numpy(image[:, :8, :8].astype(np.int64)))
+    assert "photos-dev-gray" in data.DATASETS and "photos-dev-rgb" in data.DATASETS
+
+
+def test_development_patches_without_the_wallpapers_say_how_to_install_them(tmp_path, monkeypatch):
+    from flowkernels import data
+
+    monkeypatch.setenv("FLOWKERNELS_DATA_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="apt-get install mate-backgrounds"):
+        data.load_development_patches("train")
 
 
 def test_a_missing_package_is_named_with_its_install_command(tmp_path, monkeypatch):

@@ -68,6 +68,7 @@ __all__ = [
     "PERMUTATIONS",
     "IDF_DATASETS",
     "train_idf",
+    "resume_path",
     "load_idf",
     "evaluate_bpd",
 ]
@@ -748,6 +749,8 @@ IDF_DATASETS: dict[str, tuple[dict, int, dict]] = {
     "digits": ({}, DIGITS_LEVELS, {"levels": 3, "depth": 2, "hidden": 64, "blocks": 1}),
     "photos-gray": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
     "photos-rgb": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
+    "photos-dev-gray": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
+    "photos-dev-rgb": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
 }
 
 
@@ -844,8 +847,7 @@ def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> I
     except Exception as error:
         # torch's own message runs over many lines: one line here, the details in the chain
         raise ValueError(
-            f"load_idf: {path} is not a checkpoint that torch.load(weights_only=True) can read "
-            f"({type(error).__name__})"
+            f"load_idf: {path} is not a checkpoint that torch.load(weights_only=True) can read ({type(error).__name__})"
         ) from error
     if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
         raise ValueError(f"load_idf: {path} is not an IDF checkpoint (expected a dict with 'config' and 'state_dict')")
@@ -897,8 +899,9 @@ def train_idf(
     init: str | Path | None = None,
     qat_epochs: int = 0,
     qat_lr: float | None = None,
+    resume: bool = False,
 ) -> tuple[IDF, IDFHistory]:
-    """Fit an :class:`IDF` to ``dataset`` ("digits", "photos-gray" or "photos-rgb") by maximum likelihood.
+    """Fit an :class:`IDF` to ``dataset`` (a name of :data:`IDF_DATASETS`) by maximum likelihood.
 
     Adam on the exact bits/dim of the training split, with a linear warm-up over ``warmup_steps`` steps,
     a cosine decay to zero and gradient-norm clipping. Photo datasets use ``patch_size`` x ``patch_size``
@@ -925,6 +928,12 @@ def train_idf(
     up to 512 training images, fine-tunes for ``qat_epochs`` with fake quantization (learning rate
     ``qat_lr``, default ``lr / 10``) and returns the integer model. ``history.float_test_bpd`` and
     ``history.integer_test_bpd`` record the cost; the checkpoint holds the integer model.
+
+    Resuming: with ``checkpoint``, the float phase also writes ``<checkpoint>.resume.pt`` after every
+    epoch (model, Adam and schedule state, the batch-order generator, the history so far; see
+    :func:`resume_path`). ``resume=True`` continues from that file when it exists (and starts afresh
+    when it does not), giving the same weights as a run that was never interrupted; the file must come
+    from the same data set, seed and settings (ValueError otherwise). A finished run removes it.
     """
     if dataset not in IDF_DATASETS:
         raise ValueError(f"train_idf: dataset must be one of {sorted(IDF_DATASETS)}, got {dataset!r}")
@@ -978,6 +987,7 @@ def train_idf(
             init=init,
             qat_epochs=qat_epochs,
             qat_lr=lr / 10 if qat_lr is None else qat_lr,
+            resume=resume,
         )
     finally:
         if created_group:
@@ -1007,6 +1017,7 @@ def _train(
     init: str | Path | None,
     qat_epochs: int,
     qat_lr: float,
+    resume: bool,
 ) -> tuple[IDF, IDFHistory]:
     loader_kwargs, data_levels, defaults = IDF_DATASETS[dataset]
     if dataset != "digits":
@@ -1047,7 +1058,15 @@ def _train(
         },
         world_size=world_size,
     )
-    history.test_bpd.append((0, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
+    state_file = resume_path(checkpoint) if checkpoint is not None else None
+    resumed = _load_resume_state(state_file, history.config) if resume and state_file is not None else None
+    if resumed is None:
+        history.test_bpd.append((0, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
+    else:
+        model.load_state_dict(resumed["model"])
+        generator.set_state(resumed["generator"])
+        history.train_bpd = list(resumed["train_bpd"])
+        history.test_bpd = [(int(epoch), float(bpd)) for epoch, bpd in resumed["test_bpd"]]
     n = train.shape[0]
     batches_per_epoch = n // batch_size + (1 if n % batch_size >= world_size else 0)
     tqdm = require("tqdm", "tqdm", "train_idf's progress bar").tqdm
@@ -1071,8 +1090,9 @@ def _train(
                 },
             )
 
-    def run_phase(phase_epochs: int, phase_lr: float, first_epoch: int, name: str) -> float:
-        """Train for ``phase_epochs``; returns the optimisation time (evaluations excluded)."""
+    def run_phase(phase_epochs: int, phase_lr: float, first_epoch: int, name: str, state: dict | None = None) -> float:
+        """Train for ``phase_epochs`` (from ``state``, a resume file's content, when given); returns the
+        optimisation time (evaluations excluded). Saves a resume file after every epoch of the float phase."""
         if phase_epochs == 0:
             return 0.0
         if distributed:
@@ -1086,9 +1106,16 @@ def _train(
         total_steps = max(1, phase_epochs * batches_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
         every = eval_every or max(1, phase_epochs // 5)
-        start = time.perf_counter()
+        done = first_epoch
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            done = int(state["epoch"])
+        start = time.perf_counter() - (0.0 if state is None else float(state["train_time_s"]))
         model.train()
-        for epoch in range(first_epoch + 1, first_epoch + phase_epochs + 1):
+        if progress and done > first_epoch:
+            bar.update((done - first_epoch) * batches_per_epoch)
+        for epoch in range(done + 1, first_epoch + phase_epochs + 1):
             order = torch.randperm(n, generator=generator)
             epoch_total, epoch_count = 0.0, 0
             for step in range(batches_per_epoch):
@@ -1118,9 +1145,21 @@ def _train(
                 if not model.quantization_aware:
                     save(epoch)
                 start += time.perf_counter() - paused
+            if state_file is not None and rank == 0 and not model.quantization_aware:
+                _save_resume_state(
+                    state_file,
+                    config=history.config,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    generator=generator,
+                    epoch=epoch,
+                    history=history,
+                    train_time_s=time.perf_counter() - start,
+                )
         return time.perf_counter() - start
 
-    history.train_time_s = run_phase(epochs, lr, 0, f"idf[{dataset}]")
+    history.train_time_s = run_phase(epochs, lr, 0, f"idf[{dataset}]", resumed)
     if qat_epochs > 0:
         history.float_test_bpd = history.final_test_bpd
         calibration = train[torch.randperm(n, generator=generator)[: min(n, 512)].to(device)]
@@ -1141,4 +1180,61 @@ def _train(
     bar.close()
     if epochs == 0 and qat_epochs == 0:
         save(0)
+    if state_file is not None and rank == 0:
+        state_file.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return saved[0].eval(), history
+
+
+def resume_path(checkpoint: str | Path) -> Path:
+    """Where :func:`train_idf` keeps the state that ``resume=True`` continues from: ``<checkpoint>.resume.pt``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".resume.pt")
+
+
+def _save_resume_state(
+    path: Path,
+    *,
+    config: dict,
+    model: IDF,
+    optimizer,
+    scheduler,
+    generator,
+    epoch: int,
+    history: IDFHistory,
+    train_time_s: float,
+) -> None:
+    state = {
+        "config": dict(config),
+        "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "epoch": epoch,
+        "train_bpd": list(history.train_bpd),
+        "test_bpd": [list(pair) for pair in history.test_bpd],
+        "train_time_s": train_time_s,
+    }
+    partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, partial)
+    os.replace(partial, path)  # a run killed while saving leaves the previous state intact
+
+
+def _load_resume_state(path: Path, config: dict) -> dict | None:
+    """The content of the resume file ``path``, or None when there is none; ValueError when it belongs to
+    another run (other data, seed or settings) or does not load."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated or not a torch file: say which file, do not guess
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"train_idf: cannot resume from {path}: not a state file that loads ({first_line})") from None
+    if not isinstance(state, dict) or state.get("config") != dict(config):
+        saved = state.get("config") if isinstance(state, dict) else None
+        differ = sorted(k for k in set(config) | set(saved or {}) if (saved or {}).get(k) != config.get(k))
+        raise ValueError(
+            f"train_idf: {path} is the state of another run (differs in {', '.join(differ) or 'format'}); "
+            "delete it or train with the same settings"
+        )
+    return state
