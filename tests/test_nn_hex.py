@@ -422,8 +422,8 @@ def test_layers_raise_clear_errors():
         layer(torch.zeros(1, 2, 5, 5))
     with pytest.raises(ValueError, match=r"GroupPool: mode"):
         GroupPool("sum")
-    with pytest.raises(ValueError, match=r"GroupPool: expected G = 6 .* or 12 .*got G = 4"):
-        GroupPool()(torch.zeros(1, 2, 4, 5, 5))
+    with pytest.raises(ValueError, match=r"GroupPool: expected G = 4 .* or 12 .*got G = 5"):
+        GroupPool()(torch.zeros(1, 2, 5, 5, 5))
     with pytest.raises(ValueError, match=r"GroupPool: expected a group feature map"):
         GroupPool()(torch.zeros(1, 2, 5, 5))
     with pytest.raises(ValueError, match=r"HexMaxPool2d: expected a planar"):

@@ -3,7 +3,8 @@
 Convention (docs/architecture.md): ``z, logdet = layer(x)`` maps data to latent, with the log-determinant of the
 Jacobian per sample (shape ``[B]``); ``x = layer.inverse(z)`` maps back. Inputs are ``[B, C, H, W]``.
 
-The hexagonal layers of :mod:`flowkernels.nn.hex` (HexaConv) are ordinary ``y = layer(x)`` modules.
+The hexagonal layers of :mod:`flowkernels.nn.hex` (HexaConv) and the square-lattice group layers of
+:mod:`flowkernels.nn.square` are ordinary ``y = layer(x)`` modules.
 """
 
 from .flow import ActNorm, AffineCoupling, FlowLayer, FlowSequential, Squeeze
@@ -20,6 +21,7 @@ from .hex import (
 )
 from .invconv import EmergingConv2d, Invertible1x1Conv, PeriodicConv2d
 from .quant import IntConv2d
+from .square import P4ConvP4, P4ConvZ2, P4MConvP4M, P4MConvZ2, SquareGroupMaxPool2d
 
 __all__ = [
     "IntConv2d",
@@ -40,4 +42,9 @@ __all__ = [
     "HexMaxPool2d",
     "HexAvgPool2d",
     "HexBatchNorm",
+    "P4ConvZ2",
+    "P4ConvP4",
+    "P4MConvZ2",
+    "P4MConvP4M",
+    "SquareGroupMaxPool2d",
 ]

@@ -81,11 +81,14 @@ def _resolve_radius(layer: str, radius, kernel_size, stride) -> int:
 
 
 class _HexConv(nn.Module):
-    """Shared machinery of the hexagonal convolutions (planar and group)."""
+    """Shared machinery of the group convolutions, hexagonal (here) and square (:mod:`flowkernels.nn.square`):
+    a lattice subclass names its group orders, its live taps and its convolution op."""
 
     in_group: str = "z2"
     out_group: str = "z2"
     planar: bool = False  # HexConv2d: 4-D weight [O, I, k, k] and ops.hex_conv2d
+    group_orders: dict[str, int] = _hex.GROUP_ORDERS
+    group_conv = staticmethod(ops.hex_group_conv2d)
 
     def __init__(
         self,
@@ -98,13 +101,16 @@ class _HexConv(nn.Module):
         stride: int = 1,
     ) -> None:
         super().__init__()
+        self._build(in_channels, out_channels, _resolve_radius(type(self).__name__, radius, kernel_size, stride), bias)
+
+    def _build(self, in_channels: int, out_channels: int, radius: int, bias: bool) -> None:
         name = type(self).__name__
         self.in_channels = _check_positive_int(name, "in_channels", in_channels)
         self.out_channels = _check_positive_int(name, "out_channels", out_channels)
-        self.radius = _resolve_radius(name, radius, kernel_size, stride)
+        self.radius = radius
         self.kernel_size = 2 * self.radius + 1
-        self.group_in = _hex.GROUP_ORDERS[self.in_group]
-        self.group_out = _hex.GROUP_ORDERS[self.out_group]
+        self.group_in = self.group_orders[self.in_group]
+        self.group_out = self.group_orders[self.out_group]
         k = self.kernel_size
         shape = (out_channels, in_channels, k, k) if self.planar else (out_channels, in_channels, self.group_in, k, k)
         self.weight = nn.Parameter(torch.empty(shape))
@@ -114,22 +120,30 @@ class _HexConv(nn.Module):
             self.register_parameter("bias", None)
         self.reset_parameters()
 
+    def live_taps(self) -> int:
+        """Live cells of one filter: ``3 R^2 + 3 R + 1`` on the hexagonal lattice."""
+        return live_taps(self.radius)
+
+    def tap_mask(self) -> torch.Tensor:
+        """Boolean ``[k, k]``: the live cells of a stored filter."""
+        return _hex.hex_mask(self.radius)
+
     @property
     def fan_in(self) -> int:
-        """Live taps feeding one output: ``I * G_in * (3 R^2 + 3 R + 1)``."""
-        return self.in_channels * self.group_in * live_taps(self.radius)
+        """Live taps feeding one output: ``I * G_in * live_taps()``."""
+        return self.in_channels * self.group_in * self.live_taps()
 
     def reset_parameters(self) -> None:
         """He-normal over the live taps; dead corners and the bias set to zero."""
         with torch.no_grad():
             self.weight.normal_(0.0, math.sqrt(2.0 / self.fan_in))
-            self.weight.mul_(_hex.hex_mask(self.radius).to(self.weight.dtype))
+            self.weight.mul_(self.tap_mask().to(self.weight.dtype))
             if self.bias is not None:
                 self.bias.zero_()
 
     def free_parameters(self) -> int:
         """Trainable degrees of freedom: the live taps of the weight (not its dead corners) plus the bias."""
-        count = self.weight.numel() // (self.kernel_size**2) * live_taps(self.radius)
+        count = self.weight.numel() // (self.kernel_size**2) * self.live_taps()
         return count + (0 if self.bias is None else self.bias.numel())
 
     def extra_repr(self) -> str:
@@ -170,7 +184,7 @@ class _HexConv(nn.Module):
         self._check(x)
         if self.planar:
             return ops.hex_conv2d(x, self.weight, self.bias)
-        return ops.hex_group_conv2d(x, self.weight, self.bias, in_group=self.in_group, out_group=self.out_group)
+        return self.group_conv(x, self.weight, self.bias, in_group=self.in_group, out_group=self.out_group)
 
 
 class HexConv2d(_HexConv):
@@ -214,10 +228,12 @@ def _check_rank(layer: str, x: torch.Tensor, ranks: tuple[int, ...], what: str) 
 
 
 _GROUP_SIZES = (_hex.GROUP_ORDERS["p6"], _hex.GROUP_ORDERS["p6m"])
+_ALL_GROUP_SIZES = (4, 6, 8, 12)  # p4, p6, p4m, p6m
 
 
 class GroupPool(nn.Module):
-    """Pool a group map over its group axis, ``[B, C, G, H, W] -> [B, C, H, W]`` (``mode`` "max" or "mean").
+    """Pool a group map over its group axis, ``[B, C, G, H, W] -> [B, C, H, W]`` (``mode`` "max" or "mean"),
+    for any of the groups p4, p4m, p6, p6m.
 
     The result is a planar map that rotates (and mirrors) with the input: the group axis is what a
     rotation permutes, so any symmetric reduction over it is invariant to that permutation.
@@ -236,8 +252,10 @@ class GroupPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_rank("GroupPool", x, (5,), "a group feature map [B, C, G, H, W] (5-D)")
-        if x.shape[2] not in _GROUP_SIZES:
-            raise ValueError(f"GroupPool: expected G = 6 (p6) or 12 (p6m) on dim 2, got G = {x.shape[2]}")
+        if x.shape[2] not in _ALL_GROUP_SIZES:
+            raise ValueError(
+                f"GroupPool: expected G = 4 (p4), 6 (p6), 8 (p4m) or 12 (p6m) on dim 2, got G = {x.shape[2]}"
+            )
         return _hex.group_pool(x, mode=self.mode)
 
 
