@@ -18,6 +18,7 @@ from flowkernels.hex import hex_domain_mask, hex_mask, mirror, rectangle_in_hex_
 from flowkernels.models.hexnet import (
     HEX_SCALE,
     LATTICES,
+    SQUARE_LATTICES,
     HexNet,
     _expected_parameters,
     count_parameters,
@@ -315,7 +316,12 @@ def trained_like(model: HexNet, dtype: torch.dtype) -> HexNet:
     model = randomise(model.to(dtype))
     with torch.no_grad():
         for seed in range(3):
-            model(domain_input((8, 1, model.size, model.size), dtype, seed=100 + seed).abs())
+            shape = (8, 1, model.size, model.size)
+            if model.lattice in SQUARE_LATTICES:  # every cell of a square image is live
+                x = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(100 + seed))
+            else:
+                x = domain_input(shape, dtype, seed=100 + seed).abs()
+            model(x)
     return model.eval()
 
 
@@ -334,6 +340,23 @@ def test_hexnet_logits_are_invariant(dtype, lattice):
                 assert_close(model(mirror(rotate60(x, k))), logits, dtype)
         model.train()  # batch statistics of a rotated batch are those of the batch
         assert_close(model(rotate60(x, 2)), model(x), dtype)
+
+
+@pytest.mark.parametrize("lattice", ["p4", "p4m"])
+def test_square_group_hexnet_logits_are_invariant(dtype, lattice):
+    torch.manual_seed(0)
+    model = trained_like(HexNet(lattice, width=3, blocks=2), dtype)
+    x = torch.rand(4, 1, 8, 8, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits = model(x)
+        assert logits.shape == (4, 10) and logits.abs().max() > 0.1
+        for k in range(1, 4):
+            assert_close(model(torch.rot90(x, k, dims=(-2, -1))), logits, dtype)
+        mirrored = model(torch.flip(x, dims=(-1,)))
+        if lattice == "p4m":
+            assert_close(mirrored, logits, dtype)
+        else:  # p4 has no reflections
+            assert (mirrored - logits).abs().max() > 1e-3
 
 
 def test_planar_hexnet_is_not_rotation_invariant():
@@ -369,13 +392,15 @@ def test_parameter_budget_is_matched(lattice):
     model = HexNet(lattice, param_budget=budget)
     count = count_parameters(model)
     assert count == _expected_parameters(lattice, 1, 10, model.width, 2)
-    assert abs(count - budget) <= 0.02 * budget
+    # p4m has the coarsest steps: 2 blocks x 2 convs x 8 orientations x 9 taps = 288 (2 w + 1) parameters from
+    # one width to the next, 6,000 (18%) near this budget, so the nearest width can be 9% away.
+    assert abs(count - budget) <= (0.09 if lattice == "p4m" else 0.02) * budget
     # The closest width: one more or one less is farther from the budget.
     for other in (model.width - 1, model.width + 1):
         assert abs(count_parameters(HexNet(lattice, width=other)) - budget) >= abs(count - budget)
     # Stored parameters include the dead corners of the hexagonal filters (2 of 9 entries at radius 1).
     stored = sum(p.numel() for p in model.parameters())
-    if lattice == "square":
+    if lattice in SQUARE_LATTICES:  # every tap of a square filter is live
         assert stored == count
     else:
         conv_stored = sum(m.weight.numel() for m in model.modules() if hasattr(m, "fan_in"))

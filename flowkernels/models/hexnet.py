@@ -1,4 +1,5 @@
-"""HexNet: one small ResNet classifier on four lattices (square, hex, p6, p6m), compared at equal parameters.
+"""HexNet: one small ResNet classifier on six lattices (square, p4, p4m, hex, p6, p6m), compared at equal
+parameters.
 
 The experiment of HexaConv (Hoogeboom, Peters, Cohen & Welling 2018, arXiv:1803.02108) in miniature, on the
 scikit-learn digits of :mod:`flowkernels.data`:
@@ -9,6 +10,9 @@ scikit-learn digits of :mod:`flowkernels.data`:
 with residual blocks ``x + BN(conv(ReLU(BN(conv(x)))))`` followed by ReLU. The convolutions are:
 
 * ``"square"``: ``nn.Conv2d`` 3x3, ``nn.BatchNorm2d``, ``nn.MaxPool2d(2)``, on the original 8x8 digits.
+* ``"p4"`` / ``"p4m"``: the square lattice's group convolutions (:mod:`flowkernels.nn.square`, 3x3), batch
+  norm shared over the group axis and 2x2 max pooling, the group pooled (max) before the spatial mean, so
+  the logits are invariant to rotations by 90 degrees (and, for p4m, mirrors) on even sizes.
 * ``"hex"``: planar :class:`~flowkernels.nn.HexConv2d` (radius 1, 7 taps), :class:`~flowkernels.nn.HexBatchNorm`
   and :class:`~flowkernels.nn.HexMaxPool2d` on digits resampled to a hexagonal lattice (:func:`hex_digits`).
 * ``"p6"`` / ``"p6m"``: the lifting convolution Z2 -> G then G -> G convolutions (radius 1), with the group
@@ -43,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hex as _hex
+from .. import square as _square
 from .._optional import require
 from ..data import DIGITS_LEVELS, DIGITS_SPLIT_SEED, DIGITS_TEST_SIZE, fixed_split, load_digits
 from ..nn.hex import (
@@ -57,10 +62,12 @@ from ..nn.hex import (
     _HexConv,
     live_taps,
 )
+from ..nn.square import P4ConvP4, P4ConvZ2, P4MConvP4M, P4MConvZ2, SquareGroupMaxPool2d
 from .training import evaluating, warmup_cosine
 
 __all__ = [
     "LATTICES",
+    "SQUARE_LATTICES",
     "HEX_SIZE",
     "HEX_SCALE",
     "DEFAULT_PARAM_BUDGET",
@@ -78,7 +85,9 @@ __all__ = [
     "train_hexnet",
 ]
 
-LATTICES = ("square", "hex", "p6", "p6m")
+LATTICES = ("square", "p4", "p4m", "hex", "p6", "p6m")
+#: the lattices whose images are the square 8x8 digits (the others read hexagonal resamplings)
+SQUARE_LATTICES = ("square", "p4", "p4m")
 
 #: Side of the hexagonal images: 13 = 4 * 3 + 1, a hexagon of radius 6 about the centre cell, which the stride-2
 #: pooling maps to the centred hexagon of radius 3 on a 7 x 7 array.
@@ -93,9 +102,10 @@ SQUARE_SIZE = 8
 #: Width when neither ``width`` nor ``param_budget`` is given: the width closest to this many parameters.
 DEFAULT_PARAM_BUDGET = 20_000
 
-_GROUP = {"square": "z2", "hex": "z2", "p6": "p6", "p6m": "p6m"}
-_LIFT = {"p6": P6ConvZ2, "p6m": P6MConvZ2}
-_GCONV = {"p6": P6ConvP6, "p6m": P6MConvP6M}
+_GROUP = {"square": "z2", "p4": "p4", "p4m": "p4m", "hex": "z2", "p6": "p6", "p6m": "p6m"}
+_GROUP_ORDERS = {**_hex.GROUP_ORDERS, **_square.GROUP_ORDERS}
+_LIFT = {"p4": P4ConvZ2, "p4m": P4MConvZ2, "p6": P6ConvZ2, "p6m": P6MConvZ2}
+_GCONV = {"p4": P4ConvP4, "p4m": P4MConvP4M, "p6": P6ConvP6, "p6m": P6MConvP6M}
 
 
 def _check_lattice(lattice: str, who: str) -> None:
@@ -117,8 +127,8 @@ def count_parameters(module: nn.Module, *, free_only: bool = True) -> int:
 
 def _expected_parameters(lattice: str, in_channels: int, num_classes: int, width: int, blocks: int) -> int:
     """Closed form of ``count_parameters(HexNet(...))`` (no conv biases: every conv is followed by a batch norm)."""
-    taps = 9 if lattice == "square" else live_taps(1)
-    group = _hex.GROUP_ORDERS[_GROUP[lattice]]
+    taps = 9 if lattice in SQUARE_LATTICES else live_taps(1)
+    group = _GROUP_ORDERS[_GROUP[lattice]]
     convs = in_channels * width * taps + 2 * blocks * width * width * group * taps
     norms = 2 * width * (1 + 2 * blocks)
     return convs + norms + width * num_classes + num_classes
@@ -171,16 +181,18 @@ class _ResidualBlock(nn.Module):
 
 
 class HexNet(nn.Module):
-    """A small residual classifier on the ``"square"``, ``"hex"``, ``"p6"`` or ``"p6m"`` lattice.
+    """A small residual classifier on the ``"square"``, ``"p4"``, ``"p4m"``, ``"hex"``, ``"p6"`` or ``"p6m"``
+    lattice.
 
     Args:
         lattice: which convolutions (see the module docstring).
         in_channels, num_classes: input channels and number of logits.
-        width: channels of every layer (for p6/p6m: fields, each with G = 6 or 12 orientation channels).
+        width: channels of every layer (for group lattices: fields, each with G = 4, 8, 6 or 12 orientation
+            channels).
         blocks: residual blocks (two convolutions each); ``ceil(blocks / 2)`` before the pooling stage.
         param_budget: instead of ``width``, the parameter count to match (:func:`width_for_budget`).
             With neither, :data:`DEFAULT_PARAM_BUDGET`.
-        size: side of the (square) input: default 8 for "square" and :data:`HEX_SIZE` (13) for the hexagonal
+        size: side of the (square) input: default 8 for the square lattices and :data:`HEX_SIZE` (13) for the hexagonal
             lattices, which need ``size = 4 m + 1`` (a centre cell that the stride-2 pooling keeps central).
 
     ``forward`` takes ``[B, in_channels, size, size]`` and returns logits ``[B, num_classes]``. On hexagonal
@@ -214,7 +226,7 @@ class HexNet(nn.Module):
             width = width_for_budget(lattice, budget, in_channels=in_channels, num_classes=num_classes, blocks=blocks)
         elif isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"HexNet: width must be a positive integer, got {width!r}")
-        hexagonal = lattice != "square"
+        hexagonal = lattice not in SQUARE_LATTICES
         size = (HEX_SIZE if hexagonal else SQUARE_SIZE) if size is None else size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"HexNet: size must be a positive integer, got {size!r}")
@@ -235,7 +247,7 @@ class HexNet(nn.Module):
         self.stem_norm = self._norm(width, full)
         before = (blocks + 1) // 2
         self.blocks_full = nn.ModuleList(self._block(width, full, self.mask_full) for _ in range(before))
-        self.pool = HexMaxPool2d(2, mask=full) if hexagonal else nn.MaxPool2d(2)
+        self.pool = HexMaxPool2d(2, mask=full) if hexagonal else SquareGroupMaxPool2d()
         self.blocks_half = nn.ModuleList(self._block(width, half, self.mask_half) for _ in range(blocks - before))
         self.group_pool = GroupPool("max") if lattice in _GCONV else None
         self.head = nn.Linear(width, num_classes)
@@ -245,7 +257,8 @@ class HexNet(nn.Module):
             return nn.Conv2d(i, o, 3, padding=1, bias=False)
         if self.lattice == "hex":
             return HexConv2d(i, o, 1, bias=False)
-        return (_LIFT if lift else _GCONV)[self.lattice](i, o, 1, bias=False)
+        extent = 3 if self.lattice in SQUARE_LATTICES else 1  # a 3x3 square filter, a radius-1 hexagon
+        return (_LIFT if lift else _GCONV)[self.lattice](i, o, extent, bias=False)
 
     def _norm(self, channels: int, mask: torch.Tensor | None) -> nn.Module:
         return nn.BatchNorm2d(channels) if self.lattice == "square" else HexBatchNorm(channels, mask)
@@ -327,9 +340,10 @@ def hex_digits(
 
 
 def lattice_digits(lattice: str, split: str = "train", *, size: int = HEX_SIZE) -> torch.Tensor:
-    """What :class:`HexNet` on ``lattice`` reads: :func:`square_digits` for "square", else :func:`hex_digits`."""
+    """What :class:`HexNet` on ``lattice`` reads: :func:`square_digits` on the square lattices, else
+    :func:`hex_digits`."""
     _check_lattice(lattice, "lattice_digits")
-    return square_digits(split) if lattice == "square" else hex_digits(split, size)
+    return square_digits(split) if lattice in SQUARE_LATTICES else hex_digits(split, size)
 
 
 def square_transform(images: torch.Tensor, *, angle_deg: float = 0.0, reflect_axis_deg: float | None = None):
@@ -364,8 +378,8 @@ def evaluate_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 
 def rotated_test_sets(lattice: str, images: torch.Tensor) -> list[torch.Tensor]:
     """The test images rotated by 60, 120, .., 300 degrees: exact :func:`flowkernels.hex.rotate60` on hexagonal
-    lattices, bilinear :func:`square_transform` on the square lattice."""
-    if lattice == "square":
+    lattices, bilinear :func:`square_transform` on the square lattices."""
+    if lattice in SQUARE_LATTICES:
         return [square_transform(images, angle_deg=60.0 * k) for k in range(1, 6)]
     return [_hex.rotate60(images, k) for k in range(1, 6)]
 
@@ -373,8 +387,8 @@ def rotated_test_sets(lattice: str, images: torch.Tensor) -> list[torch.Tensor]:
 def mirrored_test_sets(lattice: str, images: torch.Tensor) -> list[torch.Tensor]:
     """The test images under the six reflections of the hexagon, whose axes lie at 0, 30, .., 150 degrees:
     exact ``mirror(rotate60(x, k))`` for k = 0..5 on hexagonal lattices, bilinear :func:`square_transform`
-    across the same six axes on the square lattice (exact flips for the axes at 0 and 90 degrees)."""
-    if lattice == "square":
+    across the same six axes on the square lattices (exact flips for the axes at 0 and 90 degrees)."""
+    if lattice in SQUARE_LATTICES:
         return [square_transform(images, reflect_axis_deg=30.0 * k) for k in range(6)]
     return [_hex.mirror(_hex.rotate60(images, k)) for k in range(6)]
 
@@ -395,9 +409,9 @@ class HexNetHistory:
     * ``rotation_accuracies`` (k = 1..5) and their mean ``rotation_accuracy``: the test set rotated by 60 k
       degrees; ``mirror_accuracies`` (the six reflections) and their mean ``mirror_accuracy``. Exact
       permutations of the hexagonal images on "hex", "p6", "p6m"; bilinear resampling of the 8x8 digits on
-      "square" (:func:`rotated_test_sets`, :func:`mirrored_test_sets`).
-    * ``rot90_accuracy``: square lattice only, the mean over the exact ``torch.rot90`` rotations (90, 180, 270).
-    * ``via_hex_accuracies``: square lattice only, k = 0..5: :func:`square_via_hex_test_sets` (exact hexagonal
+      the square lattices (:func:`rotated_test_sets`, :func:`mirrored_test_sets`).
+    * ``rot90_accuracy``: square lattices only, the mean over the exact ``torch.rot90`` rotations (90, 180, 270).
+    * ``via_hex_accuracies``: square lattices only, k = 0..5: :func:`square_via_hex_test_sets` (exact hexagonal
       rotation, then ``hex_to_square``; k = 0 is the resampling round trip without rotation).
     * ``parameters``: free parameters (:func:`count_parameters`); ``stored_parameters`` counts the dead corners too.
     * ``seconds_per_epoch``: optimisation wall time (evaluation excluded) / epochs.
@@ -443,7 +457,8 @@ def train_hexnet(
 ) -> tuple[HexNet, HexNetHistory]:
     """Train a :class:`HexNet` on ``lattice`` to classify the digits (1497 train / 300 test, fixed split).
 
-    Inputs: :func:`square_digits` (8x8) for "square", :func:`hex_digits` (``size`` x ``size``) otherwise.
+    Inputs: :func:`square_digits` (8x8) on the square lattices, :func:`hex_digits` (``size`` x ``size``)
+    otherwise.
     AdamW (``lr``, ``weight_decay``) with a cosine decay to zero, cross-entropy, no data augmentation: any
     robustness to rotations comes from the architecture. Deterministic for a given ``seed`` on a given machine
     (the model is built under ``torch.manual_seed(seed)`` in a forked RNG state; batches come from a seeded
@@ -501,7 +516,7 @@ def train_hexnet(
     history.test_accuracy = evaluate_accuracy(model, x_test, y_test)
     history.rotation_accuracies = [evaluate_accuracy(model, x, y_test) for x in rotated_test_sets(lattice, x_test)]
     history.mirror_accuracies = [evaluate_accuracy(model, x, y_test) for x in mirrored_test_sets(lattice, x_test)]
-    if lattice == "square":
+    if lattice in SQUARE_LATTICES:
         rot90 = [evaluate_accuracy(model, torch.rot90(x_test, k, dims=(-2, -1)), y_test) for k in (1, 2, 3)]
         history.rot90_accuracy = float(np.mean(rot90))
         via_hex = square_via_hex_test_sets("test", size)
