@@ -36,6 +36,8 @@ __all__ = [
     "iterate_minibatches",
     "load_dataset",
     "load_development_patches",
+    "load_rotated_textures",
+    "TEXTURE_NAMES",
     "development_photo_names",
     "load_digits",
     "load_photo_patches",
@@ -275,6 +277,69 @@ def load_development_patches(
     for photo in sorted((photo for photo in installed if photo.label in names), key=lambda photo: photo.label):
         images.append(photo.rgb.transpose(2, 0, 1) if color else photo.gray()[None])
     return _cut_patches("load_development_patches", images, split, patch_size, stride)
+
+
+#: The classes of the rotated-texture task (HexaConv's lattices compared where rotation invariance helps):
+#: images of ``skimage.data`` that are textures more than scenes; colour ones as their luma.
+TEXTURE_NAMES = ("brick", "cell", "grass", "gravel", "immunohistochemistry", "moon")
+#: The part of each texture image, from the left, that training crops come from; test crops come from
+#: the rest, and no crop of one split overlaps the other's region.
+TEXTURE_TRAIN_FRACTION = 0.75
+
+
+@functools.cache
+def _texture(name: str) -> torch.Tensor:
+    """Texture ``name`` as float64 ``[H, W]`` in 0..255 (luma for colour images)."""
+    image = np.asarray(getattr(require("skimage.data", "scikit-image", "the texture task"), name)())
+    if image.ndim == 3:
+        image = rgb_to_luma(image)
+    return torch.from_numpy(image.astype(np.float64))
+
+
+def load_rotated_textures(
+    split: str = "train", *, per_class: int = 200, crop: int = 20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Randomly rotated, standardised crops of the scikit-image textures of :data:`TEXTURE_NAMES`.
+
+    For each class, ``per_class`` crops of ``crop x crop`` pixels, each at a uniformly random centre and
+    angle, resampled bilinearly from the left :data:`TEXTURE_TRAIN_FRACTION` of the image ("train") or
+    the rest ("test"); centres keep a margin of half the crop's diagonal from the split line and the
+    border, so no crop reads the other split's pixels or outside the image. Each crop is standardised
+    (zero mean, unit variance), so the classes differ by texture, not brightness. The draws come from
+    ``numpy.random.default_rng`` seeded by the split, so the data are fixed.
+
+    Returns float32 ``[N, 1, crop, crop]`` and int64 labels ``[N]`` (indices into :data:`TEXTURE_NAMES`).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"flowkernels.data: split must be one of {SPLITS}, got {split!r}")
+    if per_class < 1 or crop < 2:
+        raise ValueError(f"load_rotated_textures: need per_class >= 1 and crop >= 2, got {per_class}, {crop}")
+    rng = np.random.default_rng(SPLITS.index(split))
+    margin = crop / 2**0.5 / 2 + 1
+    half = torch.arange(crop, dtype=torch.float64) - (crop - 1) / 2
+    dy, dx = torch.meshgrid(half, half, indexing="ij")
+    crops, labels = [], []
+    for label, name in enumerate(TEXTURE_NAMES):
+        image = _texture(name)
+        height, width = image.shape
+        line = TEXTURE_TRAIN_FRACTION * width
+        low, high = (margin, line - margin) if split == "train" else (line + margin, width - 1 - margin)
+        cx = torch.from_numpy(rng.uniform(low, high, per_class))
+        cy = torch.from_numpy(rng.uniform(margin, height - 1 - margin, per_class))
+        angle = torch.from_numpy(rng.uniform(0, 2 * np.pi, per_class))
+        cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+        x = cx[:, None, None] + cos * dx - sin * dy  # pixel coordinates of every sample
+        y = cy[:, None, None] + sin * dx + cos * dy
+        grid = torch.stack((2 * x / (width - 1) - 1, 2 * y / (height - 1) - 1), dim=-1)
+        # one image, all crops' samples in one grid (no per-crop copy of the image)
+        sampled = torch.nn.functional.grid_sample(
+            image[None, None], grid.reshape(1, per_class * crop, crop, 2), mode="bilinear", align_corners=True
+        ).reshape(per_class, 1, crop, crop)
+        mean = sampled.mean(dim=(-2, -1), keepdim=True)
+        std = sampled.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+        crops.append(((sampled - mean) / std).float())
+        labels.append(torch.full((per_class,), label, dtype=torch.int64))
+    return torch.cat(crops), torch.cat(labels)
 
 
 DATASETS: dict[str, Callable[..., torch.Tensor]] = {

@@ -26,6 +26,7 @@ from flowkernels.models.hexnet import (
     hex_digits,
     square_digits,
     square_transform,
+    task_data,
     train_hexnet,
     width_for_budget,
 )
@@ -539,3 +540,39 @@ def test_benchmark_script_quick(tmp_path, capsys):
     for lattice in LATTICES:
         assert f"| {lattice} |" in table
     assert (tmp_path / "hexnet_digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_sklearn
+def test_rotated_textures_are_fixed_standardised_and_balanced():
+    from flowkernels.data import TEXTURE_NAMES, load_rotated_textures
+
+    pytest.importorskip("skimage")
+    crops, labels = load_rotated_textures("test", per_class=5, crop=10)
+    again, _ = load_rotated_textures("test", per_class=5, crop=10)
+    assert crops.shape == (5 * len(TEXTURE_NAMES), 1, 10, 10) and torch.equal(crops, again)
+    assert labels.bincount().tolist() == [5] * len(TEXTURE_NAMES)
+    torch.testing.assert_close(crops.mean(dim=(-2, -1)), torch.zeros(len(labels), 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(crops.std(dim=(-2, -1)), torch.ones(len(labels), 1), atol=1e-4, rtol=0)
+    train, _ = load_rotated_textures("train", per_class=5, crop=10)
+    assert not torch.equal(train, crops)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_rotated_textures("validation")
+
+
+@needs_sklearn
+def test_texture_task_feeds_every_lattice_and_trains():
+    pytest.importorskip("skimage")
+    for lattice in LATTICES:
+        images, labels = task_data("textures", lattice, "test")
+        side = 12 if lattice in SQUARE_LATTICES else 13
+        assert images.shape == (600, 1, side, side) and labels.shape == (600,)
+        if lattice not in SQUARE_LATTICES:
+            assert (images[..., ~hex_domain_mask(13)] == 0).all()
+    with pytest.raises(ValueError, match="task must be one of"):
+        task_data("faces", "p4")
+    model, history = train_hexnet(
+        "p4", epochs=1, batch_size=256, lr=3e-3, seed=0, param_budget=1500, progress=False, blocks=1, task="textures"
+    )
+    assert model.head.out_features == 6 and history.config["task"] == "textures"
+    assert history.rot90_accuracy == history.test_accuracy  # p4 is invariant to quarter turns, exactly
+    assert history.via_hex_accuracies is None

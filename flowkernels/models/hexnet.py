@@ -49,7 +49,16 @@ from torch import nn
 from .. import hex as _hex
 from .. import square as _square
 from .._optional import require
-from ..data import DIGITS_LEVELS, DIGITS_SPLIT_SEED, DIGITS_TEST_SIZE, fixed_split, load_digits
+from ..data import (
+    DIGITS_LEVELS,
+    DIGITS_SPLIT_SEED,
+    DIGITS_TEST_SIZE,
+    SPLITS,
+    TEXTURE_NAMES,
+    fixed_split,
+    load_digits,
+    load_rotated_textures,
+)
 from ..nn.hex import (
     GroupPool,
     HexBatchNorm,
@@ -79,6 +88,8 @@ __all__ = [
     "square_digits",
     "digit_labels",
     "lattice_digits",
+    "task_data",
+    "TASKS",
     "square_transform",
     "square_via_hex_test_sets",
     "evaluate_accuracy",
@@ -86,6 +97,8 @@ __all__ = [
 ]
 
 LATTICES = ("square", "p4", "p4m", "hex", "p6", "p6m")
+#: what :func:`train_hexnet` can learn (:func:`task_data`)
+TASKS = ("digits", "textures")
 #: the lattices whose images are the square 8x8 digits (the others read hexagonal resamplings)
 SQUARE_LATTICES = ("square", "p4", "p4m")
 
@@ -346,6 +359,37 @@ def lattice_digits(lattice: str, split: str = "train", *, size: int = HEX_SIZE) 
     return square_digits(split) if lattice in SQUARE_LATTICES else hex_digits(split, size)
 
 
+#: Side of the square-lattice texture crops: 144 pixels, about the 127 cells of the size-13 hexagon.
+TEXTURE_SQUARE_SIZE = 12
+#: Training and test crops per texture class.
+TEXTURE_CROPS = {"train": 200, "test": 100}
+
+
+def task_data(
+    task: str, lattice: str, split: str = "train", *, size: int = HEX_SIZE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images ``[N, 1, S, S]`` that :class:`HexNet` on ``lattice`` reads for ``task``, and their labels.
+
+    * ``"digits"``: :func:`lattice_digits` and :func:`digit_labels` (10 classes, upright digits).
+    * ``"textures"``: :func:`flowkernels.data.load_rotated_textures` (6 classes, every crop rotated by a
+      random angle: a task whose labels do not change under rotation). Square lattices read the central
+      :data:`TEXTURE_SQUARE_SIZE` x :data:`TEXTURE_SQUARE_SIZE` pixels of each 20x20 crop; hexagonal ones
+      the crop resampled (:func:`flowkernels.hex.square_to_hex`, one cell per pixel spacing) onto the
+      ``size`` x ``size`` hexagon, which lies inside the crop.
+    """
+    _check_lattice(lattice, "task_data")
+    if task == "digits":
+        return lattice_digits(lattice, split, size=size), digit_labels(split)
+    if task != "textures":
+        raise ValueError(f"task_data: task must be one of {TASKS}, got {task!r}")
+    crops, labels = load_rotated_textures(split, per_class=TEXTURE_CROPS[split], crop=20)
+    if lattice in SQUARE_LATTICES:
+        start = (crops.shape[-1] - TEXTURE_SQUARE_SIZE) // 2
+        return crops[..., start : start + TEXTURE_SQUARE_SIZE, start : start + TEXTURE_SQUARE_SIZE].contiguous(), labels
+    images = _hex.square_to_hex(crops, size, scale=1.0).float()
+    return images * _hex.hex_domain_mask(size).to(images.dtype), labels
+
+
 def square_transform(images: torch.Tensor, *, angle_deg: float = 0.0, reflect_axis_deg: float | None = None):
     """Rotate (by ``angle_deg``) or reflect (across the axis at ``reflect_axis_deg``) square images about their
     centre by bilinear resampling (``grid_sample``, zero outside). Used to show a square-lattice model the
@@ -454,10 +498,12 @@ def train_hexnet(
     size: int = HEX_SIZE,
     weight_decay: float = 1e-4,
     device: str | torch.device = "cpu",
+    task: str = "digits",
 ) -> tuple[HexNet, HexNetHistory]:
-    """Train a :class:`HexNet` on ``lattice`` to classify the digits (1497 train / 300 test, fixed split).
+    """Train a :class:`HexNet` on ``lattice`` to classify ``task``: the digits (1497 train / 300 test, fixed
+    split) or the rotated textures (1200 / 600), see :func:`task_data`.
 
-    Inputs: :func:`square_digits` (8x8) on the square lattices, :func:`hex_digits` (``size`` x ``size``)
+    Digit inputs: :func:`square_digits` (8x8) on the square lattices, :func:`hex_digits` (``size`` x ``size``)
     otherwise.
     AdamW (``lr``, ``weight_decay``) with a cosine decay to zero, cross-entropy, no data augmentation: any
     robustness to rotations comes from the architecture. Deterministic for a given ``seed`` on a given machine
@@ -470,14 +516,15 @@ def train_hexnet(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train_hexnet: epochs must be a positive integer, got {epochs!r}")
     device = torch.device(device)
-    x_train = lattice_digits(lattice, "train", size=size).to(device)
-    x_test = lattice_digits(lattice, "test", size=size).to(device)
-    y_train, y_test = digit_labels("train").to(device), digit_labels("test").to(device)
+    (x_train, y_train), (x_test, y_test) = (task_data(task, lattice, split, size=size) for split in SPLITS)
+    x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
+    classes = 10 if task == "digits" else len(TEXTURE_NAMES)
     budget = DEFAULT_PARAM_BUDGET if param_budget is None else param_budget
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = HexNet(lattice, 1, 10, blocks=blocks, param_budget=budget, size=x_train.shape[-1]).to(device)
-    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "param_budget": budget}
+        model = HexNet(lattice, 1, classes, blocks=blocks, param_budget=budget, size=x_train.shape[-1]).to(device)
+    config = {"task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    config["param_budget"] = budget
     config.update({"blocks": blocks, "size": x_train.shape[-1], "weight_decay": weight_decay})
     history = HexNetHistory(lattice, config, width=model.width)
     history.parameters = count_parameters(model)
@@ -519,11 +566,12 @@ def train_hexnet(
     if lattice in SQUARE_LATTICES:
         rot90 = [evaluate_accuracy(model, torch.rot90(x_test, k, dims=(-2, -1)), y_test) for k in (1, 2, 3)]
         history.rot90_accuracy = float(np.mean(rot90))
+    if lattice in SQUARE_LATTICES and task == "digits":
         via_hex = square_via_hex_test_sets("test", size)
         history.via_hex_accuracies = [evaluate_accuracy(model, x.to(device), y_test) for x in via_hex]
     if progress:
         print(
-            f"hexnet[{lattice}] width {model.width}, {history.parameters:,} parameters: "
+            f"hexnet[{task}, {lattice}] width {model.width}, {history.parameters:,} parameters: "
             f"test {history.test_accuracy:.3f}, "
             f"rotated {history.rotation_accuracy:.3f}, mirrored {history.mirror_accuracy:.3f}, "
             f"{history.seconds_per_epoch:.2f} s/epoch"
