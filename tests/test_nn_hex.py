@@ -212,6 +212,20 @@ def test_hex_pools_commute_with_rotations_and_mirrors(dtype, N, shape):
             assert_close(pool(mirror(rotate60(x, 3))) * out_mask, mirror(rotate60(y, 3)), dtype)
 
 
+@pytest.mark.parametrize("layer_type", [HexConv2d, P6ConvZ2, P6MConvZ2])
+def test_stride_2_keeps_the_even_sublattice_and_commutes_with_rotations(dtype, layer_type):
+    torch.manual_seed(0)
+    strided = layer_type(2, 3, stride=2).to(dtype)
+    dense = layer_type(2, 3).to(dtype)
+    dense.load_state_dict(strided.state_dict())
+    x = domain_input((2, 2, 9, 9), dtype)
+    y = strided(x)
+    assert y.shape[-2:] == (5, 5) and "stride=2" in repr(strided)
+    assert torch.equal(y, dense(x)[..., ::2, ::2])
+    if layer_type is not HexConv2d:  # the group layers rotate their output with the input
+        assert_close(strided(rotate60(x, 1)), rotate60(y, 1), dtype)
+
+
 def test_hex_pools_reduce_the_hexagon_around_each_even_cell():
     """An impulse at (u, v) reaches exactly the outputs (a, b) with (u - 2a, v - 2b) a hex offset of length <= 1."""
     offsets = {(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, -1), (-1, 1)}
@@ -435,8 +449,8 @@ def test_layers_raise_clear_errors():
             with pytest.raises(ValueError, match=rf"{layer.__name__}: kernel_size={kernel_size} is ambiguous.*"
                                rf"pass radius=R.*hexagdly's kernel_size={kernel_size} is radius={kernel_size}"):
                 layer(2, 3, kernel_size=kernel_size)
-        with pytest.raises(ValueError, match=rf"{layer.__name__}: stride=2: .*HexMaxPool2d or HexAvgPool2d"):
-            layer(2, 3, stride=2)
+        with pytest.raises(ValueError, match=rf"{layer.__name__}: stride=3: .*HexMaxPool2d or HexAvgPool2d"):
+            layer(2, 3, stride=3)
     assert P6ConvP6(2, 3, radius=2).radius == 2 and HexConv2d(1, 4, stride=1).weight.shape == (4, 1, 3, 3)
     with pytest.raises(ValueError, match=r"HexConv2d: radius must be a non-negative integer"):
         HexConv2d(2, 3, radius=-1)

@@ -19,8 +19,9 @@ Conventions are those of :mod:`flowkernels.hex`: axial storage, hexagonal filter
 
 Every convolution takes ``(in_channels, out_channels, radius=1, bias=True)``: a filter of radius R covers
 ``3 R^2 + 3 R + 1`` cells. ``kernel_size`` is refused with a message (a width here, the radius in hexagdly:
-either reading would silently build another filter for someone), and so is a ``stride`` other than 1
-(the hexagonal pooling layers downsample).
+either reading would silently build another filter for someone). ``stride=2`` keeps the outputs at the
+axial sublattice ``2 Z^2`` (the sites the hexagonal pooling keeps, ``[.., ceil(H / 2), ceil(W / 2)]``), which
+on sizes ``4 m + 1`` keeps the layers exactly equivariant; other strides are refused.
 
 Initialisation: He-style, ``N(0, 2 / fan_in)`` with ``fan_in = I * G_in * (3 R^2 + 3 R + 1)``, the live
 taps that feed one output (the dead corners are zeroed and ignored by the ops); biases start at zero.
@@ -61,7 +62,7 @@ def _check_positive_int(layer: str, name: str, value) -> int:
     return value
 
 
-def _resolve_radius(layer: str, radius, kernel_size, stride) -> int:
+def _resolve_radius(layer: str, radius, kernel_size) -> int:
     if kernel_size is not None:
         # hexagdly's Conv2d(kernel_size=k) means radius k, a square convolution's kernel_size k means width k:
         # either reading of a number here would silently build another filter for someone.
@@ -70,14 +71,18 @@ def _resolve_radius(layer: str, radius, kernel_size, stride) -> int:
             f"the radius R in hexagdly): pass radius=R instead (hexagdly's kernel_size={kernel_size!r} is "
             f"radius={kernel_size!r})"
         )
-    if stride != 1:
-        raise ValueError(
-            f"{layer}: stride={stride!r}: hexagonal convolutions run at stride 1; downsample with HexMaxPool2d or "
-            "HexAvgPool2d (stride 2 on the axial sublattice, which keeps the lattice's symmetries)"
-        )
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ValueError(f"{layer}: radius must be a non-negative integer (kernel size 2R + 1), got {radius!r}")
     return radius
+
+
+def _check_stride(layer: str, stride) -> int:
+    if isinstance(stride, bool) or stride not in (1, 2):
+        raise ValueError(
+            f"{layer}: stride={stride!r}: hexagonal convolutions run at stride 1 or 2 (the axial sublattice 2 Z^2, "
+            "itself a hexagonal lattice); downsample further with HexMaxPool2d or HexAvgPool2d"
+        )
+    return stride
 
 
 class _HexConv(nn.Module):
@@ -101,7 +106,8 @@ class _HexConv(nn.Module):
         stride: int = 1,
     ) -> None:
         super().__init__()
-        self._build(in_channels, out_channels, _resolve_radius(type(self).__name__, radius, kernel_size, stride), bias)
+        self.stride = _check_stride(type(self).__name__, stride)
+        self._build(in_channels, out_channels, _resolve_radius(type(self).__name__, radius, kernel_size), bias)
 
     def _build(self, in_channels: int, out_channels: int, radius: int, bias: bool) -> None:
         name = type(self).__name__
@@ -148,7 +154,11 @@ class _HexConv(nn.Module):
 
     def extra_repr(self) -> str:
         groups = "" if self.planar else f", {self.in_group} -> {self.out_group}"
-        return f"{self.in_channels}, {self.out_channels}, radius={self.radius}{groups}, bias={self.bias is not None}"
+        stride = "" if self.stride == 1 else f", stride={self.stride}"
+        return (
+            f"{self.in_channels}, {self.out_channels}, radius={self.radius}{groups}{stride}, "
+            f"bias={self.bias is not None}"
+        )
 
     def _check(self, x: torch.Tensor) -> None:
         name = type(self).__name__
@@ -183,12 +193,18 @@ class _HexConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         if self.planar:
-            return ops.hex_conv2d(x, self.weight, self.bias)
-        return self.group_conv(x, self.weight, self.bias, in_group=self.in_group, out_group=self.out_group)
+            y = ops.hex_conv2d(x, self.weight, self.bias)
+        else:
+            y = self.group_conv(x, self.weight, self.bias, in_group=self.in_group, out_group=self.out_group)
+        # Stride 2 keeps the sites (2 u', 2 v'), as the hexagonal pooling does: on sizes 4 m + 1 the centre is
+        # one of them, so rotations and mirrors about it still commute with the layer. The ops have no strided
+        # kernel: this computes the stride-1 map (4x the arithmetic) and keeps a quarter of it.
+        return y if self.stride == 1 else y[..., ::2, ::2]
 
 
 class HexConv2d(_HexConv):
-    """Planar hexagonal convolution ``[B, I, H, W] -> [B, O, H, W]`` ('same' zero padding, stride 1).
+    """Planar hexagonal convolution ``[B, I, H, W] -> [B, O, H, W]`` ('same' zero padding; stride 1, or 2 for
+    ``[B, O, ceil(H / 2), ceil(W / 2)]``).
 
     Weight ``[O, I, 2R + 1, 2R + 1]`` (corners dead), bias ``[O]``. Equivariant to translations of the
     axial lattice; rotation-equivariant only for rotation-symmetric filters (use the group layers for that).

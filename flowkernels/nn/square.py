@@ -35,6 +35,7 @@ class _SquareGroupConv(_HexConv):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> None:
         nn.Module.__init__(self)
+        self.stride = 1
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 != 1:
             raise ValueError(f"{type(self).__name__}: kernel_size must be a positive odd integer, got {kernel_size!r}")
         self._build(in_channels, out_channels, kernel_size // 2, bias)
