@@ -158,6 +158,17 @@ class RansCoder:
     Args:
         lanes: number of independent lanes N (each push/pop codes ``[N, L]`` symbols).
         device: where the coder lives and codes (``"cpu"`` or a CUDA device).
+
+    Example (a stack: symbols come back in the order they were pushed, after a trip through bytes):
+        >>> import torch
+        >>> from flowkernels.rans import RansCoder
+        >>> coder = RansCoder(2)
+        >>> symbols, probs = torch.tensor([[0, 2, 1], [1, 1, 0]]), torch.tensor([0.5, 0.3, 0.2])
+        >>> coder.push_probs(symbols, probs)
+        >>> data = coder.to_bytes()
+        >>> RansCoder.from_bytes(data).pop_probs(probs, count=3)
+        tensor([[0, 2, 1],
+                [1, 1, 0]])
     """
 
     def __init__(self, lanes: int, *, device: torch.device | str = "cpu"):

@@ -175,6 +175,18 @@ def encode_image_file(
     file (ties: the earlier method). ``flow_codec``: a :class:`~flowkernels.codec.LosslessImageCodec` for
     the ``"flow"`` method (``progress``: its progress bar). ``layout`` is recorded for writing the image
     back (``"HW"``, ``"HWC"``, ``"CHW"``).
+
+    Example (a flat square on a flat background: the context coder wins, 33 bytes for 1024 pixels):
+        >>> import torch
+        >>> from flowkernels.codec import decode_image_file, encode_image_file
+        >>> image = torch.zeros(1, 32, 32, dtype=torch.uint8)
+        >>> image[:, 8:24, 8:24] = 200
+        >>> encoded = encode_image_file(image)
+        >>> encoded.method, len(encoded.data)
+        ('context', 33)
+        >>> decoded, header = decode_image_file(encoded.data)
+        >>> torch.equal(decoded, image), header.method, (header.channels, header.height, header.width)
+        (True, 'context', (1, 32, 32))
     """
     if image.dim() == 4 and image.shape[0] == 1:
         image = image[0]

@@ -210,6 +210,18 @@ class HexNet(nn.Module):
 
     ``forward`` takes ``[B, in_channels, size, size]`` and returns logits ``[B, num_classes]``. On hexagonal
     lattices the input is first masked to :func:`flowkernels.hex.hex_domain_mask` (cells outside are ignored).
+
+    Example (p6m logits do not change when the input hexagon is rotated by 60 degrees):
+        >>> import torch
+        >>> from flowkernels import hex
+        >>> from flowkernels.models.hexnet import HexNet
+        >>> _ = torch.manual_seed(0)
+        >>> model = HexNet("p6m", param_budget=20_000).eval()
+        >>> model.width
+        8
+        >>> x = torch.rand(2, 1, 13, 13)
+        >>> torch.allclose(model(hex.rotate60(x)), model(x), atol=1e-5)
+        True
     """
 
     def __init__(

@@ -454,6 +454,20 @@ class IDF(nn.Module):
       integers and holds it everywhere (``portable``, ``batch_invariant``).
     * :attr:`patch_shape` ``(C, H, W)``; :attr:`config`, a dict of plain numbers and strings with
       ``IDF(**config)`` rebuilding the architecture (then ``load_state_dict`` the weights).
+
+    Example (an untrained model: the map to latents is a bijection on integers whatever the weights):
+        >>> import torch
+        >>> from flowkernels.models.idf import IDF
+        >>> _ = torch.manual_seed(0)
+        >>> model = IDF(1, 8, 8, data_levels=256, levels=2, depth=1, hidden=8).eval()
+        >>> x = torch.randint(0, 256, (2, 1, 8, 8)).float()
+        >>> latents = model(x)
+        >>> [tuple(z.shape) for z in latents]
+        [(2, 8, 2, 2), (2, 2, 4, 4)]
+        >>> torch.equal(model.inverse(latents), x)
+        True
+        >>> model.bits_per_dim(x).shape
+        torch.Size([2])
     """
 
     def __init__(

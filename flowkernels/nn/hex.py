@@ -208,6 +208,14 @@ class HexConv2d(_HexConv):
 
     Weight ``[O, I, 2R + 1, 2R + 1]`` (corners dead), bias ``[O]``. Equivariant to translations of the
     axial lattice; rotation-equivariant only for rotation-symmetric filters (use the group layers for that).
+
+    Example:
+        >>> import torch
+        >>> from flowkernels.nn import HexConv2d
+        >>> HexConv2d(3, 4)(torch.rand(1, 3, 9, 9)).shape
+        torch.Size([1, 4, 9, 9])
+        >>> HexConv2d(3, 4, stride=2)(torch.rand(1, 3, 9, 9)).shape  # the axial sublattice 2Z^2
+        torch.Size([1, 4, 5, 5])
     """
 
     planar = True

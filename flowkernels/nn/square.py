@@ -54,7 +54,21 @@ class _SquareGroupConv(_HexConv):
 
 
 class P4ConvZ2(_SquareGroupConv):
-    """Lifting convolution ``Z2 -> p4``: ``[B, I, H, W] -> [B, O, 4, H, W]``; weight ``[O, I, 1, k, k]``."""
+    """Lifting convolution ``Z2 -> p4``: ``[B, I, H, W] -> [B, O, 4, H, W]``; weight ``[O, I, 1, k, k]``.
+
+    Example (pooled over the group and the plane, the features ignore quarter turns):
+        >>> import torch
+        >>> from flowkernels.nn import GroupPool, P4ConvZ2
+        >>> _ = torch.manual_seed(0)
+        >>> layer = P4ConvZ2(1, 8)
+        >>> x = torch.rand(2, 1, 6, 6)
+        >>> layer(x).shape
+        torch.Size([2, 8, 4, 6, 6])
+        >>> def features(t):
+        ...     return GroupPool("max")(layer(t)).amax(dim=(-2, -1))
+        >>> torch.allclose(features(torch.rot90(x, 1, (-2, -1))), features(x))
+        True
+    """
 
     in_group, out_group = "z2", "p4"
 

@@ -66,6 +66,17 @@ def ar_conv2d_inverse(
         ValueError: a diagonal entry ``weight[c, c, k//2, k//2]`` is zero or not
             finite (the convolution is not invertible).
         RuntimeError: shapes, dtypes or devices do not fit (the message names the argument).
+
+    Example:
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(1, 2, 5, 5, dtype=torch.float64, generator=generator)
+        >>> weight = torch.randn(2, 2, 3, 3, dtype=torch.float64, generator=generator)
+        >>> weight[:, :, 1, 1] = 2 * torch.eye(2)  # the diagonal: the map is invertible
+        >>> y = ops.ar_conv2d(x, weight)
+        >>> torch.allclose(ops.ar_conv2d_inverse(y, weight), x)
+        True
     """
     return _ops.ar_conv2d_inverse(y, weight, bias, reverse=reverse)
 

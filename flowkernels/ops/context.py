@@ -31,7 +31,18 @@ MAX_CHANNELS = 85
 
 
 def context_encode(image: torch.Tensor) -> torch.Tensor:
-    """Code a uint8 CPU image ``[C, H, W]`` (1 <= C <= 85) losslessly; returns the stream as uint8 ``[n]``."""
+    """Code a uint8 CPU image ``[C, H, W]`` (1 <= C <= 85) losslessly; returns the stream as uint8 ``[n]``.
+
+    Example:
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> image = torch.arange(64, dtype=torch.uint8).reshape(1, 8, 8)
+        >>> stream = ops.context_encode(image)
+        >>> stream.dtype, stream.numel()
+        (torch.uint8, 20)
+        >>> torch.equal(ops.context_decode(stream, (1, 8, 8)), image)
+        True
+    """
     _check_not_cuda("context_encode", "image", image)
     return torch.ops.flowkernels.context_encode(image)
 

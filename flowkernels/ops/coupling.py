@@ -29,6 +29,12 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
     Returns:
         A tensor like ``x`` holding integer values.
+
+    Example:
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> ops.round_ste(torch.tensor([0.5, 1.5, -2.5, 2.7]))
+        tensor([ 0.,  2., -2.,  3.])
     """
     return _ops.round_ste(x)
 
@@ -50,6 +56,16 @@ def integer_coupling(x: torch.Tensor, t: torch.Tensor, *, inverse: bool = False,
         t: translation, same shape, dtype and device as ``x``.
         inverse: subtract instead of add.
         scale: positive, finite lattice density.
+
+    Example:
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> x, t = torch.tensor([3.0, -1.0, 7.0]), torch.tensor([0.4, 2.6, -1.5])
+        >>> z = ops.integer_coupling(x, t)
+        >>> z
+        tensor([3., 2., 5.])
+        >>> torch.equal(ops.integer_coupling(z, t, inverse=True), x)
+        True
     """
     return _ops.integer_coupling(x, t, inverse=inverse, scale=float(scale))
 
@@ -89,6 +105,15 @@ def discretized_logistic_logp(
 
     Returns:
         ``log P(x)`` with shape ``S``.
+
+    Example (one logistic of location 0 and scale 1 on the integers, then 8-bit pixels):
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> ops.discretized_logistic_logp(torch.tensor([0.0, 3.0]), torch.zeros(2), torch.zeros(2))
+        tensor([-1.4068, -3.0673])
+        >>> pixels, mu, log_scale = torch.tensor([0.0, 255.0]), torch.full((2,), 128.0), torch.full((2,), 3.0)
+        >>> ops.discretized_logistic_logp(pixels, mu, log_scale, lower=0, upper=255).exp()
+        tensor([0.0017, 0.0018])
     """
     if logit_pi is None and mu.dim() == x.dim():
         mu, log_scale = mu.unsqueeze(-1), log_scale.unsqueeze(-1)

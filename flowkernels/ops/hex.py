@@ -42,6 +42,18 @@ def hex_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
     Returns:
         ``[B, O, H, W]`` (zero padding outside the image).
+
+    Example (all-ones weights: the output counts each cell's live neighbourhood, the 7-cell hexagon):
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> x = torch.zeros(1, 1, 5, 5)
+        >>> x[0, 0, 2, 2] = 1.0
+        >>> ops.hex_conv2d(x, torch.ones(1, 1, 3, 3))[0, 0]
+        tensor([[0., 0., 0., 0., 0.],
+                [0., 0., 1., 1., 0.],
+                [0., 1., 1., 1., 0.],
+                [0., 1., 1., 0., 0.],
+                [0., 0., 0., 0., 0.]])
     """
     return _ops.hex_conv2d(x, weight, bias)
 
@@ -155,6 +167,20 @@ def hex_group_conv2d(
 
     Returns:
         ``[B, O, G_out, H, W]``: rotating the input (:func:`flowkernels.hex.rotate60`) rotates the output.
+
+    Example:
+        >>> import torch
+        >>> from flowkernels import hex, ops
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> domain = hex.hex_domain_mask(9)  # a hexagon, which rotations map onto itself
+        >>> x = torch.randn(1, 1, 9, 9, dtype=torch.float64, generator=generator) * domain
+        >>> weight = torch.randn(4, 1, 1, 3, 3, dtype=torch.float64, generator=generator)
+        >>> y = ops.hex_group_conv2d(x, weight, in_group="z2", out_group="p6") * domain
+        >>> y.shape
+        torch.Size([1, 4, 6, 9, 9])
+        >>> rotated = ops.hex_group_conv2d(hex.rotate60(x), weight, in_group="z2", out_group="p6") * domain
+        >>> torch.allclose(rotated, hex.rotate60(y))
+        True
     """
     return _group_conv("hex_group_conv2d", GROUP_ORDERS, "hex", hex_conv2d, x, weight, bias, in_group, out_group)
 
@@ -190,6 +216,19 @@ def square_group_conv2d(
     Returns:
         ``[B, O, G_out, H, W]``: rotating or mirroring the input (:func:`flowkernels.square.transform_group_map`)
         does the same to the output, exactly.
+
+    Example:
+        >>> import torch
+        >>> from flowkernels import ops, square
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(2, 3, 6, 6, dtype=torch.float64, generator=generator)
+        >>> weight = torch.randn(5, 3, 1, 3, 3, dtype=torch.float64, generator=generator)
+        >>> y = ops.square_group_conv2d(x, weight, in_group="z2", out_group="p4")
+        >>> y.shape
+        torch.Size([2, 5, 4, 6, 6])
+        >>> turned = ops.square_group_conv2d(torch.rot90(x, 1, (-2, -1)), weight, in_group="z2", out_group="p4")
+        >>> torch.allclose(turned, square.transform_group_map(y, (0, 1)))
+        True
     """
     return _group_conv(
         "square_group_conv2d", square.GROUP_ORDERS, "square", _square_conv, x, weight, bias, in_group, out_group

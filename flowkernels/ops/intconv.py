@@ -51,6 +51,16 @@ def int_conv2d(
 
     Returns:
         ``[N, O, H + 2 padding - kh + 1, W + 2 padding - kw + 1]`` of ``out_dtype``, on ``x``'s device.
+
+    Example (a 1x1 convolution by 3, bias 10, times 1 / 2^1, rounded half up):
+        >>> import torch
+        >>> from flowkernels import ops
+        >>> x = torch.tensor([[[[100, -200]]]], dtype=torch.int16)
+        >>> w = torch.tensor([[[[3]]]], dtype=torch.int8)
+        >>> def int32(v):
+        ...     return torch.tensor([v], dtype=torch.int32)
+        >>> ops.int_conv2d(x, w, int32(10), int32(1), int32(1))
+        tensor([[[[ 155, -295]]]], dtype=torch.int16)
     """
     if out_dtype not in _RANGES:
         raise ValueError(f"int_conv2d: out_dtype must be torch.int16 or torch.int32, got {out_dtype}")
