@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from .._optional import require
+from ..codec.interface import LatentStep  # the codec's contract, which encode_latents returns
 from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
 from ..nn import FlowLayer, FlowSequential, Squeeze
 from ..nn.flow import zero_conv
@@ -347,21 +348,6 @@ class TopPrior(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------
 # The model
-
-
-@dataclass
-class LatentStep:
-    """One latent of :meth:`IDF.encode_latents`, with the prior it is coded under.
-
-    ``z``: integer-valued float tensor ``[N, *S]``; ``mu``, ``log_scale``, ``logit_pi``: ``[N, *S, K]``,
-    the discretized logistic mixture (bin width 1) of every element of ``z``, i.e.
-    ``log P(z) = discretized_logistic_logp(z, mu, log_scale, logit_pi)``.
-    """
-
-    z: torch.Tensor
-    mu: torch.Tensor
-    log_scale: torch.Tensor
-    logit_pi: torch.Tensor
 
 
 #: the range of every whole-number argument of :class:`IDF`: a config comes from files (checkpoints, the
