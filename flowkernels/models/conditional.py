@@ -68,7 +68,6 @@ __all__ = [
     "downsample",
     "evaluate_conditional",
     "resize_features",
-    "soft_clamp",
     "train_conditional",
 ]
 

@@ -241,8 +241,9 @@ class UniformDequantizer(Dequantizer):
         return torch.where(inside, 0.0, -math.inf).to(u.dtype)
 
 
-class ConditionNet(nn.Module):
-    """Features of the integer image ``x`` for a dequantizer: two 3x3 convs with ReLUs, ``hidden`` channels."""
+class ImageFeatures(nn.Module):
+    """Features of the integer image ``x`` for a dequantizer: two 3x3 convs with ReLUs, ``hidden`` channels.
+    (The conditional flows' conditioning network is :class:`flowkernels.models.conditional.ConditionNet`.)"""
 
     def __init__(self, channels: int, levels: int, hidden: int) -> None:
         super().__init__()
@@ -340,14 +341,14 @@ class _FlowDequantizer(Dequantizer):
     """A dequantizer that is a conditional flow: logistic base, ``transforms`` conditioned on ``x``, sigmoid.
 
     Every transform maps ``(z, h) -> (z', log-derivative per element)`` and has the matching ``inverse``;
-    ``h`` are the features of ``x`` (:class:`ConditionNet`). Sampling runs the flow forward once; scoring a
+    ``h`` are the features of ``x`` (:class:`ImageFeatures`). Sampling runs the flow forward once; scoring a
     given ``u`` runs it backwards from ``logit(u)``.
     """
 
     def __init__(self, channels: int, levels: int, hidden: int, make_transforms: Callable[[], list[nn.Module]]) -> None:
         super().__init__(channels, levels)
         # Built in this order (conditioning net, base, transforms) so that a seed gives the same weights.
-        self.condition = ConditionNet(channels, levels, hidden)
+        self.condition = ImageFeatures(channels, levels, hidden)
         self.base = _ConditionalLogistic(channels, hidden)
         self.transforms = nn.ModuleList(make_transforms())
 
@@ -382,7 +383,7 @@ class VariationalDequantizer(_FlowDequantizer):
     """Flow++-style variational dequantization: a conditional flow from a logistic onto the unit cube.
 
     ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` with ``h`` the features of ``x``
-    (:class:`ConditionNet`), ``steps`` checkerboard affine couplings whose networks see ``h``, then
+    (:class:`ImageFeatures`), ``steps`` checkerboard affine couplings whose networks see ``h``, then
     ``u = sigmoid(z)``. Every transform starts as the identity, so an untrained ``q`` is exactly uniform.
     ``log q(u | x) = log Logistic(eps) - sum of the log-derivatives``.
     """
