@@ -19,7 +19,7 @@ likelihood of an image is the likelihood of its latents, and those latents can b
   Jacobian term.
 * Priors: each latent has a mixture of ``n_mixtures`` discretized logistics per element
   (``flowkernels.ops.discretized_logistic_logp`` with ``bin_width=1``). A factored-out latent's
-  ``(mu, log_scale, logit_pi)`` come from a conv net on the kept channels (:class:`SplitPrior`); the
+  ``(mu, log_scale, logit_pi)`` come from a conv net on the kept channels (:class:`MixtureSplitPrior`); the
   top latent's are learned per channel and position (:class:`TopPrior`).
 
 The map is exact in floating point as long as every intermediate value is an integer below 2^24 in
@@ -62,7 +62,7 @@ __all__ = [
     "LatentStep",
     "IntegerCoupling",
     "ChannelPermutation",
-    "SplitPrior",
+    "MixtureSplitPrior",
     "TopPrior",
     "IDFHistory",
     "NETS",
@@ -278,7 +278,7 @@ def _to_params(raw: torch.Tensor, data_levels: int) -> tuple[torch.Tensor, torch
     return mu * data_levels, log_scale + (math.log(data_levels) + _LOG_SCALE_OFFSET), logit_pi
 
 
-class SplitPrior(_Chunked):
+class MixtureSplitPrior(_Chunked):
     """The prior of a factored-out latent: ``x = [kept, z]`` along channels, with the first
     ``channels // 2`` kept, and ``(mu, log_scale, logit_pi)`` of ``z``, each ``[N, F, h, w, K]``, computed
     by a conv net (:func:`make_net`) from ``kept / data_levels``. ``mu = data_levels * raw``,
@@ -297,7 +297,7 @@ class SplitPrior(_Chunked):
     ) -> None:
         super().__init__()
         if channels < 2:
-            raise ValueError(f"SplitPrior: needs at least 2 channels to split, got {channels}")
+            raise ValueError(f"MixtureSplitPrior: needs at least 2 channels to split, got {channels}")
         self.keep = channels // 2
         self.factor = channels - self.keep
         self.n_mixtures = n_mixtures
@@ -321,7 +321,7 @@ class SplitPrior(_Chunked):
         return tuple(p.contiguous() for p in params)
 
     @torch.no_grad()
-    def load_integer(self, source: SplitPrior) -> None:
+    def load_integer(self, source: MixtureSplitPrior) -> None:
         """Quantize ``source``'s float net (calibrated) into this integer prior's net."""
         offset = math.log(self.data_levels) + _LOG_SCALE_OFFSET
         scale, shift = idf_integer.prior_output_units(self.factor, self.n_mixtures, self.data_levels, offset)
@@ -520,7 +520,7 @@ class IDF(nn.Module):
                 steps.append(IntegerCoupling(channels, hidden, blocks, net, data_levels, arithmetic))
             self.blocks.append(FlowSequential(Squeeze(), *steps))
             if level < levels - 1:
-                split = SplitPrior(channels, hidden, blocks, net, n_mixtures, data_levels, arithmetic)
+                split = MixtureSplitPrior(channels, hidden, blocks, net, n_mixtures, data_levels, arithmetic)
                 self.splits.append(split)
                 channels = split.keep
         if self.integer:
@@ -659,7 +659,7 @@ class IDF(nn.Module):
     # -- integer arithmetic (see flowkernels.models.idf_integer) --------------------------------------
 
     def _net_owners(self) -> list[_Chunked]:
-        return [module for module in self.modules() if isinstance(module, (IntegerCoupling, SplitPrior))]
+        return [module for module in self.modules() if isinstance(module, (IntegerCoupling, MixtureSplitPrior))]
 
     @property
     def quantization_aware(self) -> bool:
@@ -692,7 +692,7 @@ class IDF(nn.Module):
         if not self.quantization_aware:
             raise ValueError("IDF.to_integer: call calibrate(training images) first (and fine-tune, ideally)")
         integer = IDF(**{**self.config, "arithmetic": "integer"}).to(self.device)
-        kinds = (ChannelPermutation, IntegerCoupling, SplitPrior)  # the same sequence in both models
+        kinds = (ChannelPermutation, IntegerCoupling, MixtureSplitPrior)  # the same sequence in both models
         pairs = zip(
             [m for m in self.modules() if isinstance(m, kinds)],
             [m for m in integer.modules() if isinstance(m, kinds)],
