@@ -131,6 +131,8 @@ def make_extension():
 setup(
     packages=find_packages(include=["flowkernels", "flowkernels.*"]),
     package_data={"flowkernels": ["pretrained/*.pt", "py.typed"]},
+    # the float originals of the photos-dev models are build products of scripts/train_pretrained.sh
+    exclude_package_data={"flowkernels": ["pretrained/idf_photos_dev_*_float.pt"]},
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -15,7 +15,8 @@ Also the codec's throughput (pixels per second) and the share of it spent in rAN
 Then the ``.fkc`` files that ``flowkernels compress`` writes (the smallest of the context coder, PNG,
 stored) on the held-out photographs of :mod:`flowkernels.photo_sources` (Debian's
 plasma-workspace-wallpapers and scikit-learn's sample images, gray and RGB; never used while developing),
-per image, with the shipped IDF flow alone beside them; on images of other kinds (digits, text, line art,
+per image, with each shipped photograph flow alone beside them (trained on scikit-image's photographs,
+and on those plus the development wallpapers); on images of other kinds (digits, text, line art,
 a pixel-doubled image, noise); the encode and decode time of a 768x512 gray photograph; and the issue's
 targets judged on those numbers (:func:`flowkernels.benchmarks.heldout.judge`).
 
@@ -73,7 +74,7 @@ def _heldout() -> dict:
     if not photographs:
         raise SystemExit("no held-out photographs installed: " + "; ".join(missing))
     others = heldout.other_kind_rows(progress=say)
-    rows = heldout.heldout_rows(photographs, flow=heldout.shipped_flows(), progress=say)
+    rows = heldout.heldout_rows(photographs, flows=heldout.shipped_flows(), progress=say)
     # the speed target's 768x512 gray photograph: a held-out wallpaper downscaled by 2 instead of 4
     larger = photo_sources.load_source("plasma", downscale=2)[:1]
     speed = heldout.speed_row(larger[0]) if larger else None

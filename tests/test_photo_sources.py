@@ -100,10 +100,16 @@ def test_image_rows_are_checked_files_and_judge_decides_on_the_numbers():
     pytest.importorskip("imagecodecs")
     data = pytest.importorskip("skimage.data")
     photo = photo_sources.Photograph("skimage", "coffee", data.coffee()[:64, :96])
-    rows = heldout.heldout_rows([photo])
+    from flowkernels.codec import LosslessImageCodec
+    from flowkernels.models.idf import IDF
+
+    torch.manual_seed(0)
+    gray_flow = IDF(1, 8, 8, data_levels=256, levels=2, depth=1, hidden=8, blocks=1).eval()
+    rows = heldout.heldout_rows([photo], flows={"IDF tiny": {1: LosslessImageCodec(gray_flow)}})
     assert [r["label"] for r in rows] == ["skimage/coffee (gray)", "skimage/coffee (RGB)"]
+    assert rows[0]["flows"]["IDF tiny"] > 0 and rows[1]["flows"] == {"IDF tiny": None}  # no RGB model
     for row in rows:
-        assert row["method"] in ("context", "png", "stored") and row["flow"] is None
+        assert row["method"] in ("context", "png", "stored")
         assert row["fkc"] == min(v for v in row["methods"].values() if v is not None) > 0
         assert set(row["classical"]) == {"PNG", "WebP lossless", "JPEG-XL lossless", "JPEG-LS"}
     # 128x128 noise: imagecodecs' JPEG-LS fails on it (its output buffer is too small), which the row records
@@ -117,4 +123,6 @@ def test_image_rows_are_checked_files_and_judge_decides_on_the_numbers():
         r["label"] for r in rows
     ]
     table = heldout.format_heldout_table(rows)
-    assert "mean, 1 gray" in table and "mean, 1 RGB" in table
+    assert "mean, 1 gray" in table and "mean, 1 RGB" in table and "| IDF tiny alone |" in table
+    gray_mean = next(line for line in table.splitlines() if "mean, 1 gray" in line)
+    assert f"| {rows[0]['flows']['IDF tiny']:.3f} |" in gray_mean

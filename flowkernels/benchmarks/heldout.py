@@ -2,7 +2,7 @@
 
 For each image: the bits per subpixel of the whole ``.fkc`` file that ``flowkernels compress`` writes
 (:func:`flowkernels.codec.encode_image_file`, default methods) and the method it chose, its encode and
-decode seconds, the shipped IDF flow alone (``--method flow``, where a model for the channels exists),
+decode seconds, each shipped photograph flow alone (``--method flow``; :data:`FLOW_MODELS`),
 and PNG, WebP lossless, JPEG-XL lossless and JPEG-LS (:mod:`flowkernels.benchmarks.classical`). Every
 file is decoded and checked.
 
@@ -21,7 +21,7 @@ import torch
 
 from ..codec import LosslessImageCodec, decode_image_file, encode_image_file
 from ..codec.imageio import to_tensor
-from ..codec.registry import resolve_model, shipped_model_for_channels
+from ..codec.registry import MODELS, resolve_model
 from . import classical
 
 __all__ = ["image_row", "heldout_rows", "other_kind_rows", "speed_row", "judge", "format_heldout_table"]
@@ -52,8 +52,22 @@ def _classical_bits(image: np.ndarray, name: str) -> float | None:
         return None
 
 
-def image_row(label: str, image: np.ndarray, *, flow: dict[int, LosslessImageCodec] | None = None) -> dict:
-    """One image (uint8 ``[H, W]`` or ``[H, W, 3]``) coded every way; sizes in bits per subpixel."""
+#: The shipped photograph flows compared on the held-out photographs: a column name and, per channel
+#: count, the shipped model (trained on scikit-image's photographs; on those plus the development
+#: wallpapers of :mod:`flowkernels.photo_sources`).
+FLOW_MODELS: dict[str, dict[int, str]] = {
+    "IDF scikit-image": {1: "photos-gray", 3: "photos-rgb"},
+    "IDF development": {1: "photos-dev-gray", 3: "photos-dev-rgb"},
+}
+
+Flows = dict[str, dict[int, LosslessImageCodec]]
+
+
+def image_row(label: str, image: np.ndarray, *, flows: Flows | None = None) -> dict:
+    """One image (uint8 ``[H, W]`` or ``[H, W, 3]``) coded every way; sizes in bits per subpixel.
+
+    ``flows``: by column name, the flow codec per channel count (:func:`shipped_flows`); ``row["flows"]``
+    has each column's size of the flow-only file (None: no model for these channels)."""
     tensor = to_tensor(image)[0][0]
     encoded, encode_s = _timed(lambda: encode_image_file(tensor))
     (decoded, _), decode_s = _timed(lambda: decode_image_file(encoded.data))
@@ -70,28 +84,37 @@ def image_row(label: str, image: np.ndarray, *, flow: dict[int, LosslessImageCod
         "encode_s": encode_s,
         "decode_s": decode_s,
         "classical": {name: _classical_bits(image, name) for name in classical.CLASSICAL_CODECS},
-        "flow": None,
+        "flows": {},
     }
-    codec = (flow or {}).get(tensor.shape[0])
-    if codec is not None:
-        flow_file = encode_image_file(tensor, methods=("flow",), flow_codec=codec)
-        if not torch.equal(decode_image_file(flow_file.data, flow_codec=codec)[0], tensor):
-            raise RuntimeError(f"{label}: the flow file did not decode to the image")
-        row["flow"] = 8 * len(flow_file.data) / n
+    for column, codecs in (flows or {}).items():
+        codec = codecs.get(tensor.shape[0])
+        row["flows"][column] = None
+        if codec is not None:
+            flow_file = encode_image_file(tensor, methods=("flow",), flow_codec=codec)
+            if not torch.equal(decode_image_file(flow_file.data, flow_codec=codec)[0], tensor):
+                raise RuntimeError(f"{label}: the {column} flow file did not decode to the image")
+            row["flows"][column] = 8 * len(flow_file.data) / n
     return row
 
 
-def shipped_flows() -> dict[int, LosslessImageCodec]:
-    """The shipped photograph flows by channel count."""
-    return {channels: LosslessImageCodec(resolve_model(shipped_model_for_channels(channels))) for channels in (1, 3)}
+def shipped_flows() -> Flows:
+    """The shipped photograph flows of :data:`FLOW_MODELS` that this installation has, by column and
+    channel count."""
+    flows: Flows = {}
+    for column, names in FLOW_MODELS.items():
+        installed = {channels: name for channels, name in names.items() if name in MODELS}
+        codecs = {channels: LosslessImageCodec(resolve_model(name)) for channels, name in installed.items()}
+        if codecs:
+            flows[column] = codecs
+    return flows
 
 
-def heldout_rows(photographs, *, flow: dict[int, LosslessImageCodec] | None = None, progress=None) -> list[dict]:
+def heldout_rows(photographs, *, flows: Flows | None = None, progress=None) -> list[dict]:
     """Every held-out photograph (:func:`flowkernels.photo_sources.heldout_photographs`) in gray and RGB."""
     rows = []
     for photo in photographs:
         for mode, pixels in (("gray", photo.gray()), ("RGB", photo.rgb)):
-            rows.append(image_row(f"{photo.label} ({mode})", pixels, flow=flow) | {"source": photo.source})
+            rows.append(image_row(f"{photo.label} ({mode})", pixels, flows=flows) | {"source": photo.source})
             if progress:
                 progress(f"{rows[-1]['label']}: {rows[-1]['fkc']:.3f} bits/subpixel ({rows[-1]['method']})")
     return rows
@@ -184,15 +207,16 @@ def judge(rows: Sequence[dict], others: Sequence[dict], speed: dict | None) -> d
 def format_heldout_table(rows: Sequence[dict], *, means: bool = True) -> str:
     """Markdown: one row per image (bits per subpixel; the smallest in bold), then the means per mode."""
     names = list(classical.CLASSICAL_CODECS)
-    columns = ["image", ".fkc", "method", "IDF flow alone", *names, "encode s", "decode s"]
+    flow_columns = list(dict.fromkeys(column for r in rows for column in r["flows"]))
+    columns = ["image", ".fkc", "method", *(f"{c} alone" for c in flow_columns), *names, "encode s", "decode s"]
     lines = ["| " + " | ".join(columns) + " |", "|---|---:|---|" + "---:|" * (len(columns) - 3)]
 
-    def cells(label, fkc, method, flow, values, encode, decode):
+    def cells(label, fkc, method, flows, values, encode, decode):
         sizes = [fkc, *values]
         low = min(v for v in sizes if v is not None)
         text = ["failed" if v is None else f"**{v:.3f}**" if v == low else f"{v:.3f}" for v in sizes]
-        flow_text = "-" if flow is None else f"{flow:.3f}"
-        return [label, text[0], method, flow_text, *text[1:], encode, decode]
+        flow_text = ["-" if flow is None else f"{flow:.3f}" for flow in flows]
+        return [label, text[0], method, *flow_text, *text[1:], encode, decode]
 
     for r in rows:
         lines.append(
@@ -202,7 +226,7 @@ def format_heldout_table(rows: Sequence[dict], *, means: bool = True) -> str:
                     r["label"],
                     r["fkc"],
                     r["method"],
-                    r["flow"],
+                    [r["flows"].get(c) for c in flow_columns],
                     [r["classical"][n] for n in names],
                     f"{r['encode_s']:.3f}",
                     f"{r['decode_s']:.3f}",
@@ -215,7 +239,6 @@ def format_heldout_table(rows: Sequence[dict], *, means: bool = True) -> str:
             group = [r for r in rows if r["mode"] == mode]
             if not group:
                 continue
-            flows = [r["flow"] for r in group if r["flow"] is not None]
             lines.append(
                 "| "
                 + " | ".join(
@@ -223,7 +246,7 @@ def format_heldout_table(rows: Sequence[dict], *, means: bool = True) -> str:
                         f"**mean, {len(group)} {mode}**",
                         _mean([r["fkc"] for r in group]),
                         "",
-                        _mean(flows) if len(flows) == len(group) else None,
+                        [_mean_or_none([r["flows"].get(c) for r in group]) for c in flow_columns],
                         [_mean_or_none([r["classical"][n] for r in group]) for n in names],
                         f"{_mean([r['encode_s'] for r in group]):.3f}",
                         f"{_mean([r['decode_s'] for r in group]):.3f}",

@@ -4,14 +4,17 @@ The default models are integer-only (:mod:`flowkernels.models.idf_integer`): eve
 recomputes is an integer, so their files decode on any machine. Their float originals ship too, for
 the files that flowkernels wrote with them before (codec format version 2), which decode where they did.
 
-=================  ========================================================  ==========================
-name               data (fixed splits of flowkernels.data)                   file
-=================  ========================================================  ==========================
-``digits``         scikit-learn's 8x8 digits, 17 levels                      idf_digits.pt
-``photos-gray``    32x32 patches of scikit-image's grayscale photographs     idf_photos_gray.pt
-``photos-rgb``     32x32 patches of scikit-image's colour photographs        idf_photos_rgb.pt
-``*-float``        the float models the integer ones were fine-tuned from    idf_*_float.pt
-=================  ========================================================  ==========================
+===================  ==========================================================  ========================
+name                 data (fixed splits of flowkernels.data)                     file
+===================  ==========================================================  ========================
+``digits``           scikit-learn's 8x8 digits, 17 levels                        idf_digits.pt
+``photos-gray``      32x32 patches of scikit-image's grayscale photographs       idf_photos_gray.pt
+``photos-rgb``       32x32 patches of scikit-image's colour photographs          idf_photos_rgb.pt
+``photos-dev-gray``  64x64 patches of scikit-image's photographs and of the      idf_photos_dev_gray.pt
+                     development wallpapers (:mod:`flowkernels.photo_sources`)
+``photos-dev-rgb``   the same in colour                                          idf_photos_dev_rgb.pt
+``*-float``          the float models the first three were fine-tuned from       idf_*_float.pt
+===================  ==========================================================  ========================
 
 The float models were trained with ``flowkernels train-idf --seed 0``; the integer ones with
 ``flowkernels train-idf --init <float model> --epochs 0 --qat-epochs N`` (quantization-aware
@@ -32,6 +35,8 @@ SHIPPED = {
     "digits-float": "idf_digits_float.pt",
     "photos-gray-float": "idf_photos_gray_float.pt",
     "photos-rgb-float": "idf_photos_rgb_float.pt",
+    "photos-dev-gray": "idf_photos_dev_gray.pt",
+    "photos-dev-rgb": "idf_photos_dev_rgb.pt",
 }
 #: float models kept to decode the files made with them (they decode only on the same kind of machine)
 LEGACY = ("digits-float", "photos-gray-float", "photos-rgb-float")
