@@ -245,11 +245,12 @@ def development_photo_names(split: str) -> list[str]:
     """Labels (``source/name``) of the wallpapers of the development sources in ``split`` of ``photos-dev-*``.
 
     The scikit-image photographs keep their own split (:func:`photo_names`)."""
-    from .photo_sources import development_photographs
+    from .photo_sources import SOURCES, source_labels
 
     if split not in SPLITS:
         raise ValueError(f"flowkernels.data: split must be one of {SPLITS}, got {split!r}")
-    labels = sorted(photo.label for photo in development_photographs())  # decoded once each: a few seconds
+    development = [name for name, source in SOURCES.items() if source.role == "development"]
+    labels = sorted(label for name in development for label in source_labels(name))  # names only, no decoding
     return [label for i, label in enumerate(labels, 1) if (i % DEVELOPMENT_TEST_EVERY == 0) == (split == "test")]
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "Photograph",
     "area_downscale",
     "source_files",
+    "source_labels",
     "load_source",
     "heldout_photographs",
     "development_photographs",
@@ -134,6 +135,12 @@ def _label(path: Path) -> str:
     if "wallpapers" in parts:  # .../wallpapers/<Name>/contents/images/2560x1600.jpg
         return parts[parts.index("wallpapers") + 1]
     return path.stem
+
+
+def source_labels(name: str) -> list[str]:
+    """The labels (``source/name``) of the installed photographs of a Debian source, found without
+    decoding them (the order of :func:`source_files`)."""
+    return [f"{name}/{_label(path)}" for path in source_files(name)]
 
 
 def load_source(name: str, *, downscale: int | None = None) -> list[Photograph]:
