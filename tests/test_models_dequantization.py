@@ -11,6 +11,7 @@ from torch import nn
 
 from flowkernels.models.dequantization import (
     DEQUANTIZERS,
+    ARConvDequantizer,
     AutoregressiveDequantizer,
     DequantizedFlow,
     UniformDequantizer,
@@ -24,6 +25,8 @@ from flowkernels.models.dequantization import (
 )
 
 LEVELS = 4
+# The dequantizers whose q factorises in the raster order, with conditional_log_probs.
+TRIANGULAR = ("arconv", "autoregressive")
 
 
 def randomize(module: nn.Module, scale: float = 0.1, seed: int = 0) -> nn.Module:
@@ -264,7 +267,7 @@ def test_samples_lie_in_their_bin(kind):
             assert torch.isfinite(log_q).all()
 
 
-@pytest.mark.parametrize("kind", ["variational", "autoregressive"])
+@pytest.mark.parametrize("kind", ["variational", "arconv", "autoregressive"])
 def test_log_prob_of_samples_matches_the_sampling_density(kind):
     dequantizer = randomize(make_dequantizer(kind, 2, LEVELS, hidden=8, steps=3)).double()
     x = torch.randint(0, LEVELS, (5, 2, 3, 3))
@@ -286,10 +289,11 @@ def integrate_over_unit_cube(log_density, dims: int, nodes: int) -> torch.Tensor
     return ((log_density(torch.sigmoid(t)) + jacobian).exp() * w).sum()
 
 
-@pytest.mark.parametrize("kind", ["variational", "autoregressive"])
+@pytest.mark.parametrize("kind", ["variational", "arconv", "autoregressive"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_q_integrates_to_one_over_the_bin(kind, seed):
     one = torch.tensor(1.0, dtype=torch.float64)
+    torch.manual_seed(seed)  # the initial weights too, not just the randomisation: no dependence on test order
     dequantizer = randomize(make_dequantizer(kind, 2, LEVELS, hidden=8, steps=2), seed=seed).double()
     for cell in ([0, 3], [2, 1]):
         x = torch.tensor(cell).view(1, 2, 1, 1)
@@ -315,9 +319,10 @@ def raster_index(shape: tuple[int, int, int], position: int) -> tuple[int, int, 
     return channel, pixel // width, pixel % width
 
 
-def test_autoregressive_conditionals_depend_only_on_earlier_dimensions():
+@pytest.mark.parametrize("kind", TRIANGULAR)
+def test_autoregressive_conditionals_depend_only_on_earlier_dimensions(kind):
     torch.manual_seed(0)
-    dequantizer = randomize(AutoregressiveDequantizer(2, LEVELS, hidden=8, steps=3)).double()
+    dequantizer = randomize(make_dequantizer(kind, 2, LEVELS, hidden=8, steps=3)).double()
     shape = (2, 4, 4)
     x = torch.randint(0, LEVELS, (3, *shape))
     u = torch.rand(3, *shape, dtype=torch.float64)
@@ -335,9 +340,10 @@ def test_autoregressive_conditionals_depend_only_on_earlier_dimensions():
             assert not torch.allclose(new_terms, terms)  # the later factors do depend on what changed
 
 
-def test_autoregressive_conditional_is_a_normalised_density():
+@pytest.mark.parametrize("kind", TRIANGULAR)
+def test_autoregressive_conditional_is_a_normalised_density(kind):
     """For fixed u_<d, integrating q(u_d | u_<d, x) over u_d in [0, 1) gives 1."""
-    dequantizer = randomize(AutoregressiveDequantizer(1, LEVELS, hidden=8, steps=2)).double()
+    dequantizer = randomize(make_dequantizer(kind, 1, LEVELS, hidden=8, steps=2)).double()
     x = torch.randint(0, LEVELS, (1, 1, 3, 3))
     u = torch.rand(1, 1, 3, 3, dtype=torch.float64)
     c, i, j = raster_index((1, 3, 3), 4)
@@ -354,6 +360,7 @@ def test_autoregressive_conditional_is_a_normalised_density():
 def test_dequantizers_depend_on_x():
     for dequantizer in (
         randomize(VariationalDequantizer(1, 17, hidden=8)),
+        randomize(ARConvDequantizer(1, 17, hidden=8)),
         randomize(AutoregressiveDequantizer(1, 17, hidden=8)),
     ):
         u, _ = dequantizer.sample(torch.zeros(2, 1, 4, 4, dtype=torch.long), 1, torch.Generator().manual_seed(0))

@@ -8,6 +8,7 @@ from .conditional import (
     train_conditional,
 )
 from .dequantization import (
+    ARConvDequantizer,
     AutoregressiveDequantizer,
     DequantizedFlow,
     UniformDequantizer,
@@ -45,6 +46,7 @@ __all__ = [
     "FactorizedBernoulli",
     "FactorizedLogistic",
     "train_conditional",
+    "ARConvDequantizer",
     "AutoregressiveDequantizer",
     "DequantizedFlow",
     "UniformDequantizer",

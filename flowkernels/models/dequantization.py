@@ -15,12 +15,13 @@ On the same K samples the three are ordered for every sample draw, not just in e
 the logarithms of power means of the weights (order ``1 - alpha``), and power means grow with the order.
 
 Dequantizers (all :class:`Dequantizer`): :class:`UniformDequantizer`; :class:`VariationalDequantizer`,
-a conditional flow (logistic base, masked affine couplings, sigmoid) whose networks see ``x``; and
-:class:`AutoregressiveDequantizer`, whose flow is triangular in the raster order (the autoregressive
-convolutions of ``ops.ar_conv2d``, elementwise maps), so that ``q`` factorises as
-``prod_d q(u_d | u_<d, x)``. :class:`DequantizedFlow` pairs any flow having ``log_prob`` (e.g. the
-:class:`~flowkernels.models.glow.Glow` of this package, with 1x1, emerging or periodic convolutions) with a
-dequantizer and an objective; :func:`train_dequantized` fits one to the digits.
+a conditional flow (logistic base, masked affine couplings, sigmoid) whose networks see ``x``;
+:class:`AutoregressiveDequantizer`, the paper's ARD, ``q(u | x) = prod_d q(u_d | u_<d, x)`` with every
+conditional computed by a masked (PixelCNN-style) network of ``u_<d`` and the features of ``x``; and
+:class:`ARConvDequantizer`, triangular in the same order but linear in ``u_<d`` (the autoregressive
+convolutions of ``ops.ar_conv2d`` and elementwise maps). :class:`DequantizedFlow` pairs any flow having
+``log_prob`` (e.g. the :class:`~flowkernels.models.glow.Glow` of this package, with 1x1, emerging or periodic
+convolutions) with a dequantizer and an objective; :func:`train_dequantized` fits one to the digits.
 
 Data are images ``[B, C, H, W]`` (a vector of D values is ``[B, D, 1, 1]``). The flow sees
 ``(x + u) / levels`` in ``[0, 1)``, so ``log p(x + u) = log p_flow((x + u) / levels) - D log(levels)``.
@@ -38,7 +39,7 @@ from torch import nn
 
 from .. import ops
 from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
-from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv
+from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv, MaskedConv2d
 from ..nn.flow import check_image, soft_clamp, zero_conv
 from .glow import CONV_KINDS, Glow, standard_normal_log_prob
 from .training import TrainHistory, evaluating, fit
@@ -46,6 +47,7 @@ from .training import TrainHistory, evaluating, fit
 __all__ = [
     "DEQUANTIZERS",
     "OBJECTIVES",
+    "ARConvDequantizer",
     "AutoregressiveDequantizer",
     "DequantizedFlow",
     "Dequantizer",
@@ -61,11 +63,14 @@ __all__ = [
 ]
 
 OBJECTIVES = ("elbo", "iw", "renyi")
-DEQUANTIZERS = ("uniform", "variational", "autoregressive")
+DEQUANTIZERS = ("uniform", "variational", "arconv", "autoregressive")
 
 _LOG2 = math.log(2.0)
 # Log-scales of the flow dequantizers are soft-clamped to (-3, 3): no step can blow a scale up.
 _MAX_LOG_SCALE = 3.0
+# The neural steps' tail parameters log a to (-0.5, 0.5): compounded over the steps, a tail exponent a^steps
+# larger than that would overflow float32 in the sinh-arcsinh maps.
+_MAX_LOG_TAIL = 0.5
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -394,8 +399,20 @@ class VariationalDequantizer(_FlowDequantizer):
         )
 
 
+def _sinh_arcsinh(y: torch.Tensor, log_a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sinh(a asinh(y) + b), log of its derivative at y)`` with ``a = exp(log_a)``: monotone for any ``a > 0``,
+    smooth, with the closed-form inverse :func:`_sinh_arcsinh_inverse`; ``b`` skews it, ``a`` sets the tails."""
+    inner = torch.exp(log_a) * torch.asinh(y) + b
+    log_cosh = inner.abs() + torch.log1p(torch.exp(-2 * inner.abs())) - _LOG2
+    return torch.sinh(inner), log_a + log_cosh - 0.5 * torch.log1p(y.square())
+
+
+def _sinh_arcsinh_inverse(z: torch.Tensor, log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.sinh((torch.asinh(z) - b) * torch.exp(-log_a))
+
+
 class _ARStep(nn.Module):
-    """One triangular step of :class:`AutoregressiveDequantizer`, every map in the raster order.
+    """One triangular step of :class:`ARConvDequantizer`, every map in the raster order.
 
     ``z -> ar_conv2d(z, w)`` (an autoregressive convolution: pixel (i, j) mixes in pixels up and to the
     left, channel c the channels ``<= c`` of its own pixel; diagonal ``w[c, c, p, p]``), then
@@ -424,24 +441,16 @@ class _ARStep(nn.Module):
         shift, raw = self.affine(h).chunk(2, 1)
         return shift, soft_clamp(raw, _MAX_LOG_SCALE)
 
-    def _sinh_arcsinh_log_derivative(self, z: torch.Tensor) -> torch.Tensor:
-        """``log d/dz sinh(a asinh(z) + b)`` at the input ``z``."""
-        a = torch.exp(self.log_a)
-        inner = a * torch.asinh(z) + self.b
-        log_cosh = inner.abs() + torch.log1p(torch.exp(-2 * inner.abs())) - _LOG2
-        return self.log_a + log_cosh - 0.5 * torch.log1p(z.square())
-
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_derivative = self._log_abs_diagonal().expand_as(z)
         z = ops.ar_conv2d(z, self.weight, self.bias)
         shift, log_scale = self._affine(h)
-        z = z * torch.exp(log_scale) + shift
-        log_derivative = log_derivative + log_scale + self._sinh_arcsinh_log_derivative(z)
-        return torch.sinh(torch.exp(self.log_a) * torch.asinh(z) + self.b), log_derivative
+        z, sinh_arcsinh_log_derivative = _sinh_arcsinh(z * torch.exp(log_scale) + shift, self.log_a, self.b)
+        return z, log_derivative + log_scale + sinh_arcsinh_log_derivative
 
     def inverse(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.sinh((torch.asinh(z) - self.b) * torch.exp(-self.log_a))
-        log_derivative = self._sinh_arcsinh_log_derivative(z)
+        z = _sinh_arcsinh_inverse(z, self.log_a, self.b)
+        log_derivative = _sinh_arcsinh(z, self.log_a, self.b)[1]
         shift, log_scale = self._affine(h)
         z = (z - shift) * torch.exp(-log_scale)
         # The triangular solve of the autoregressive convolution (the kernel of ops.ar_conv2d_inverse).
@@ -449,23 +458,8 @@ class _ARStep(nn.Module):
         return z, log_derivative + log_scale + self._log_abs_diagonal()
 
 
-class AutoregressiveDequantizer(_FlowDequantizer):
-    """Autoregressive dequantization: ``q(u | x) = prod_d q(u_d | u_<d, x)`` in the raster order.
-
-    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), ``steps`` triangular steps
-    (:class:`_ARStep`: autoregressive convolution, conditional affine, sinh-arcsinh), then
-    ``u = sigmoid(z)``. Every map is triangular in the same order (pixels in raster order, channels
-    innermost; the autoregressive convolutions only look up and to the left), so sampling is one parallel
-    pass, and scoring any ``u`` inverts the convolutions with ``ops.ar_conv2d_inverse``.
-    :meth:`conditional_log_probs` returns the factors ``log q(u_d | u_<d, x)`` one by one.
-    """
-
-    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, kernel_size: int = 3) -> None:
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"AutoregressiveDequantizer: kernel_size must be odd and positive, got {kernel_size}")
-        super().__init__(
-            channels, levels, hidden, lambda: [_ARStep(channels, hidden, kernel_size) for _ in range(steps)]
-        )
+class _ConditionalLogProbs:
+    """``conditional_log_probs`` of the dequantizers whose flow is triangular in the raster order."""
 
     def conditional_log_probs(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``log q(u_d | u_<d, x)`` for every element ``d``: ``[B, C, H, W]``, summing to :meth:`log_prob`.
@@ -476,15 +470,137 @@ class AutoregressiveDequantizer(_FlowDequantizer):
         return self._log_prob_terms(u, x)
 
 
+class ARConvDequantizer(_ConditionalLogProbs, _FlowDequantizer):
+    """A triangular flow dequantizer built on ``ops.ar_conv2d``: ``q(u | x) = prod_d q(u_d | u_<d, x)``.
+
+    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), ``steps`` triangular steps
+    (:class:`_ARStep`: autoregressive convolution, conditional affine, sinh-arcsinh), then
+    ``u = sigmoid(z)``. Every map is triangular in the same order (pixels in raster order, channels
+    innermost; the autoregressive convolutions only look up and to the left), so sampling is one parallel
+    pass, and scoring any ``u`` inverts the convolutions with ``ops.ar_conv2d_inverse``.
+
+    The conditionals are autoregressive but not neural: ``u_<d`` enters ``q(u_d | u_<d, x)`` through linear
+    maps only (the convolutions), while ``x`` enters through a network. The paper's ARD, with a network on
+    ``u_<d``, is :class:`AutoregressiveDequantizer`.
+    """
+
+    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, kernel_size: int = 3) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"ARConvDequantizer: kernel_size must be odd and positive, got {kernel_size}")
+        super().__init__(
+            channels, levels, hidden, lambda: [_ARStep(channels, hidden, kernel_size) for _ in range(steps)]
+        )
+
+
+class _MaskedNet(nn.Module):
+    """Per-element parameters from the elements before it (raster order) and the features ``h`` of ``x``.
+
+    A PixelCNN-style stack (:class:`~flowkernels.nn.MaskedConv2d`): a mask-A convolution of the input, plus a
+    1x1 convolution of ``h`` (unmasked: ``x`` is known in full), then ``layers`` residual ReLU mask-B
+    convolutions and a zero-initialised mask-B 1x1 convolution to ``params`` values per data channel, laid out
+    ``[B, params * C, H, W]`` so that ``chunk(params, 1)`` gives one ``[B, C, H, W]`` tensor per parameter.
+    """
+
+    def __init__(self, channels: int, hidden: int, params: int, layers: int, kernel_size: int) -> None:
+        super().__init__()
+
+        def masked(in_channels: int, out_channels: int, size: int, mask_type: str) -> MaskedConv2d:
+            return MaskedConv2d(in_channels, out_channels, size, data_channels=channels, mask_type=mask_type)
+
+        self.input = masked(channels, hidden, kernel_size, "A")
+        self.condition = nn.Conv2d(hidden, hidden, 1)
+        self.layers = nn.ModuleList(masked(hidden, hidden, kernel_size, "B") for _ in range(layers))
+        self.out = masked(hidden, params * channels, 1, "B")
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        a = self.input(v) + self.condition(h)
+        for layer in self.layers:
+            a = a + layer(torch.relu(a))
+        return self.out(torch.relu(a))
+
+
+class _AutoregressiveStep(nn.Module):
+    """One inverse-autoregressive step: ``z_d -> sinh(a_d asinh(m_d + exp(s_d) z_d) + b_d)`` for every element.
+
+    ``(m_d, s_d, log a_d, b_d)`` come from a :class:`_MaskedNet` on ``sigmoid(z)`` (bounded inputs) at the
+    elements before ``d`` and the features ``h`` of ``x``, so the step is triangular in the raster order with
+    a neural dependence on the earlier elements. Forward (sampling) is one pass of the network. The inverse
+    solves the triangular system by fixed-point iteration, ``z <- T^-1(z'; params(z))``: after pass ``t`` the
+    first ``t`` elements are exact, so it ends after at most ``C H W`` passes, and earlier when a pass changes
+    nothing, which (the masked weights being exact zeros) is the exact solution too.
+    """
+
+    def __init__(self, channels: int, hidden: int, layers: int, kernel_size: int) -> None:
+        super().__init__()
+        self.net = _MaskedNet(channels, hidden, 4, layers, kernel_size)
+
+    def _params(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mean, raw_scale, raw_a, b = self.net(torch.sigmoid(z), h).chunk(4, 1)
+        return mean, soft_clamp(raw_scale, _MAX_LOG_SCALE), soft_clamp(raw_a, _MAX_LOG_TAIL), b
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_scale, log_a, b = self._params(z, h)
+        out, log_derivative = _sinh_arcsinh(mean + torch.exp(log_scale) * z, log_a, b)
+        return out, log_scale + log_derivative
+
+    def inverse(self, out: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.zeros_like(out)
+        for _ in range(out[0].numel()):
+            # Parameters of the last pass: they read only elements that were already exact before it.
+            mean, log_scale, log_a, b = self._params(z, h)
+            y = _sinh_arcsinh_inverse(out, log_a, b)
+            solved = (y - mean) * torch.exp(-log_scale)
+            if torch.equal(solved, z):
+                break
+            z = solved
+        return z, log_scale + _sinh_arcsinh(y, log_a, b)[1]
+
+
+class AutoregressiveDequantizer(_ConditionalLogProbs, _FlowDequantizer):
+    """Autoregressive dequantization (the paper's ARD): ``q(u | x) = prod_d q(u_d | u_<d, x)``, neural in ``u_<d``.
+
+    ``eps ~ Logistic(0, 1)``, ``z = mean(h) + exp(s(h)) eps`` (``h``: features of ``x``), then ``steps``
+    :class:`_AutoregressiveStep` (an inverse autoregressive flow whose per-element shift, scale and
+    sinh-arcsinh shape come from a masked PixelCNN-style network of the earlier elements and ``h``), then
+    ``u = sigmoid(z)``. The order is the raster order with channels innermost (:mod:`flowkernels.nn.masked`).
+
+    Sampling ``u`` with its ``log q`` is one pass of each step's network, which is all that training and the
+    bounds need (they score q's own samples). Scoring a given ``u`` (:meth:`log_prob`,
+    :meth:`conditional_log_probs`) inverts each step by fixed-point iteration: at most ``C H W`` passes,
+    usually far fewer. An untrained one is uniform dequantization (zero-initialised outputs).
+    """
+
+    def __init__(
+        self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, layers: int = 1, kernel_size: int = 3
+    ) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"AutoregressiveDequantizer: kernel_size must be odd and positive, got {kernel_size}")
+        if layers < 0 or steps < 1:
+            raise ValueError(f"AutoregressiveDequantizer: need steps >= 1 and layers >= 0, got {steps}, {layers}")
+        super().__init__(
+            channels,
+            levels,
+            hidden,
+            lambda: [_AutoregressiveStep(channels, hidden, layers, kernel_size) for _ in range(steps)],
+        )
+
+
+_DEQUANTIZER_CLASSES = {
+    "variational": VariationalDequantizer,
+    "arconv": ARConvDequantizer,
+    "autoregressive": AutoregressiveDequantizer,
+}
+
+
 def make_dequantizer(kind: str, channels: int, levels: int, **kwargs) -> Dequantizer:
-    """``"uniform"``, ``"variational"`` or ``"autoregressive"`` (``kwargs``: hidden, steps, ...)."""
+    """One of :data:`DEQUANTIZERS` (``kwargs``: hidden, steps, ... of the flow dequantizers)."""
     if kind == "uniform":
         return UniformDequantizer(channels, levels)
-    if kind == "variational":
-        return VariationalDequantizer(channels, levels, **kwargs)
-    if kind == "autoregressive":
-        return AutoregressiveDequantizer(channels, levels, **kwargs)
-    raise ValueError(f"make_dequantizer: kind must be one of {DEQUANTIZERS}, got {kind!r}")
+    if kind not in _DEQUANTIZER_CLASSES:
+        raise ValueError(f"make_dequantizer: kind must be one of {DEQUANTIZERS}, got {kind!r}")
+    return _DEQUANTIZER_CLASSES[kind](channels, levels, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -680,7 +796,7 @@ def train_dequantized(
 ) -> tuple[DequantizedFlow, TrainHistory]:
     """Fit a 2-level :class:`Glow` (``conv``: 1x1, emerging or periodic) with a dequantizer to the digits.
 
-    ``dequantizer`` is "uniform", "variational" or "autoregressive"; ``objective`` "elbo", "iw" or "renyi"
+    ``dequantizer`` is one of :data:`DEQUANTIZERS`; ``objective`` "elbo", "iw" or "renyi"
     with ``num_samples`` (K) and ``alpha``. Trained by :func:`~flowkernels.models.training.fit`; the test
     bits/dim logged during training is the iw bound with ``eval_samples`` samples (the final large-K
     evaluation is :meth:`DequantizedFlow.evaluate_bpd`). Deterministic for a given ``seed`` on a given

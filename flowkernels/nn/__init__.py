@@ -20,6 +20,7 @@ from .hex import (
     P6MConvZ2,
 )
 from .invconv import EmergingConv2d, Invertible1x1Conv, PeriodicConv2d
+from .masked import MaskedConv2d
 from .quant import IntConv2d
 from .square import P4ConvP4, P4ConvZ2, P4MConvP4M, P4MConvZ2, SquareGroupMaxPool2d
 
@@ -47,4 +48,5 @@ __all__ = [
     "P4MConvZ2",
     "P4MConvP4M",
     "SquareGroupMaxPool2d",
+    "MaskedConv2d",
 ]
