@@ -41,6 +41,7 @@ import torch
 from flowkernels import hex as hexlib
 from flowkernels._optional import require
 from flowkernels.benchmarks.machine import write_results
+from flowkernels.benchmarks.seeds import format_mean_std, mean_std, summarise_seeds
 from flowkernels.models.hexnet import HEX_SIZE, LATTICES, TASKS, digit_labels, hex_digits, train_hexnet
 
 # The default budget: 33,500 parameters, where square, hex, p6 and p6m land within 1.2% (widths 30, 34, 14,
@@ -103,31 +104,37 @@ def save_digit_figure(path: Path, n: int = 6, size: int = HEX_SIZE) -> Path:
 
 
 def summarise(histories: Sequence) -> list[dict]:
-    """One row per (task, lattice): mean and sample standard deviation over the seeds of each accuracy."""
-    groups: dict[tuple[str, str], list] = {}
-    for h in histories:
-        groups.setdefault((h.config["task"], h.lattice), []).append(h)
-    rows = []
-    for (task, lattice), runs in groups.items():
-        row = {"task": task, "lattice": lattice, "seeds": [h.config["seed"] for h in runs]}
-        row["width"], row["parameters"] = runs[0].width, runs[0].parameters
-        for name, values in (
-            ("test_accuracy", [h.test_accuracy for h in runs]),
-            ("rotation_accuracy", [h.rotation_accuracy for h in runs]),
-            ("mirror_accuracy", [h.mirror_accuracy for h in runs]),
-            ("seconds_per_epoch", [h.seconds_per_epoch for h in runs]),
-        ):
-            row[name] = float(np.mean(values))
-            row[name + "_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        rot90 = [h.rot90_accuracy for h in runs if h.rot90_accuracy is not None]
-        row["rot90_accuracy"] = float(np.mean(rot90)) if rot90 else None
-        rows.append(row)
+    """One row per (task, lattice): mean and sample standard deviation over the seeds of each accuracy
+    (:func:`flowkernels.benchmarks.seeds.summarise_seeds`), and the mean accuracy under exact quarter turns
+    where the lattice records one."""
+    runs = [
+        {
+            "task": h.config["task"],
+            "lattice": h.lattice,
+            "seed": h.config["seed"],
+            "width": h.width,
+            "parameters": h.parameters,
+            "test_accuracy": h.test_accuracy,
+            "rotation_accuracy": h.rotation_accuracy,
+            "mirror_accuracy": h.mirror_accuracy,
+            "seconds_per_epoch": h.seconds_per_epoch,
+        }
+        for h in histories
+    ]
+    metrics = ["test_accuracy", "rotation_accuracy", "mirror_accuracy", "seconds_per_epoch"]
+    rows = summarise_seeds(runs, ("task", "lattice"), metrics)
+    for row in rows:
+        rot90 = [
+            h.rot90_accuracy
+            for h in histories
+            if (h.config["task"], h.lattice) == (row["task"], row["lattice"]) and h.rot90_accuracy is not None
+        ]
+        row["rot90_accuracy"] = mean_std(rot90)[0] if rot90 else None
     return rows
 
 
 def _with_std(row: dict, name: str) -> str:
-    std = row[name + "_std"]
-    return f"{row[name]:.3f}" + ("" if std is None else f" ± {std:.3f}")
+    return format_mean_std(row[name], row[name + "_std"])
 
 
 def format_table(rows: Sequence[dict]) -> str:

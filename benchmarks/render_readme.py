@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flowkernels.benchmarks.seeds import compare, format_mean_std
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
@@ -170,9 +172,12 @@ def render_kernels(documents: Sequence[tuple[str, dict]]) -> str:
 
 
 def render_glow(documents: Sequence[tuple[str, dict]]) -> str:
-    (_, doc), budget = documents[0], documents[0][1]["budget"]
-    rows = doc["rows"]
-    bpd = bold_best([r["test_bpd"] for r in rows], [f"{r['test_bpd']:.3f}" for r in rows])
+    """Glow's invertible convolutions: mean ± standard deviation over seeds, and each conv against the 1x1."""
+    doc = documents[0][1]
+    if "summary" not in doc:
+        raise ValueError("glow_results.json predates seeds; rerun `python benchmarks/glow_results.py`")
+    rows, budget = doc["summary"], doc["budget"]
+    bpd = bold_best([r["test_bpd"] for r in rows], [format_mean_std(r["test_bpd"], r["test_bpd_std"]) for r in rows])
     names = {"1x1": "1x1 (Glow)", "emerging": "emerging 3x3", "periodic": "periodic 3x3"}
     body = [
         [
@@ -184,21 +189,25 @@ def render_glow(documents: Sequence[tuple[str, dict]]) -> str:
         ]
         for r, b in zip(rows, bpd, strict=True)
     ]
-    text = table(["invertible conv", "parameters", "test bits/dim", "training time", "64 samples"], body)
-    by = {r["conv"]: r["test_bpd"] for r in rows}
+    header = ["invertible conv", "parameters", "test bits/dim", "training time (mean)", "64 samples (mean)"]
+    text = table(header, body)
     sentences = [
         f"Budget: {budget['epochs']} epochs, {budget['steps_per_level']} steps per level, coupling width "
-        f"{budget['hidden']}, batch {doc['batch_size']}, seed {doc['seed']}."
+        f"{budget['hidden']}, batch {doc['batch_size']}; test bits/dim as mean ± sample standard deviation over "
+        f"seeds {', '.join(map(str, doc['seeds']))}."
     ]
-    if "emerging" in by and "1x1" in by:
-        word = "improves on" if by["emerging"] < by["1x1"] else "does not improve on"
+    by = {r["conv"]: r for r in rows}
+    pairs = [kind for kind in ("emerging", "periodic") if kind in by and "1x1" in by]
+    if pairs:
         sentences.append(
-            f"The emerging convolution {word} the 1x1 at this budget ({by['emerging']:.3f} against "
-            f"{by['1x1']:.3f} bits/dim, one seed)."
+            "Test bits/dim, each 3x3 convolution minus the 1x1 (lower is better; beyond or within the seeds' "
+            "spread, the sum of the two standard deviations):"
         )
-    if "periodic" in by and "1x1" in by:
-        word = "better" if by["periodic"] < by["1x1"] else "worse"
-        sentences.append(f"The periodic one does {word} than the 1x1 ({by['periodic']:.3f}).")
+    for kind in pairs:
+        a, b = by[kind], by["1x1"]
+        sentences.append(
+            compare(kind, a["test_bpd"], a["test_bpd_std"], "1x1", b["test_bpd"], b["test_bpd_std"], True, "bits/dim")
+        )
     return text + "\n\n" + " ".join(sentences)
 
 
@@ -213,8 +222,7 @@ def render_hexnet(documents: Sequence[tuple[str, dict]]) -> str:
     names = {"square": "square (3x3 conv2d)", "hex": "hex (planar)"}
 
     def spread(row: dict, name: str) -> str:
-        std = row[name + "_std"]
-        return f"{row[name]:.3f}" + ("" if std is None else f" ± {std:.3f}")
+        return format_mean_std(row[name], row[name + "_std"])
 
     body = [
         [
@@ -249,10 +257,17 @@ def render_hexnet(documents: Sequence[tuple[str, dict]]) -> str:
             if (task, hexagonal) not in by or (task, square) not in by:
                 continue
             h, q = by[(task, hexagonal)], by[(task, square)]
-            gap = h["test_accuracy"] - q["test_accuracy"]
-            noise = (h["test_accuracy_std"] or 0.0) + (q["test_accuracy_std"] or 0.0)
-            verdict = "within the seeds' spread" if abs(gap) <= noise else ("higher" if gap > 0 else "lower")
-            claims.append(f"{task}, {hexagonal} vs {square}: {gap:+.3f} ({verdict}).")
+            claims.append(
+                compare(
+                    f"{task}, {hexagonal}",
+                    h["test_accuracy"],
+                    h["test_accuracy_std"],
+                    square,
+                    q["test_accuracy"],
+                    q["test_accuracy_std"],
+                    lower_is_better=False,
+                )
+            )
     return text + "\n\n" + " ".join(sentences) + "\n\n" + " ".join(claims)
 
 

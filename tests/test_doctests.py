@@ -18,9 +18,11 @@ MODULES = [
     "flowkernels.rans",
     "flowkernels.nn.hex",
     "flowkernels.nn.square",
+    "flowkernels.nn.masked",
     "flowkernels.codec.image_file",
     "flowkernels.models.idf",
     "flowkernels.models.hexnet",
+    "flowkernels.benchmarks.seeds",
 ]
 
 

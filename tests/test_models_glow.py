@@ -162,6 +162,7 @@ def test_benchmark_script_quick(tmp_path, capsys):
     spec.loader.exec_module(module)
     assert module.main(["--quick", "--no-progress", "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out
+    assert "seeds [0]" in table  # --quick: one seed, so no spread to print
     for kind in CONV_KINDS:
         assert f"| {kind} |" in table
         assert (tmp_path / f"glow_{kind}_samples.png").read_bytes()[:4] == b"\x89PNG"

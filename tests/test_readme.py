@@ -79,6 +79,49 @@ def test_render_refuses_a_results_file_without_its_machine(tmp_path):
         render.render_block("glow", ["nothing.json"], tmp_path)
 
 
+def _glow_document(stds: tuple) -> dict:
+    """A glow_results.json of the seeded layout (only what render_glow reads): three convs, the given stds."""
+    summary = [
+        {
+            "conv": conv,
+            "seeds": [0, 1, 2],
+            "parameters": parameters,
+            "test_bpd": bpd,
+            "test_bpd_std": std,
+            "train_time_s": 40.04,
+            "train_time_s_std": 1.0,
+            "sample_64_s": 0.0134,
+            "sample_64_s_std": 0.001,
+        }
+        for conv, parameters, bpd, std in zip(
+            ("1x1", "emerging", "periodic"), (100, 120, 110), (2.34, 2.30, 2.35), stds, strict=True
+        )
+    ]
+    budget = {"epochs": 60, "steps_per_level": 4, "hidden": 64}
+    return {"budget": budget, "batch_size": 64, "seeds": [0, 1, 2], "summary": summary}
+
+
+def test_render_glow_shows_the_seeds_spread_and_what_it_allows():
+    render = _renderer()
+    text = render.render_glow([("glow_results.json", _glow_document((0.01, 0.005, 0.02)))])
+    assert "| 1x1 (Glow) | 100 | 2.340 ± 0.010 | 40.0 s | 13 ms |" in text
+    assert "| emerging 3x3 | 120 | **2.300 ± 0.005** | 40.0 s | 13 ms |" in text
+    assert "| periodic 3x3 | 110 | 2.350 ± 0.020 | 40.0 s | 13 ms |" in text
+    assert "batch 64; test bits/dim as mean ± sample standard deviation over seeds 0, 1, 2." in text
+    assert "emerging vs 1x1: -0.040 bits/dim (better, beyond the seeds' spread of 0.015)." in text
+    assert "periodic vs 1x1: +0.010 bits/dim (within the seeds' spread of 0.030)." in text
+    one_seed = render.render_glow([("glow_results.json", _glow_document((None, None, None)))])
+    assert "| 1x1 (Glow) | 100 | 2.340 |" in one_seed
+    assert one_seed.count("one seed: it cannot tell the difference from noise") == 2
+
+
+def test_render_glow_refuses_the_layout_before_seeds():
+    render = _renderer()
+    old = {"budget": {}, "batch_size": 64, "seed": 0, "rows": []}
+    with pytest.raises(ValueError, match="predates seeds; rerun `python benchmarks/glow_results.py`"):
+        render.render_glow([("glow_results.json", old)])
+
+
 BLOCKS = python_blocks()
 
 

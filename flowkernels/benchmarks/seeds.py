@@ -1,0 +1,128 @@
+"""Seeded experiments: mean and spread over seeds, and comparisons that say what the spread allows.
+
+Every experiment whose claim is a comparison runs each configuration under several seeds (one result row
+per seed), summarises the rows with :func:`summarise_seeds`, prints ``mean ± std`` with
+:func:`format_mean_std`, and states each comparison with :func:`compare`. The spread is the sample
+standard deviation (``ddof=1``); a difference counts as real only when it exceeds the sum of the two
+configurations' standard deviations, a deliberately plain rule (no test of significance is claimed).
+
+>>> mean, std = mean_std([2.30, 2.32, 2.34])
+>>> format_mean_std(mean, std)
+'2.320 ± 0.020'
+>>> compare("emerging", 2.31, 0.01, "1x1", 2.34, 0.01, lower_is_better=True, unit="bits/dim")
+"emerging vs 1x1: -0.030 bits/dim (better, beyond the seeds' spread of 0.020)."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["mean_std", "format_mean_std", "compare", "summarise_seeds"]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean of ``values`` and their sample standard deviation (``ddof=1``); ``None`` for one value.
+
+    >>> mean_std([1.0, 2.0, 3.0])
+    (2.0, 1.0)
+    >>> mean_std([0.5])
+    (0.5, None)
+    """
+    if len(values) == 0:
+        raise ValueError("mean_std needs at least one value")
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return mean, std
+
+
+def format_mean_std(mean: float, std: float | None, digits: int = 3) -> str:
+    """``"2.341 ± 0.012"``, or ``"2.341"`` when ``std`` is ``None`` (one seed).
+
+    >>> format_mean_std(2.3412, 0.0121)
+    '2.341 ± 0.012'
+    >>> format_mean_std(2.3412, None, digits=2)
+    '2.34'
+    """
+    text = f"{mean:.{digits}f}"
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def compare(
+    name_a: str,
+    mean_a: float,
+    std_a: float | None,
+    name_b: str,
+    mean_b: float,
+    std_b: float | None,
+    lower_is_better: bool,
+    unit: str = "",
+    digits: int = 3,
+) -> str:
+    """One sentence: the difference ``mean_a - mean_b`` and what the seeds' spread allows of it.
+
+    The spread is ``std_a + std_b``. A difference whose magnitude is at most the spread is "within the
+    seeds' spread" (no claim either way); a larger one makes ``a`` better or worse than ``b`` according to
+    ``lower_is_better``. When either standard deviation is ``None`` (a single seed), the sentence says that
+    one seed cannot tell the difference from noise.
+
+    >>> compare("p6", 0.795, 0.014, "p4", 0.818, 0.009, lower_is_better=False)
+    "p6 vs p4: -0.023 (within the seeds' spread of 0.023)."
+    >>> compare("p6m", 0.764, 0.022, "p4m", 0.843, 0.018, lower_is_better=False)
+    "p6m vs p4m: -0.079 (worse, beyond the seeds' spread of 0.040)."
+    >>> compare("periodic", 2.465, None, "1x1", 2.341, None, lower_is_better=True, unit="bits/dim")
+    'periodic vs 1x1: +0.124 bits/dim (one seed: it cannot tell the difference from noise).'
+    """
+    gap = mean_a - mean_b
+    difference = f"{gap:+.{digits}f}" + (f" {unit}" if unit else "")
+    if std_a is None or std_b is None:
+        verdict = "one seed: it cannot tell the difference from noise"
+    else:
+        spread = std_a + std_b
+        if abs(gap) <= spread:
+            verdict = f"within the seeds' spread of {spread:.{digits}f}"
+        else:
+            better = gap < 0 if lower_is_better else gap > 0
+            verdict = f"{'better' if better else 'worse'}, beyond the seeds' spread of {spread:.{digits}f}"
+    return f"{name_a} vs {name_b}: {difference} ({verdict})."
+
+
+def summarise_seeds(
+    rows: Sequence[dict[str, Any]], key: str | Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per configuration from result rows that each hold one seed's run.
+
+    Rows are grouped by the field(s) ``key``, in the order the groups are first seen. Each summary row holds
+    the key fields, ``"seeds"`` (the groups' ``"seed"`` values, in order), the other fields whose values are
+    equal across the group (parameters, widths; fields that differ are dropped), and for each metric ``m``
+    its mean ``m`` and sample standard deviation ``m + "_std"`` (``None`` for one seed).
+
+    >>> runs = [
+    ...     {"conv": "1x1", "seed": 0, "parameters": 10, "bpd": 2.0},
+    ...     {"conv": "emerging", "seed": 0, "parameters": 12, "bpd": 1.5},
+    ...     {"conv": "1x1", "seed": 1, "parameters": 10, "bpd": 3.0},
+    ... ]
+    >>> for row in summarise_seeds(runs, "conv", ["bpd"]):
+    ...     print(row)
+    {'conv': '1x1', 'seeds': [0, 1], 'parameters': 10, 'bpd': 2.5, 'bpd_std': 0.7071067811865476}
+    {'conv': 'emerging', 'seeds': [0], 'parameters': 12, 'bpd': 1.5, 'bpd_std': None}
+    """
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    skip = set(keys) | {"seed"} | set(metrics)
+    summary = []
+    for values, group in groups.items():
+        out: dict[str, Any] = dict(zip(keys, values, strict=True))
+        out["seeds"] = [row["seed"] for row in group]
+        first = group[0]
+        for field, value in first.items():
+            if field not in skip and all(field in row and row[field] == value for row in group[1:]):
+                out[field] = value
+        for metric in metrics:
+            out[metric], out[metric + "_std"] = mean_std([row[metric] for row in group])
+        summary.append(out)
+    return summary

@@ -1,0 +1,115 @@
+"""The seed helpers of every comparison experiment (flowkernels.benchmarks.seeds): exact means and sample
+standard deviations, their formatting, the verdict of a comparison, and the grouping of per-seed rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from flowkernels.benchmarks.seeds import compare, format_mean_std, mean_std, summarise_seeds
+
+
+def test_mean_std_is_the_mean_and_the_sample_standard_deviation():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    # by hand: mean 5, squared deviations 9 1 1 1 0 0 4 16 sum to 32, over n - 1 = 7
+    mean, std = mean_std([2, 4, 4, 4, 5, 5, 7, 9])
+    assert mean == 5.0 and std == pytest.approx(math.sqrt(32 / 7), rel=1e-15)
+    assert mean_std((1.0, 3.0)) == (2.0, pytest.approx(math.sqrt(2), rel=1e-15))
+    assert mean_std([4.0, 4.0, 4.0]) == (4.0, 0.0)
+    assert mean_std([0.25]) == (0.25, None)
+    assert all(type(x) is float for x in mean_std([1, 2]))
+
+
+def test_mean_std_refuses_no_values():
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_std([])
+
+
+def test_format_mean_std():
+    assert format_mean_std(2.3412, 0.0121) == "2.341 ± 0.012"
+    assert format_mean_std(2.3412, None) == "2.341"
+    assert format_mean_std(43.04, 1.26, digits=1) == "43.0 ± 1.3"
+    assert format_mean_std(0.5, 0.0) == "0.500 ± 0.000"
+
+
+def test_compare_beyond_the_spread_better_and_worse():
+    # lower is better: a difference of -0.03 beyond a spread of 0.02
+    assert (
+        compare("emerging", 2.31, 0.01, "1x1", 2.34, 0.01, lower_is_better=True, unit="bits/dim")
+        == "emerging vs 1x1: -0.030 bits/dim (better, beyond the seeds' spread of 0.020)."
+    )
+    assert (
+        compare("periodic", 2.465, 0.01, "1x1", 2.341, 0.02, lower_is_better=True, unit="bits/dim")
+        == "periodic vs 1x1: +0.124 bits/dim (worse, beyond the seeds' spread of 0.030)."
+    )
+    # higher is better (accuracy): the same signs give the opposite verdicts
+    assert (
+        compare("p6", 0.9, 0.01, "p4", 0.8, 0.01, False)
+        == "p6 vs p4: +0.100 (better, beyond the seeds' spread of 0.020)."
+    )
+    assert (
+        compare("p6", 0.8, 0.01, "p4", 0.9, 0.01, False)
+        == "p6 vs p4: -0.100 (worse, beyond the seeds' spread of 0.020)."
+    )
+
+
+def test_compare_within_the_spread():
+    assert (
+        compare("p6", 0.795, 0.014, "p4", 0.818, 0.009, lower_is_better=False)
+        == "p6 vs p4: -0.023 (within the seeds' spread of 0.023)."
+    )
+    # a gap equal to the spread is within it (the rule is |gap| <= std_a + std_b); zero spread, zero gap too
+    assert "within" in compare("a", 1.5, 0.25, "b", 1.0, 0.25, lower_is_better=True)
+    assert "within" in compare("a", 1.0, 0.0, "b", 1.0, 0.0, lower_is_better=True)
+    assert "worse" in compare("a", 1.5, 0.25, "b", 1.0, 0.125, lower_is_better=True)
+
+
+def test_compare_with_one_seed_claims_nothing():
+    expected = "a vs b: -1.000 nats (one seed: it cannot tell the difference from noise)."
+    assert compare("a", 1.0, None, "b", 2.0, 0.5, True, "nats") == expected
+    assert compare("a", 1.0, 0.5, "b", 2.0, None, True, "nats") == expected
+    assert "noise" in compare("a", 1.0, None, "b", 1.0, None, lower_is_better=False)
+
+
+def test_summarise_seeds_groups_in_first_seen_order_and_keeps_equal_fields():
+    runs = [
+        {"task": "t", "conv": "1x1", "seed": 0, "parameters": 10, "time": 1.0, "note": "x", "bpd": 2.0},
+        {"task": "t", "conv": "emerging", "seed": 0, "parameters": 12, "time": 9.0, "note": "x", "bpd": 1.0},
+        {"task": "t", "conv": "1x1", "seed": 1, "parameters": 10, "time": 3.0, "note": "y", "bpd": 3.0},
+        {"task": "t", "conv": "1x1", "seed": 2, "parameters": 10, "time": 2.0, "bpd": 4.0},
+        {"task": "u", "conv": "1x1", "seed": 5, "parameters": 10, "time": 2.0, "note": "z", "bpd": 7.0},
+    ]
+    summary = summarise_seeds(runs, ("task", "conv"), ["bpd", "time"])
+    assert [(r["task"], r["conv"]) for r in summary] == [("t", "1x1"), ("t", "emerging"), ("u", "1x1")]
+    first, second, third = summary
+    # key fields, seeds, the equal fields; "note" differs (and is missing once) in the first group: dropped
+    assert first == {
+        "task": "t",
+        "conv": "1x1",
+        "seeds": [0, 1, 2],
+        "parameters": 10,
+        "bpd": 3.0,
+        "bpd_std": 1.0,
+        "time": 2.0,
+        "time_std": 1.0,
+    }
+    assert list(first)[:3] == ["task", "conv", "seeds"]
+    assert second == {
+        "task": "t",
+        "conv": "emerging",
+        "seeds": [0],
+        "parameters": 12,
+        "note": "x",
+        "bpd": 1.0,
+        "bpd_std": None,
+        "time": 9.0,
+        "time_std": None,
+    }
+    assert third["seeds"] == [5] and third["note"] == "z" and third["bpd"] == 7.0
+    # one key as a string
+    by_conv = summarise_seeds(runs, "conv", ["bpd"])
+    assert [r["conv"] for r in by_conv] == ["1x1", "emerging"]
+    assert by_conv[0]["seeds"] == [0, 1, 2, 5] and by_conv[0]["bpd"] == 4.0 and "task" not in by_conv[0]
+    assert "seed" not in by_conv[0]
+    assert summarise_seeds([], "conv", ["bpd"]) == []
