@@ -393,73 +393,40 @@ def render_codec_heldout(documents: Sequence[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def render_dequantization_toy(documents: Sequence[tuple[str, dict]]) -> str:
+def _seeded_dequantization(documents: Sequence[tuple[str, dict]]) -> dict:
     doc = documents[0][1]
-    toy = doc["toy"]
-    ks = toy["eval_k"]
-    header = [
-        "trained with",
-        "its objective",
-        *(f"iw K={k}" for k in ks),
-        "exact (quadrature)",
-        f"gap at K={ks[0]} / K={ks[-1]}",
-    ]
-    body = []
-    for r in toy["rows"]:
-        iw = [r["iw_bpd"][str(k)] for k in ks]
-        body.append(
-            [
-                r["label"],
-                f"{r['objective_bpd']:.4f}",
-                *(f"{v:.4f}" for v in iw),
-                f"{r['exact_bpd']:.4f}",
-                f"{iw[0] - r['exact_bpd']:.4f} / {iw[-1] - r['exact_bpd']:.4f}",
-            ]
+    if "seeds" not in doc:
+        raise ValueError(
+            "dequantization_results.json predates seeds; rerun `python benchmarks/dequantization_results.py`"
         )
+    return doc
+
+
+def render_dequantization_toy(documents: Sequence[tuple[str, dict]]) -> str:
+    doc = _seeded_dequantization(documents)
+    toy, ks = doc["toy"], doc["toy"]["eval_k"]
     checks = "hold" if doc["toy_checks_pass"] else "**do not hold**"
     return (
-        f"Data entropy {toy['entropy_bpd']:.4f} bits/dim.\n\n"
-        + table(header, body)
+        f"Data entropy {toy['entropy_bpd']:.4f} bits/dim; mean ± sample standard deviation over seeds "
+        f"{', '.join(map(str, doc['seeds']))}.\n\n"
+        + _script("dequantization_results").format_toy(toy)
         + f"\n\nThe checks (every estimate above the exact value to three standard errors of its Monte-Carlo "
-        f"estimate, and the iw bound at K={ks[-1]} below K={ks[0]}) {checks} for every model."
+        f"estimate, and the iw bound at K={ks[-1]} below K={ks[0]}) {checks} for every model and seed."
     )
 
 
 def render_dequantization_digits(documents: Sequence[tuple[str, dict]]) -> str:
-    doc = documents[0][1]
-    rows = doc["digits"]
-    names = {"elbo": "ELBO", "iw": "iw", "renyi": "Rényi (α = 0.5)"}
-    test = bold_best([r["test_bpd"] for r in rows], [f"{r['test_bpd']:.3f}" for r in rows])
-    body = [
-        [
-            r["dequantizer"],
-            names[r["objective"]],
-            r["k"],
-            f"{r['parameters_q']:,}",
-            f"{r['train_bpd']:.3f}",
-            t,
-            f"{r['train_time_s']:.0f}",
-        ]
-        for r, t in zip(rows, test, strict=True)
-    ]
-    header = [
-        "q",
-        "objective",
-        "K",
-        "q parameters",
-        "final train objective (bits/dim)",
-        "test bits/dim",
-        "train time (s)",
-    ]
+    doc = _seeded_dequantization(documents)
     claims = "\n".join(
-        f"- {c['claim']}: {'yes' if c['holds'] else '**no**'} ({c['bpd']:.3f} against {c['baseline_bpd']:.3f})"
-        for c in doc["digits_claims"]
+        f"- {c['claim']}: {'yes' if c['holds'] else '**no**'}. {c['verdict']}" for c in doc["digits_claims"]
     )
     budget = doc["budget"]
     return (
-        table(header, body, "llrrrrr")
-        + f"\n\n{budget['digits_epochs']} epochs, test bits/dim by the iw bound with K = {budget['eval_samples']}. "
-        "The paper's claims, judged on these rows (lower is better):\n\n" + claims
+        _script("dequantization_results").format_digits(doc["digits"]["summary"])
+        + f"\n\n{budget['digits_epochs']} epochs, test bits/dim by the iw bound with K = {budget['eval_samples']}, "
+        f"mean ± sample standard deviation over seeds {', '.join(map(str, doc['seeds']))}. The paper's claims, "
+        "judged on these rows (lower is better; a claim holds when it is better by more than the seeds' spread, "
+        "the sum of the two standard deviations):\n\n" + claims
     )
 
 

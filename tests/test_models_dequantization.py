@@ -464,6 +464,7 @@ def test_the_experiment_script_runs_in_quick_mode(tmp_path, capsys):
     spec.loader.exec_module(script)
     assert script.main(["--quick", "--no-progress", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "| uniform |" in printed and "| autoregressive |" in printed and "| uniform, iw (K=8) |" in printed
+    assert "| uniform |" in printed and "| autoregressive (ARD) |" in printed and "| uniform, iw (K=8) |" in printed
+    assert "| ar_conv2d flow (linear in u_<d) |" in printed and "seeds [0]" in printed
     assert "claim: uniform, iw (K=8) improves on uniform" in printed  # the paper's claim, with uniform q
     assert (tmp_path / "dequantization_toy_gap.png").stat().st_size > 0
