@@ -122,6 +122,57 @@ def test_render_glow_refuses_the_layout_before_seeds():
         render.render_glow([("glow_results.json", old)])
 
 
+def _dequantization_document() -> dict:
+    """A seeded dequantization results document from made-up runs, summarised by the script's own code."""
+    script = _renderer()._script("dequantization_results")
+    toy_runs, digit_runs = [], []
+    for seed, shift in ((0, 0.0), (1, 0.01), (2, -0.01)):
+        for label, q, objective, k, bpd in (
+            ("uniform", "uniform", "elbo", 1, 2.60),
+            ("variational", "variational", "elbo", 1, 2.50),
+            ("autoregressive (ARD)", "autoregressive", "elbo", 1, 2.51),
+        ):
+            base = {"label": label, "dequantizer": q, "objective": objective, "k": k, "seed": seed}
+            toy = {"objective_bpd": bpd + shift + 0.05, "objective_error": 0.001, "exact_bpd": bpd + shift}
+            for eval_k, gap in ((1, 0.04), (1000, 0.001)):
+                toy[f"iw_bpd_{eval_k}"], toy[f"iw_error_{eval_k}"] = bpd + shift + gap, 0.0005
+            toy_runs.append(base | toy | {"train_time_s": 1.0})
+            test = {"train_bpd": bpd, "test_bpd": bpd + shift, "train_time_s": 60.0, "eval_time_s": 9.0}
+            digit_runs.append(base | test | {"parameters_q": 0 if q == "uniform" else 50_000})
+    toy_metrics = ["objective_bpd", "exact_bpd", "iw_bpd_1", "iw_bpd_1000", "train_time_s"]
+    digits = {"runs": digit_runs, "summary": script.summarise_seeds(digit_runs, "label", ["train_bpd", "test_bpd"])}
+    toy = {"entropy_bpd": 2.4, "eval_k": [1, 1000], "runs": toy_runs}
+    toy["summary"] = script.summarise_seeds(toy_runs, "label", toy_metrics)
+    return {
+        "budget": {"digits_epochs": 40, "eval_samples": 1000},
+        "seeds": [0, 1, 2],
+        "toy": toy,
+        "toy_checks_pass": script.toy_checks(toy),
+        "digits": digits,
+        "digits_claims": script.digits_claims(digits["summary"]),
+    }
+
+
+def test_render_dequantization_shows_the_seeds_spread_and_judges_claims_by_it():
+    render, doc = _renderer(), _dequantization_document()
+    assert doc["toy_checks_pass"]
+    toy = render.render_dequantization_toy([("dequantization_results.json", doc)])
+    row = "| uniform | 2.6500 ± 0.0100 | 2.6400 ± 0.0100 | 2.6010 ± 0.0100 | 2.6000 ± 0.0100 | 0.0400 / 0.0010 |"
+    assert row in toy
+    assert "over seeds 0, 1, 2" in toy and "hold for every model and seed" in toy
+    digits = render.render_dequantization_digits([("dequantization_results.json", doc)])
+    assert "| autoregressive (ARD) | 50,000 | 2.510 ± 0.000 | 2.510 ± 0.010 | 60 |" in digits
+    # 2.50 vs 2.60 with spreads of 0.01 each: beyond; ARD vs variational (+0.01 within 0.02): not shown.
+    assert "- variational improves on uniform: yes. variational vs uniform: -0.100 bits/dim (better" in digits
+    assert "- autoregressive (ARD) improves on variational: **no**. autoregressive (ARD) vs variational: " in digits
+    assert "(within the seeds' spread of 0.020)" in digits
+
+
+def test_render_dequantization_refuses_the_layout_before_seeds():
+    with pytest.raises(ValueError, match="predates seeds; rerun `python benchmarks/dequantization_results.py`"):
+        _renderer().render_dequantization_digits([("dequantization_results.json", {"seed": 0, "digits": []})])
+
+
 BLOCKS = python_blocks()
 
 
