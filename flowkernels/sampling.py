@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +45,7 @@ from .models.pixelcnn import Distribution, uniform_noise
 from .models.training import evaluating
 
 __all__ = [
+    "REPORTED_OFFSETS",
     "SAMPLERS",
     "AutoregressiveModel",
     "Forecaster",
@@ -54,6 +55,7 @@ __all__ = [
     "draw_noise",
     "fixed_point",
     "forecast",
+    "sample_arm",
     "sequential",
 ]
 
@@ -89,13 +91,18 @@ class SamplingResult:
 
     ``samples``: int64 ``[B, *event_shape]``. ``calls``: ARM calls made for the batch. ``calls_per_example``:
     int64 ``[B]``, the call after which each example was complete. ``accepted``: int64 ``[calls, B]``, each
-    example's accepted prefix (number of dimensions known to be correct) after each call.
+    example's accepted prefix (number of dimensions known to be correct) after each call. ``offset_hits`` and
+    ``offset_trials``: int64 ``[REPORTED_OFFSETS]``; entry ``t - 1`` counts, over the calls and the examples
+    not yet complete, the guesses for the dimension ``t`` places past the accepted prefix (offset ``t``: what
+    forecasting module ``t`` proposes) that exist and that turned out right (equal to the final sample).
     """
 
     samples: torch.Tensor
     calls: int
     calls_per_example: torch.Tensor
     accepted: torch.Tensor
+    offset_hits: torch.Tensor
+    offset_trials: torch.Tensor
 
     @property
     def dims(self) -> int:
@@ -111,6 +118,17 @@ class SamplingResult:
     def mean_call_fraction(self) -> float:
         """The mean over examples of ``calls_per_example / dims`` (sampling one example at a time)."""
         return self.calls_per_example.double().mean().item() / self.dims
+
+    @property
+    def offset_hit_rates(self) -> list[float | None]:
+        """Per offset ``t = 1 .. REPORTED_OFFSETS``: the fraction of the guesses ``t`` places past the accepted
+        prefix that were right (``None`` where there was none). At offset 1 this is the chance that a call
+        accepts more than the one dimension it corrects; a guess at offset ``t`` is accepted when it and
+        the ``t - 1`` before it are right."""
+        return [
+            hits / trials if trials else None
+            for hits, trials in zip(self.offset_hits.tolist(), self.offset_trials.tolist(), strict=True)
+        ]
 
 
 def _parameter(arm: AutoregressiveModel) -> torch.Tensor:
@@ -145,6 +163,31 @@ def _check_noise(arm: AutoregressiveModel, noise: torch.Tensor, op: str) -> int:
     return batch
 
 
+#: Offsets past the accepted prefix at which :class:`SamplingResult` counts right guesses.
+REPORTED_OFFSETS = 8
+
+
+def _offset_counts(
+    guesses: list[tuple[torch.Tensor, torch.Tensor]], final: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hits, trials)`` per offset 1 .. REPORTED_OFFSETS of the guesses after each call (see SamplingResult).
+
+    ``guesses`` holds ``(accepted [B], guess [B, d])`` after each call; ``final`` the samples ``[B, d]``.
+    """
+    batch, dims = final.shape
+    hits = torch.zeros(REPORTED_OFFSETS, dtype=torch.long, device=final.device)
+    trials = torch.zeros_like(hits)
+    offsets = torch.arange(REPORTED_OFFSETS, device=final.device)
+    for accepted, guess in guesses:
+        position = accepted.unsqueeze(1) + offsets  # [B, T]: offset t is position accepted + t - 1
+        exists = position < dims
+        index = position.clamp(max=dims - 1)
+        right = (guess.gather(1, index) == final.gather(1, index)) & exists
+        hits += right.sum(0)
+        trials += exists.sum(0)
+    return hits, trials
+
+
 # A proposal maps (the call's sample [B, d], the current guess [B, d], the last accepted dimension
 # [B], the call's features) to the guess [B, d] for the dimensions not yet accepted.
 Proposal = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -166,7 +209,7 @@ def _run(arm: AutoregressiveModel, noise: torch.Tensor, op: str, propose: Propos
     guess = torch.zeros(batch, dims, dtype=torch.long, device=noise.device)
     accepted = torch.zeros(batch, dtype=torch.long, device=noise.device)
     calls_per_example = torch.zeros(batch, dtype=torch.long, device=noise.device)
-    history = []
+    history, guesses = [], []
     with evaluating(arm):
         while bool((accepted < dims).any()):
             params, features = arm.predict(guess.view(batch, *event_shape))
@@ -180,13 +223,17 @@ def _run(arm: AutoregressiveModel, noise: torch.Tensor, op: str, propose: Propos
             proposal = propose(sample, guess, new_accepted - 1, features)
             guess = torch.where(position < new_accepted.unsqueeze(1), sample, proposal)
             history.append(new_accepted)
+            guesses.append((new_accepted, guess))
             calls_per_example[(new_accepted == dims) & (accepted < dims)] = len(history)
             accepted = new_accepted
+    offset_hits, offset_trials = _offset_counts(guesses, guess)
     return SamplingResult(
         samples=guess.view(batch, *event_shape),
         calls=len(history),
         calls_per_example=calls_per_example,
         accepted=torch.stack(history) if history else accepted.new_zeros(0, batch),
+        offset_hits=offset_hits,
+        offset_trials=offset_trials,
     )
 
 
@@ -239,6 +286,25 @@ def forecast(
     return _run(arm, noise, "forecast", propose, verify=True)
 
 
+def sample_arm(
+    arm: AutoregressiveModel, count: int, *, batch_size: int = 256, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``count`` samples of ``arm``, int64 ``[count, *event_shape]``, e.g. to train forecasting modules on.
+
+    Drawn in batches of ``batch_size`` by :func:`fixed_point` (the samples of :func:`sequential` in fewer
+    calls) with noise from ``generator``: a seed gives the same samples on a given machine.
+    """
+    for name, value in (("count", count), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"sample_arm: {name} must be a positive integer, got {value!r}")
+    batches = []
+    with torch.no_grad():
+        for start in range(0, count, batch_size):
+            noise = draw_noise(arm, min(batch_size, count - start), generator)
+            batches.append(fixed_point(arm, noise).samples)
+    return torch.cat(batches)
+
+
 SAMPLERS: dict[str, Callable[..., SamplingResult]] = {
     "sequential": sequential,
     "fixed_point": fixed_point,
@@ -261,12 +327,13 @@ def compare_samplers(
     arm: AutoregressiveModel,
     noise: torch.Tensor,
     *,
-    forecaster: Forecaster | None = None,
+    forecaster: Forecaster | Mapping[str, Forecaster] | None = None,
     horizons: tuple[int, ...] = (1, 4, 8),
     repeats: int = 1,
 ) -> list[SamplerRun]:
     """Run :func:`sequential`, :func:`fixed_point` and :func:`forecast` (each horizon) on the same noise.
 
+    ``forecaster`` is one (runs named ``forecast T=t``) or several by name (``forecast[name] T=t``).
     Times each with ``time.perf_counter`` (best of ``repeats``) after one warm-up ARM call, in eval mode
     without autograd, in this process, so the ratios hold on a busy machine. The first run is sequential.
     """
@@ -276,8 +343,10 @@ def compare_samplers(
         ("sequential", lambda: sequential(arm, noise)),
         ("fixed_point", lambda: fixed_point(arm, noise)),
     ]
-    if forecaster is not None:
-        samplers += [(f"forecast T={t}", lambda t=t: forecast(arm, noise, forecaster, t)) for t in horizons]
+    named = {"": forecaster} if forecaster is not None and not isinstance(forecaster, Mapping) else forecaster or {}
+    for name, modules in named.items():
+        label = f"forecast[{name}]" if name else "forecast"
+        samplers += [(f"{label} T={t}", lambda t=t, m=modules: forecast(arm, noise, m, t)) for t in horizons]
     with evaluating(arm):
         arm.predict(torch.zeros(noise.shape[0], *arm.event_shape, dtype=torch.long, device=noise.device))
     runs = []

@@ -183,6 +183,20 @@ def test_forecaster_kl_is_zero_when_it_copies_the_arm():
     assert forecaster(torch.randn(2, 8, 4, 5), random_images(arm, 2)).shape == (2, 3, 1, 4, 5, 5)
 
 
+@pytest.mark.parametrize("kind", ["categorical", "logistic"])
+def test_draws_nll_scores_module_t_at_i_on_the_value_t_later(kind):
+    """A forecaster that copies the ARM's distribution of dimension i + t scores x_{i+t} as the ARM does."""
+    arm = make_arm(kind)
+    x = random_images(arm, 2)
+    params = arm(x)
+    forecaster = ForecastingModules(8, arm.distribution, horizon=3)
+    flat = params.flatten(1, -2)  # [B, d, P]
+    copy = torch.stack([torch.roll(flat, -t, dims=1) for t in (1, 2, 3)], dim=1).view(2, 3, 1, 4, 5, -1)
+    arm_log_probs = arm.distribution.log_prob(x, params).flatten(1)  # [B, d]
+    expected = torch.stack([-arm_log_probs[:, t:].mean() for t in (1, 2, 3)])
+    torch.testing.assert_close(forecaster.draws_nll(x, copy), expected)
+
+
 def test_logistic_kl_estimate_is_unbiased():
     """The one-sample KL of a logistic mixture averages to the exact sum over all values."""
     distribution = DiscretizedLogisticMixture(16, 2)
@@ -211,6 +225,17 @@ def test_training_lowers_bits_and_is_deterministic():
     forecaster, kl_history = train_forecaster(arm, train, test, horizon=2, epochs=2, hidden=8, progress=False)
     assert kl_history.final_test_bpd < kl_history.test_bpd[0][1]
     assert all(p.requires_grad for p in arm.parameters()), "the ARM must be left trainable"
+    # On the ARM's own draws, scored against them.
+    from flowkernels.sampling import sample_arm
+
+    draws = sample_arm(arm, 96, batch_size=48, generator=torch.Generator().manual_seed(0))
+    _, draws_history = train_forecaster(
+        arm, draws[:64], draws[64:], horizon=2, epochs=2, hidden=8, progress=False, objective="draws"
+    )
+    assert draws_history.final_test_bpd < draws_history.test_bpd[0][1]
+    assert draws_history.config["objective"] == "draws"
+    with pytest.raises(ValueError, match="objective must be one of"):
+        train_forecaster(arm, train, test, horizon=2, epochs=1, objective="likelihood")
 
 
 def test_vq_autoencoder_round_trip_shapes_and_training():

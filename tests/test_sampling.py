@@ -14,12 +14,14 @@ from torch import nn
 
 from flowkernels.models.pixelcnn import Categorical, DiscretizedLogisticMixture, ForecastingModules, PixelCNN
 from flowkernels.sampling import (
+    REPORTED_OFFSETS,
     SAMPLERS,
     SamplingResult,
     compare_samplers,
     draw_noise,
     fixed_point,
     forecast,
+    sample_arm,
     sequential,
 )
 
@@ -75,6 +77,10 @@ def check_result(result: SamplingResult, dims: int, batch: int) -> None:
     assert int(result.calls_per_example.max()) == result.calls and (result.calls_per_example >= 1).all()
     done_at = (result.accepted == dims).int().argmax(0) + 1  # the first call after which each was complete
     assert torch.equal(done_at, result.calls_per_example)
+    # Offset t exists after a call where the example's prefix is at most dims - t long.
+    for t in range(1, REPORTED_OFFSETS + 1):
+        assert int(result.offset_trials[t - 1]) == int((result.accepted <= dims - t).sum())
+    assert (result.offset_hits <= result.offset_trials).all()
 
 
 def check_samplers_agree(arm, forecaster, seed: int) -> None:
@@ -103,6 +109,30 @@ def test_trained_arm_samples_exactly_in_fewer_calls(trained, seed):
     noise = draw_noise(arm, BATCH, torch.Generator().manual_seed(seed))
     # A trained ARM on mostly blank digits: fixed-point iteration needs well under half the sequential calls.
     assert fixed_point(arm, noise).calls < arm.dims // 2
+
+
+@pytest.mark.parametrize("kind", ["binary", "categorical"])
+def test_offset_hits_of_sequential_sampling_count_the_zeros_ahead(kind):
+    """Sequential sampling guesses 0 for every dimension after the prefix (k after call k), so its hits at
+    offset t are the zeros of the final sample at dimensions k + t - 1, counted independently here."""
+    arm, _ = UNTRAINED[kind]()
+    result = sequential(arm, draw_noise(arm, BATCH, torch.Generator().manual_seed(3)))
+    flat = result.samples.flatten(1)
+    dims = flat.shape[1]
+    for t in range(1, REPORTED_OFFSETS + 1):
+        positions = [k + t - 1 for k in range(1, dims + 1) if k + t - 1 < dims]
+        assert int(result.offset_hits[t - 1]) == int((flat[:, positions] == 0).sum())
+        assert result.offset_hit_rates[t - 1] == int((flat[:, positions] == 0).sum()) / (len(positions) * BATCH)
+
+
+def test_sample_arm_gives_the_sequential_samples_of_its_noise():
+    arm, _ = UNTRAINED["categorical"]()
+    samples = sample_arm(arm, 6, batch_size=4, generator=torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    expected = torch.cat([sequential(arm, draw_noise(arm, size, generator)).samples for size in (4, 2)])
+    assert torch.equal(samples, expected)
+    with pytest.raises(ValueError, match="count must be a positive integer"):
+        sample_arm(arm, 0)
 
 
 def test_samples_do_not_depend_on_batch_companions():
@@ -222,6 +252,9 @@ def test_compare_samplers_reports_every_sampler_on_the_same_noise():
     assert runs[0].result.calls == arm.dims and runs[0].result.call_fraction == 1.0
     assert 0 < runs[1].result.mean_call_fraction <= runs[1].result.call_fraction <= 1
     assert arm.training is False
+    several = compare_samplers(arm, noise, forecaster={"data": forecaster, "draws": forecaster}, horizons=(2,))
+    assert [run.name for run in several][2:] == ["forecast[data] T=2", "forecast[draws] T=2"]
+    assert torch.equal(several[2].result.offset_hits, several[3].result.offset_hits)  # the same modules
 
 
 @needs_sklearn

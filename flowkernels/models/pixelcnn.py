@@ -57,6 +57,8 @@ __all__ = [
     "uniform_noise",
 ]
 
+#: What :func:`train_forecaster` can minimise.
+FORECAST_OBJECTIVES = ("kl", "draws")
 #: PixelCNN++'s floor on the log-scale of a logistic (a scale of about 1e-3 of the [-1, 1] range).
 _MIN_LOG_SCALE = -7.0
 #: The seed of the noise of test KL estimates: fixed, so that runs and epochs are compared on the same draws.
@@ -486,6 +488,20 @@ class ForecastingModules(nn.Module):
         ]
         return torch.stack(kls)
 
+    def draws_nll(self, x: torch.Tensor, forecast_params: torch.Tensor) -> torch.Tensor:
+        """Mean ``-log P_module_t(x_{i+t})`` in nats per module, shape ``[horizon]``: each module's forecast at
+        dimension ``i`` scored on the value ``x`` holds ``t`` dimensions later (dimensions past the end drop out)."""
+        values = x.flatten(1)  # [B, d]
+        forecast = forecast_params.flatten(2, -2)  # [B, T, d, P]
+        dims = values.shape[1]
+        nlls = [
+            -self.distribution.log_prob(values[:, t:], forecast[:, t - 1, : dims - t]).mean()
+            if t < dims
+            else forecast.new_zeros(())
+            for t in range(1, self.horizon + 1)
+        ]
+        return torch.stack(nlls)
+
 
 # ---------------------------------------------------------------------------------------------------
 # A vector-quantised autoencoder: the discrete latents of the second setting
@@ -713,25 +729,38 @@ def train_forecaster(
     seed: int = 0,
     progress: bool = True,
     desc: str = "forecast",
+    objective: str = "kl",
 ) -> tuple[ForecastingModules, TrainHistory]:
-    """Train :class:`ForecastingModules` on the frozen ``arm``: minimise ``sum_t KL(ARM_{i+t} || module_t at i)``.
+    """Train :class:`ForecastingModules` on the frozen ``arm``, on the images ``train`` (data, or the ARM's samples).
 
-    On the data (teacher forcing, as the ARM was trained): one ARM call per batch gives the ARM's
-    distributions of every dimension and its features; the modules forecast from the features, and the
-    loss is the KL, in bits, averaged over dimensions and summed over the modules (each module's KL is
-    its own term: the modules share no weights); for logistic mixtures a one-sample estimate of it
-    (:meth:`DiscretizedLogisticMixture.kl`). The ARM is not changed. ``history.test_bpd`` holds the
-    test KL in bits (summed over modules) where the ARMs hold bits/dim.
+    One ARM call per batch gives the ARM's distributions of every dimension and its features; the modules
+    forecast from the features. ``objective``:
+
+    * ``"kl"``: minimise ``sum_t KL(ARM_{i+t} || module_t at i)``, averaged over dimensions (each module's
+      KL is its own term: the modules share no weights); for logistic mixtures a one-sample estimate of it
+      (:meth:`DiscretizedLogisticMixture.kl`). On the data this is teacher forcing, as the ARM was trained.
+    * ``"draws"``: ``train`` and ``test`` are samples of the ARM (e.g. :func:`flowkernels.sampling.sample_arm`),
+      and module ``t`` at ``i`` is scored by the log-probability it gives the ARM's own draw ``x_{i+t}``:
+      what sampling with the same noise will check it against. (In expectation over the draws this is the
+      KL plus the ARM's entropy, so the optimum is the same; the inputs are what sampling feeds the modules.)
+
+    Losses are in bits. The ARM is not changed. ``history.test_bpd`` holds the test loss in bits (summed over
+    modules) where the ARMs hold bits/dim.
     """
+    if objective not in FORECAST_OBJECTIVES:
+        raise ValueError(f"train_forecaster: objective must be one of {FORECAST_OBJECTIVES}, got {objective!r}")
     forecaster = _seeded(seed, lambda: ForecastingModules(arm.hidden, arm.distribution, horizon, hidden))
     arm.eval()
     for parameter in arm.parameters():
         parameter.requires_grad_(False)
 
-    def kl_bits(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss_bits(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         with torch.no_grad():
             params, features = arm.predict(batch)
-        return forecaster.kl_to(params, forecaster(features, batch), generator).sum() / math.log(2)
+        forecasts = forecaster(features, batch)
+        if objective == "draws":
+            return forecaster.draws_nll(batch, forecasts).sum() / math.log(2)
+        return forecaster.kl_to(params, forecasts, generator).sum() / math.log(2)
 
     # The KL estimates of logistic mixtures draw noise: training noise from the seed, test noise fixed.
     train_generator = torch.Generator().manual_seed(seed + 1)
@@ -739,14 +768,14 @@ def train_forecaster(
     def evaluate() -> float:
         generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
         with evaluating(forecaster):
-            return _mean_over(test, lambda batch: kl_bits(batch, generator).expand(batch.shape[0]))
+            return _mean_over(test, lambda batch: loss_bits(batch, generator).expand(batch.shape[0]))
 
     config = {"horizon": horizon, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    history = TrainHistory(config)
+    history = TrainHistory(config | {"objective": objective})
     history.test_bpd.append((0, evaluate()))
     options = _fit_options(train, epochs, batch_size, lr, seed, progress, desc)
     try:
-        fit(forecaster, train, lambda batch: kl_bits(batch, train_generator), evaluate, history, **options)
+        fit(forecaster, train, lambda batch: loss_bits(batch, train_generator), evaluate, history, **options)
     finally:
         for parameter in arm.parameters():
             parameter.requires_grad_(True)
