@@ -27,8 +27,10 @@ on the whole batch, because a convolution may round differently for a different 
 call. ``calls`` counts the calls for the batch; ``calls_per_example`` when each example was done, which is
 what sampling that example alone would take. The ARM interface: ``distribution`` (a
 :class:`~flowkernels.models.pixelcnn.Distribution`), ``event_shape`` ``(C, H, W)`` with dimensions in
-row-major order of that shape (raster order for one-channel images), and ``predict(x) -> (params
-[B, C, H, W, P], features)``, where the parameters at a dimension depend on earlier dimensions only.
+row-major order of that shape (raster order, plane by plane), and ``predict(x) -> (params
+[B, C, H, W, P], features [B, F, R, width])``, where the parameters at a dimension depend on earlier
+dimensions only, and the features of dimension ``i`` sit at ``(i // width, i % width)`` (a
+:class:`~flowkernels.models.pixelcnn.PixelCNN` stacks its planes into one tall image, ``R = C H``).
 """
 
 from __future__ import annotations

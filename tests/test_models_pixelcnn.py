@@ -24,20 +24,24 @@ needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, 
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="needs scipy")
 
-# Every kind of ARM: (distribution, embedding) with value inputs and with learned embeddings.
+# Every kind of ARM: (distribution, embedding, channels) with value inputs and with learned embeddings, on one
+# channel and on several (planes in order, each seeing the earlier ones).
 ARM_KINDS = {
-    "binary": (Categorical(2), None),
-    "categorical": (Categorical(5), None),
-    "embedded": (Categorical(6), 4),
-    "logistic": (DiscretizedLogisticMixture(256, 3), None),
+    "binary": (Categorical(2), None, 1),
+    "categorical": (Categorical(5), None, 1),
+    "embedded": (Categorical(6), 4, 1),
+    "logistic": (DiscretizedLogisticMixture(256, 3), None, 1),
+    "rgb-logistic": (DiscretizedLogisticMixture(256, 3), None, 3),
+    "rgb-categorical": (Categorical(5), None, 3),
+    "embedded-2-channels": (Categorical(6), 4, 2),
 }
 
 
 def make_arm(kind: str, image_size=(4, 5), seed: int = 0, **options) -> PixelCNN:
     """A small random PixelCNN whose biases are perturbed too, so that nothing is zero by accident."""
-    distribution, embedding = ARM_KINDS[kind]
+    distribution, embedding, channels = ARM_KINDS[kind]
     torch.manual_seed(seed)
-    options = {"hidden": 8, "layers": 2, "input_kernel": 5, **options}
+    options = {"hidden": 8, "layers": 2, "input_kernel": 5, "channels": channels, **options}
     arm = PixelCNN(distribution, image_size=image_size, embedding=embedding, **options)
     with torch.no_grad():
         for parameter in arm.parameters():
@@ -93,7 +97,7 @@ def test_outputs_depend_on_prefix_only_for_any_batch_content():
 @pytest.mark.parametrize("kind", ["categorical", "embedded", "logistic"])
 def test_probabilities_of_all_images_sum_to_one(kind):
     """A 2x2 image with 3 (or 6) levels: the ARM's probabilities of all images sum to 1."""
-    distribution, embedding = (DiscretizedLogisticMixture(3, 2), None) if kind == "logistic" else ARM_KINDS[kind]
+    distribution, embedding, _ = (DiscretizedLogisticMixture(3, 2), None, 1) if kind == "logistic" else ARM_KINDS[kind]
     torch.manual_seed(0)
     arm = PixelCNN(distribution, image_size=(2, 2), hidden=8, layers=1, input_kernel=3, embedding=embedding).double()
     levels = distribution.levels
@@ -101,6 +105,28 @@ def test_probabilities_of_all_images_sum_to_one(kind):
     with torch.no_grad():
         total = arm.log_prob(images).exp().sum()
     torch.testing.assert_close(total, torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("embedding", [None, 3])
+def test_probabilities_of_all_two_channel_images_sum_to_one(embedding):
+    """Two channels of a 2x1 image with 3 levels (81 images): the plane-by-plane ARM is normalised."""
+    torch.manual_seed(1)
+    options = {"hidden": 8, "layers": 1, "input_kernel": 3, "embedding": embedding, "channels": 2}
+    arm = PixelCNN(Categorical(3), image_size=(2, 1), **options)
+    images = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2, 1)
+    with torch.no_grad():
+        total = arm.double().log_prob(images).exp().sum()
+    torch.testing.assert_close(total, torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-10)
+
+
+def test_several_channels_are_planes_of_one_tall_image():
+    arm = make_arm("rgb-categorical")
+    x = random_images(arm, 2)
+    params, features = arm.predict(x)
+    assert params.shape == (2, 3, 4, 5, 5) and features.shape == (2, 8, 12, 5)
+    assert arm.event_shape == (3, 4, 5) and arm.dims == 60
+    assert torch.equal(arm.positions(x)[:, 0, 4:8], x[:, 1])  # rows 4..7 of the tall image are channel 1
+    torch.testing.assert_close(arm.bits_per_dim(x), -arm.log_prob(x) / (60 * math.log(2)))
 
 
 def test_bits_per_dim_and_shapes():
@@ -116,8 +142,12 @@ def test_bad_inputs_raise():
     arm = make_arm("categorical")
     with pytest.raises(ValueError, match="integer tensor"):
         arm(torch.zeros(1, 1, 4, 5))
-    with pytest.raises(ValueError, match="one channel"):
+    with pytest.raises(ValueError, match=r"\[B, 1, H, W\] \(1 channel\(s\)\)"):
         arm(torch.zeros(1, 3, 4, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        make_arm("rgb-categorical")(torch.zeros(1, 1, 4, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
+        PixelCNN(Categorical(2), channels=0)
     with pytest.raises(ValueError, match=r"values must be in 0\.\.4"):
         arm.log_prob(torch.full((1, 1, 4, 5), 5))
     with pytest.raises(ValueError, match="odd"):

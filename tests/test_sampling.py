@@ -31,10 +31,13 @@ SEEDS = (0, 1, 2)
 BATCH = 4
 
 
-def random_arm(distribution, *, embedding=None, image_size=(5, 6), seed=0) -> tuple[PixelCNN, ForecastingModules]:
+def random_arm(
+    distribution, *, embedding=None, image_size=(5, 6), seed=0, channels=1
+) -> tuple[PixelCNN, ForecastingModules]:
     """An untrained ARM and forecaster, with all parameters perturbed (no zero-initialised shortcuts)."""
     torch.manual_seed(seed)
-    arm = PixelCNN(distribution, image_size=image_size, hidden=8, layers=2, input_kernel=5, embedding=embedding)
+    options = {"hidden": 8, "layers": 2, "input_kernel": 5, "embedding": embedding, "channels": channels}
+    arm = PixelCNN(distribution, image_size=image_size, **options)
     forecaster = ForecastingModules(8, distribution, horizon=3, hidden=8)
     with torch.no_grad():
         for parameter in [*arm.parameters(), *forecaster.parameters()]:
@@ -47,6 +50,8 @@ UNTRAINED = {
     "categorical": lambda: random_arm(Categorical(7), image_size=(4, 4)),
     "embedded": lambda: random_arm(Categorical(5), embedding=3),
     "logistic": lambda: random_arm(DiscretizedLogisticMixture(256, 3), image_size=(4, 5)),
+    "rgb-logistic": lambda: random_arm(DiscretizedLogisticMixture(256, 3), image_size=(3, 4), channels=3),
+    "rgb-categorical": lambda: random_arm(Categorical(4), image_size=(3, 3), channels=3),
 }
 
 

@@ -3,9 +3,9 @@
 The models of "Predictive Sampling with Forecasting Autoregressive Models" (Wiggers & Hoogeboom 2020,
 arXiv:2002.09928), scaled down for a CPU. :mod:`flowkernels.sampling` samples them.
 
-* :class:`PixelCNN`: a gated PixelCNN (van den Oord et al. 2016, arXiv:1606.05328) over one-channel images
-  ``[B, 1, H, W]``. Dimensions are ordered in raster order (row by row, left to right; with one channel
-  there is no channel order to choose), so dimension ``i`` is pixel ``(i // W, i % W)``. A vertical stack
+* :class:`PixelCNN`: a gated PixelCNN (van den Oord et al. 2016, arXiv:1606.05328) over images
+  ``[B, C, H, W]``. Dimensions are ordered in raster order (row by row, left to right), channel plane by
+  channel plane, so with one channel dimension ``i`` is pixel ``(i // W, i % W)``. A vertical stack
   sees the rows strictly above, a horizontal stack the pixels to the left in the same row; both are
   built from shifted convolutions (PixelCNN++'s ``down_shifted`` / ``down_right_shifted``), which never
   read a later pixel at all, so the model has no blind spot and no causality leak, and the output at
@@ -302,7 +302,13 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNN(nn.Module):
-    """A gated PixelCNN over one-channel integer images ``[B, 1, H, W]``, in raster order (module doc).
+    """A gated PixelCNN over integer images ``[B, C, H, W]``, in raster order (module doc), plane by plane.
+
+    With ``C > 1`` the order is that of the ``(C, H, W)`` array: every pixel of channel 0 (R), then channel 1
+    given all of channel 0, and so on. The network runs on the planes stacked into one tall image
+    ``[C H, W]``, whose raster order is exactly that order (:meth:`positions`), and each plane also sees
+    the earlier planes at every position through a convolution of its own (they all come earlier). The
+    dimensions after a channel's pixel are its plane's next pixels, so forecasting works as for one channel.
 
     Args:
         distribution: the output distribution of every pixel (:class:`Categorical` or
@@ -331,8 +337,11 @@ class PixelCNN(nn.Module):
         kernel_size: int = 3,
         input_kernel: int = 7,
         embedding: int | None = None,
+        channels: int = 1,
     ) -> None:
         super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"PixelCNN: channels must be a positive integer, got {channels!r}")
         if not isinstance(distribution, Distribution):
             raise ValueError(f"PixelCNN: distribution must be a Distribution, got {type(distribution).__name__}")
         for name, value in (("kernel_size", kernel_size), ("input_kernel", input_kernel)):
@@ -356,53 +365,83 @@ class PixelCNN(nn.Module):
         )
         with torch.no_grad():
             self.head[-1].bias.copy_(distribution.initial_bias())
+        self.channels = channels
+        # Planes after the first also see the earlier planes at every position (all of them come earlier):
+        # their values and the plane's one-hot index, through a convolution run on each plane separately.
+        if channels > 1:
+            represented = 1 if embedding is None else embedding
+            self.plane_context = nn.Conv2d(channels * represented + channels, hidden, input_kernel, padding="same")
 
     @property
     def event_shape(self) -> tuple[int, int, int]:
-        """``(1, H, W)``: the shape of one image that samplers draw."""
-        return (1, *self.image_size)
+        """``(C, H, W)``: the shape of one image that samplers draw."""
+        return (self.channels, *self.image_size)
 
     @property
     def dims(self) -> int:
-        """Dimensions of one image, ``H * W``: the number of calls of sequential sampling."""
-        return self.image_size[0] * self.image_size[1]
+        """Dimensions of one image, ``C * H * W``: the number of calls of sequential sampling."""
+        return self.channels * self.image_size[0] * self.image_size[1]
 
     def _check_input(self, x: torch.Tensor, op: str) -> None:
+        shape = f"[B, {self.channels}, H, W]"
         if not isinstance(x, torch.Tensor) or x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
             kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"PixelCNN.{op}: x must be an integer tensor [B, 1, H, W], got {kind}")
-        if x.dim() != 4 or x.shape[1] != 1:
-            raise ValueError(f"PixelCNN.{op}: x must have shape [B, 1, H, W] (one channel), got {list(x.shape)}")
+            raise ValueError(f"PixelCNN.{op}: x must be an integer tensor {shape}, got {kind}")
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"PixelCNN.{op}: x must have shape {shape} ({self.channels} channel(s)), got {list(x.shape)}"
+            )
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = self.v_in.weight.dtype
+    def positions(self, x: torch.Tensor) -> torch.Tensor:
+        """The images ``[B, C, H, W]`` laid out as the features are, ``[B, 1, C H, W]``: the planes stacked into
+        one tall image, whose raster order is the ARM's order (see the class doc)."""
+        return x.reshape(x.shape[0], 1, -1, x.shape[-1])
+
+    def _represent(self, x: torch.Tensor) -> torch.Tensor:
+        """Network inputs for the values ``[B, C, H, W]``: ``[B, C, R, H, W]`` (scaled values, or embeddings)."""
         if self.embed is None:
-            features = _scaled(x, self.distribution.levels, dtype)
-        else:
-            features = self.embed(x[:, 0]).permute(0, 3, 1, 2)
-        return torch.cat([features, torch.ones_like(x, dtype=dtype)], dim=1)
+            return _scaled(x, self.distribution.levels, self.v_in.weight.dtype).unsqueeze(2)
+        return self.embed(x).permute(0, 1, 4, 2, 3)
+
+    def _plane_context(self, represented: torch.Tensor) -> torch.Tensor:
+        """``[B, hidden, C H, W]``: for plane ``c``, a convolution of planes ``0 .. c - 1`` and of ``c``'s index."""
+        batch, channels, size, height, width = represented.shape
+        earlier = torch.ones(channels, channels, device=represented.device).tril(-1)  # [c, k]: k before c
+        seen = represented.unsqueeze(1) * earlier.view(1, channels, channels, 1, 1, 1).to(represented.dtype)
+        index = torch.eye(channels, dtype=represented.dtype, device=represented.device)
+        index = index.view(1, channels, channels, 1, 1).expand(batch, -1, -1, height, width)
+        inputs = torch.cat([seen.reshape(batch, channels, channels * size, height, width), index], dim=2)
+        context = self.plane_context(inputs.flatten(0, 1)).view(batch, channels, -1, height, width)
+        return context.transpose(1, 2).reshape(batch, -1, channels * height, width)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The features ``h`` ``[B, hidden, H, W]`` of the last layer; at pixel ``i`` they depend on ``x_{<i}`` only."""
+        """The features ``h`` ``[B, hidden, C H, W]`` of the last layer (planes stacked as :meth:`positions`); at
+        dimension ``i`` they depend on ``x_{<i}`` only."""
         self._check_input(x, "features")
-        inputs = self._embed(x.contiguous())
+        represented = self._represent(x.contiguous())
+        tall = represented.transpose(1, 2).reshape(x.shape[0], represented.shape[2], -1, x.shape[-1])
+        inputs = torch.cat([tall, torch.ones_like(tall[:, :1])], dim=1)
         v = _down_shift(self.v_in(inputs))
         h = _right_shift(self.h_in(inputs)) + self.h_link(v)
+        if self.channels > 1:
+            context = self._plane_context(represented)
+            v, h = v + context, h + context
         for layer in self.layers:
             v, h = layer(v, h)
         return h
 
     def params_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """The distribution parameters ``[B, 1, H, W, params_per_dim]`` the head computes from :meth:`features`."""
-        return self.head(features).permute(0, 2, 3, 1).unsqueeze(1)
+        """The distribution parameters ``[B, C, H, W, params_per_dim]`` the head computes from :meth:`features`."""
+        params = self.head(features).permute(0, 2, 3, 1)  # [B, C H, W, P]
+        return params.reshape(params.shape[0], self.channels, -1, *params.shape[2:])
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One ARM call: ``(params [B, 1, H, W, P], features [B, hidden, H, W])`` for the images ``x``."""
+        """One ARM call: ``(params [B, C, H, W, P], features [B, hidden, C H, W])`` for the images ``x``."""
         features = self.features(x)
         return self.params_from_features(features), features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The distribution parameters of every pixel given the pixels before it: ``[B, 1, H, W, P]``."""
+        """The distribution parameters of every dimension given the dimensions before it: ``[B, C, H, W, P]``."""
         return self.predict(x)[0]
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -453,7 +492,8 @@ class ForecastingModules(nn.Module):
 
     def forward(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Forecasts ``[B, horizon, 1, H, W, P]`` from the ARM's ``features`` ``[B, F, H, W]`` and the values
-        ``x`` ``[B, 1, H, W]``; entry ``[:, t - 1]`` at dimension ``i`` forecasts dimension ``i + t``."""
+        ``x`` laid out as the features (:meth:`PixelCNN.positions`, ``[B, 1, C H, W]``); entry ``[:, t - 1]`` at
+        dimension ``i`` forecasts dimension ``i + t``."""
         inputs = torch.cat(
             [
                 torch.relu(features),
@@ -757,7 +797,7 @@ def train_forecaster(
     def loss_bits(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         with torch.no_grad():
             params, features = arm.predict(batch)
-        forecasts = forecaster(features, batch)
+        forecasts = forecaster(features, arm.positions(batch))
         if objective == "draws":
             return forecaster.draws_nll(batch, forecasts).sum() / math.log(2)
         return forecaster.kl_to(params, forecasts, generator).sum() / math.log(2)
