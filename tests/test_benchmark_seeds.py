@@ -113,3 +113,13 @@ def test_summarise_seeds_groups_in_first_seen_order_and_keeps_equal_fields():
     assert by_conv[0]["seeds"] == [0, 1, 2, 5] and by_conv[0]["bpd"] == 4.0 and "task" not in by_conv[0]
     assert "seed" not in by_conv[0]
     assert summarise_seeds([], "conv", ["bpd"]) == []
+
+
+def test_summarise_seeds_keeps_a_metric_that_a_configuration_lacks_as_none():
+    runs = [
+        {"method": "bicubic", "seed": 0, "bpd": None, "psnr": 30.0},
+        {"method": "bicubic", "seed": 1, "bpd": None, "psnr": 31.0},
+    ]
+    (row,) = summarise_seeds(runs, "method", ["bpd", "psnr"])
+    assert row["bpd"] is None and row["bpd_std"] is None
+    assert row["psnr"] == 30.5

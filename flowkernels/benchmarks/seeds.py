@@ -97,7 +97,8 @@ def summarise_seeds(
     Rows are grouped by the field(s) ``key``, in the order the groups are first seen. Each summary row holds
     the key fields, ``"seeds"`` (the groups' ``"seed"`` values, in order), the other fields whose values are
     equal across the group (parameters, widths; fields that differ are dropped), and for each metric ``m``
-    its mean ``m`` and sample standard deviation ``m + "_std"`` (``None`` for one seed).
+    its mean ``m`` and sample standard deviation ``m + "_std"`` (``None`` for one seed; both ``None`` for a
+    metric that is ``None`` in every run of the group).
 
     >>> runs = [
     ...     {"conv": "1x1", "seed": 0, "parameters": 10, "bpd": 2.0},
@@ -123,6 +124,9 @@ def summarise_seeds(
             if field not in skip and all(field in row and row[field] == value for row in group[1:]):
                 out[field] = value
         for metric in metrics:
-            out[metric], out[metric + "_std"] = mean_std([row[metric] for row in group])
+            values = [row[metric] for row in group]
+            # A metric a configuration does not have (None in every run, e.g. no likelihood) stays None.
+            missing = all(value is None for value in values)
+            out[metric], out[metric + "_std"] = (None, None) if missing else mean_std(values)
         summary.append(out)
     return summary
