@@ -22,10 +22,12 @@ baseline, a factorised model on the features of the same conditioning network (:
 Writes the tables to ``--out``/conditional_results.md (and .json) and the figures conditional_sr_x2.png,
 conditional_sr_x4.png and conditional_binary.png; prints the tables.
 
-    python benchmarks/conditional_results.py [--quick] [--out benchmarks/results/] [--threads 2]
+    python benchmarks/conditional_results.py [--quick] [--out benchmarks/results/] [--threads 2] [--seeds 0 1 2]
 
-The full run takes about 10 minutes on 2 CPU cores (584 s measured). ``--quick`` (a few seconds) is a smoke
-run for CI with tiny models, few steps and small test crops; its numbers mean nothing.
+Every model is trained once per seed (the data and its noise are the same for every seed); the tables give mean
+± sample standard deviation and judge the flow against its baseline by the seeds' spread. The full run takes
+about 20 minutes per seed on 2 CPU cores (1234 s measured for one seed). ``--quick`` (a few seconds, seed 0) is
+a smoke run for CI with tiny models, few steps and small test crops; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch
 
 from flowkernels._optional import require
 from flowkernels.benchmarks.machine import write_results
+from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
 from flowkernels.models.conditional import (
     BinaryDequantizer,
@@ -123,7 +126,7 @@ BINARY_UPSCALE = 2
 BINARY_THRESHOLD = 0.5
 BINARY_NOISE = 0.35
 BINARY_VOTES = 16
-# Seeds of the data noise (fixed, independent of --seed, so every run sees the same data).
+# Seeds of the data noise (fixed, independent of --seeds, so every run sees the same data).
 _TRAIN_NOISE_SEED, _TEST_NOISE_SEED = 11, 12
 # Crops (top, left, size at high resolution) of the held-out photographs for the super-resolution figure.
 FIGURE_CROPS = {"astronaut": (40, 160, 96), "camera": (60, 200, 96), "coffee": (120, 200, 96)}
@@ -134,7 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for tables and figures")
     parser.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a measurement")
     parser.add_argument("--experiments", nargs="+", choices=("sr2", "sr4", "binary"), default=["sr2", "sr4", "binary"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (--quick: 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -192,7 +195,7 @@ def psnr_ssim(prediction: torch.Tensor, target: torch.Tensor) -> tuple[float, fl
     )
 
 
-def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace) -> dict:
+def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace, seed: int) -> dict:
     """Train the flow and the logistic baseline for x``scale`` and evaluate them and bicubic on the test photos."""
     progress = not args.no_progress
     y_train = load_photo_patches("train", patch_size=budget["patch"])
@@ -213,7 +216,7 @@ def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace) -> 
         net, hidden = ConditionNet(1, **budget["net"]), budget["flow"]["hidden"]
         return FactorizedLogistic(net, upscale=scale, hidden=hidden, base=Upsample(scale, shift=0.5))
 
-    common = {"seed": args.seed, "progress": progress}
+    common = {"seed": seed, "progress": progress}
     flow_model, flow_history = train_conditional(
         flow, sr_flow_loss, train, test, desc=f"flow x{scale}", **budget["flow_train"], **common
     )
@@ -236,7 +239,7 @@ def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace) -> 
         bits["logistic"] += y.numel() * evaluate_conditional(logistic_model, exact_loss, y, x)
         predictions = {"low-res": x_int, "bicubic": bicubic(x_int, scale), "ground truth": y}
         for tau in TAUS:
-            generator = torch.Generator().manual_seed(args.seed)
+            generator = torch.Generator().manual_seed(seed)
             with evaluating(flow_model):
                 predictions[f"flow tau={tau}"] = quantize(flow_model.sample(x, tau, generator), PHOTO_LEVELS)
             with evaluating(logistic_model):
@@ -338,7 +341,7 @@ def iw_loss(samples: int, model, y, x, generator):
     return model.bits_per_dim(y, x, generator, samples=samples)
 
 
-def run_binary(budget: dict, args: argparse.Namespace) -> dict:
+def run_binary(budget: dict, args: argparse.Namespace, seed: int) -> dict:
     progress = not args.no_progress
     train = binary_digits("train", budget["copies"], _TRAIN_NOISE_SEED)
     if budget["train_size"] is not None:
@@ -358,7 +361,7 @@ def run_binary(budget: dict, args: argparse.Namespace) -> dict:
         net = ConditionNet(1, **budget["net"])
         return FactorizedBernoulli(net, upscale=BINARY_UPSCALE, hidden=budget["flow"]["hidden"])
 
-    common = {"seed": args.seed, "progress": progress}
+    common = {"seed": seed, "progress": progress}
     flow_model, flow_history = train_conditional(
         flow, exact_loss, train, test, desc="flow binary", **budget["flow_train"], **common
     )
@@ -369,7 +372,7 @@ def run_binary(budget: dict, args: argparse.Namespace) -> dict:
     elbo_bpd = flow_history.final_test_bpd
     bernoulli_bpd = bernoulli_history.final_test_bpd
 
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(seed)
     with evaluating(flow_model), evaluating(bernoulli_model):
         predictions = {
             "bernoulli argmax": bernoulli_model.sample(x_test, 0.0),
@@ -442,40 +445,96 @@ def save_binary_figure(result: dict, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Tables.
+# Seeds and tables.
+
+METRICS = {"sr": ("bpd", "psnr", "ssim"), "binary": ("bpd", "f1", "iou")}
+# (column, metric, digits) of the tables; bits/dim and the quality measures, mean ± std over the seeds.
+COLUMNS = {
+    "sr": (("test bits/dim", "bpd", 3), ("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 4)),
+    "binary": (("test bits/dim", "bpd", 4), ("F1", "f1", 4), ("IoU", "iou", 4)),
+}
+# The comparisons the paper makes, per task: (flow method, baseline method, metric, lower is better).
+CLAIMS = {
+    "sr": (("flow tau=0.0", "logistic tau=0.0", "bpd", True), ("flow tau=0.0", "logistic tau=0.0", "psnr", False)),
+    "binary": (("flow tau=0", "bernoulli argmax", "bpd", True), ("flow tau=0", "bernoulli argmax", "f1", False)),
+}
+
+
+def summarise(runs: list[dict], kind: str) -> dict:
+    """One experiment over seeds: the per-seed ``runs`` and, per method, the metrics' mean and std; the
+    numbers outside the tables (train times, patch bits/dim, the binary flow's one-draw bound) as means."""
+    rows = [row | {"seed": run["seed"]} for run in runs for row in run["rows"]]
+    first = runs[0]
+    shared = {
+        key: first[key]
+        for key in ("scale", "photos", "parameters", "train_patches", "train_pairs", "test_pairs", "budget")
+        if key in first
+    }
+    means = {}
+    for key in ("train_time_s", "test_patch_bpd"):
+        if key in first:
+            means[key] = {model: float(np.mean([run[key][model] for run in runs])) for model in first[key]}
+    if "flow_elbo_bpd" in first:
+        means["flow_elbo_bpd"] = float(np.mean([run["flow_elbo_bpd"] for run in runs]))
+    summary = summarise_seeds(rows, "method", METRICS[kind])
+    claims = []
+    by_method = {row["method"]: row for row in summary}
+    for flow, baseline, metric, lower in CLAIMS[kind]:
+        if flow in by_method and baseline in by_method:
+            a, b = by_method[flow], by_method[baseline]
+            name = dict((m, c) for c, m, _ in COLUMNS[kind])[metric]
+            claims.append(
+                compare(
+                    f"{flow}, {name}", a[metric], a[metric + "_std"], baseline, b[metric], b[metric + "_std"], lower
+                )
+            )
+    return {
+        "seeds": [run["seed"] for run in runs],
+        "runs": runs,
+        "summary": summary,
+        "claims": claims,
+        **shared,
+        **means,
+    }
+
+
+def format_table(result: dict, kind: str) -> str:
+    """Markdown: per method, each metric as mean ± standard deviation over the seeds (the README shows it)."""
+    columns = COLUMNS[kind]
+    lines = ["| method | " + " | ".join(name for name, _, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for row in result["summary"]:
+        cells = [
+            "—" if row[metric] is None else format_mean_std(row[metric], row[metric + "_std"], digits)
+            for _, metric, digits in columns
+        ]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def sr_table(result: dict) -> str:
     scale, patch = result["scale"], result["budget"]["patch"]
-    lines = [
+    return (
         f"Super-resolution x{scale}: {result['train_patches']} training patches of {patch}x{patch}; test on the whole "
         f"held-out photographs {', '.join(result['photos'])} (8-bit luma). Flow {result['parameters']['flow']:,} "
-        f"parameters ({result['train_time_s']['flow']:.0f} s), logistic {result['parameters']['logistic']:,} "
-        f"({result['train_time_s']['logistic']:.0f} s).",
-        "",
-        "| method | test bits/dim | PSNR (dB) | SSIM |",
-        "|---|---:|---:|---:|",
-    ]
-    for row in result["rows"]:
-        bpd = "—" if row["bpd"] is None else f"{row['bpd']:.3f}"
-        lines.append(f"| {row['method']} | {bpd} | {row['psnr']:.2f} | {row['ssim']:.4f} |")
-    return "\n".join(lines)
+        f"parameters ({result['train_time_s']['flow']:.0f} s per seed), logistic {result['parameters']['logistic']:,} "
+        f"({result['train_time_s']['logistic']:.0f} s).\n\n"
+        + format_table(result, "sr")
+        + "\n\n"
+        + " ".join(result["claims"])
+    )
 
 
 def binary_table(result: dict) -> str:
-    lines = [
+    return (
         f"Binary digits (16x16 from noisy 8x8): {result['train_pairs']} training pairs, {result['test_pairs']} test "
         f"digits. Flow + dequantizer {result['parameters']['flow']:,} parameters "
-        f"({result['train_time_s']['flow']:.0f} s), Bernoulli {result['parameters']['bernoulli']:,} "
+        f"({result['train_time_s']['flow']:.0f} s per seed), Bernoulli {result['parameters']['bernoulli']:,} "
         f"({result['train_time_s']['bernoulli']:.0f} s). Flow bits/dim: importance-weighted bound with "
-        f"{BINARY_VOTES} draws (one-draw variational bound: {result['flow_elbo_bpd']:.4f}).",
-        "",
-        "| method | test bits/dim | F1 | IoU |",
-        "|---|---:|---:|---:|",
-    ]
-    for row in result["rows"]:
-        lines.append(f"| {row['method']} | {row['bpd']:.4f} | {row['f1']:.4f} | {row['iou']:.4f} |")
-    return "\n".join(lines)
+        f"{BINARY_VOTES} draws (one-draw variational bound: {result['flow_elbo_bpd']:.4f}).\n\n"
+        + format_table(result, "binary")
+        + "\n\n"
+        + " ".join(result["claims"])
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -483,25 +542,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     budgets = QUICK if args.quick else FULL
+    seeds = [0] if args.quick else args.seeds
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     sections, results = [], {}
     mode = "QUICK smoke run, numbers mean nothing" if args.quick else "full run"
     header = (
-        f"Conditional flows vs factorised baselines ({mode}; seed {args.seed}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads)"
+        f"Conditional flows vs factorised baselines ({mode}; seeds {', '.join(map(str, seeds))}, mean ± sample "
+        f"standard deviation, torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
     for experiment in args.experiments:
-        if experiment.startswith("sr"):
-            scale = int(experiment[2:])
-            result = run_super_resolution(scale, budgets["sr"][scale], args)
-            save_sr_figure(result, args.out / f"conditional_sr_x{scale}.png", args.quick)
-            sections.append(sr_table(result))
-        else:
-            result = run_binary(budgets["binary"], args)
-            save_binary_figure(result, args.out / "conditional_binary.png")
-            sections.append(binary_table(result))
-        results[experiment] = {key: value for key, value in result.items() if not key.startswith("_")}
+        runs = []
+        for index, seed in enumerate(seeds):
+            if experiment.startswith("sr"):
+                scale = int(experiment[2:])
+                result = run_super_resolution(scale, budgets["sr"][scale], args, seed)
+                if index == 0:  # the figures show the first seed's models
+                    save_sr_figure(result, args.out / f"conditional_sr_x{scale}.png", args.quick)
+            else:
+                result = run_binary(budgets["binary"], args, seed)
+                if index == 0:
+                    save_binary_figure(result, args.out / "conditional_binary.png")
+            runs.append({"seed": seed} | {key: value for key, value in result.items() if not key.startswith("_")})
+        results[experiment] = summarise(runs, "sr" if experiment.startswith("sr") else "binary")
+        sections.append(
+            sr_table(results[experiment]) if experiment.startswith("sr") else binary_table(results[experiment])
+        )
         print(sections[-1] + "\n", flush=True)
     total = time.perf_counter() - start
     footer = f"Total time {total:.0f} s."
@@ -509,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "conditional_results.md").write_text(markdown)
     results["total_time_s"] = total
     results["quick"] = args.quick
+    results["seeds"] = seeds
     write_results(args.out / "conditional_results.json", results)
     print(footer)
     print(f"tables in {args.out}/conditional_results.md, figures conditional_*.png")

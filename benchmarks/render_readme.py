@@ -430,40 +430,32 @@ def render_dequantization_digits(documents: Sequence[tuple[str, dict]]) -> str:
     )
 
 
-def _conditional_rows(rows: list[dict], metrics: Sequence[tuple[str, str, str]]) -> tuple[list, list]:
-    values = {key: [r[key] for r in rows] for _, key, _ in metrics}
-    cells = {}
-    for _, key, fmt in metrics:
-        lowest = key == "bpd"
-        cells[key] = bold_best(values[key], ["—" if v is None else format(v, fmt) for v in values[key]], lowest)
-    body = [[r["method"], *(cells[key][i] for _, key, _ in metrics)] for i, r in enumerate(rows)]
-    return ["method", *(name for name, _, _ in metrics)], body
-
-
 def render_conditional(documents: Sequence[tuple[str, dict]], experiment: str) -> str:
     doc = documents[0][1]
-    result = doc[experiment]
+    if "seeds" not in doc:
+        raise ValueError("conditional_results.json predates seeds; rerun `python benchmarks/conditional_results.py`")
+    result, script = doc[experiment], _script("conditional_results")
+    seeds = f"mean ± sample standard deviation over seeds {', '.join(map(str, doc['seeds']))}"
+    claims = "Flow against baseline (beyond or within the seeds' spread, the sum of the two standard deviations): "
+    claims += " ".join(result["claims"])
     if experiment == "binary":
-        metrics = (("test bits/dim", "bpd", ".4f"), ("F1", "f1", ".4f"), ("IoU", "iou", ".4f"))
-        header, body = _conditional_rows(result["rows"], metrics)
         times = result["train_time_s"]
         return (
-            table(header, body) + f"\n\nFlow + dequantizer: {result['parameters']['flow']:,} parameters, "
-            f"{result['budget']['flow_train']['epochs']} epochs ({times['flow']:.0f} s); Bernoulli: "
+            script.format_table(result, "binary")
+            + f"\n\nFlow + dequantizer: {result['parameters']['flow']:,} parameters, "
+            f"{result['budget']['flow_train']['epochs']} epochs ({times['flow']:.0f} s per seed); Bernoulli: "
             f"{result['parameters']['bernoulli']:,} parameters ({times['bernoulli']:.0f} s). The flow's one-draw "
-            f"bound: {result['flow_elbo_bpd']:.4f} bits/dim."
+            f"bound: {result['flow_elbo_bpd']:.4f} bits/dim (mean). {seeds[0].upper() + seeds[1:]}.\n\n" + claims
         )
-    metrics = (("test bits/dim", "bpd", ".3f"), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f"))
-    header, body = _conditional_rows(result["rows"], metrics)
     params, times, budget = result["parameters"], result["train_time_s"], result["budget"]
     flow = budget["flow"]
     return (
-        table(header, body)
+        script.format_table(result, "sr")
         + f"\n\nFlow: {flow['levels']} levels x {flow['steps']} steps, {flow['conv']} convs, {params['flow']:,} "
-        f"parameters, {budget['flow_train']['epochs']} epochs ({times['flow']:.0f} s); logistic: "
+        f"parameters, {budget['flow_train']['epochs']} epochs ({times['flow']:.0f} s per seed); logistic: "
         f"{params['logistic']:,} parameters, {budget['baseline_train']['epochs']} epochs ({times['logistic']:.0f} s). "
         f"Test patches: {result['test_patch_bpd']['flow']:.3f} bits/dim (flow) against "
-        f"{result['test_patch_bpd']['logistic']:.3f} (logistic)."
+        f"{result['test_patch_bpd']['logistic']:.3f} (logistic), means. {seeds[0].upper() + seeds[1:]}.\n\n" + claims
     )
 
 

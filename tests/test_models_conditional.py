@@ -438,6 +438,19 @@ def test_benchmark_script_quick(tmp_path, capsys):
     for name in ("conditional_sr_x2.png", "conditional_binary.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| flow tau=0.5 |" in (tmp_path / "conditional_results.md").read_text()
+    # The README renders the results file the script writes (one seed in a quick run: no spread to judge by).
+    import json
+
+    spec = importlib.util.spec_from_file_location("render_readme", script.parent / "render_readme.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    document = json.loads((tmp_path / "conditional_results.json").read_text())
+    assert document["seeds"] == [0] and [run["seed"] for run in document["sr2"]["runs"]] == [0]
+    for experiment in ("sr2", "binary"):
+        text = render.render_conditional([("conditional_results.json", document)], experiment)
+        assert "Mean ± sample standard deviation over seeds 0." in text
+        assert text.count("one seed: it cannot tell the difference from noise") == 2
+    assert "| bicubic | — |" in render.render_conditional([("conditional_results.json", document)], "sr2")
 
 
 def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():
