@@ -291,8 +291,16 @@ def test_save_image_grid(tmp_path):
     images = torch.randint(0, 17, (5, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     path = save_image_grid(images, tmp_path / "grid.png", 17, cmap="gray_r")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match=r"\[N, 1, H, W\]"):
+    with pytest.raises(ValueError, match=r"\[N, 1 or 3, H, W\]"):
         save_image_grid(images[:, 0], tmp_path / "bad.png", 17)
+    # RGB: the pixels keep their colours (upscaled 2x, one-pixel frames, a 2x2 grid of 2x3 images).
+    import matplotlib.image
+
+    rgb = torch.randint(0, 256, (4, 3, 2, 3), generator=torch.Generator().manual_seed(1))
+    picture = matplotlib.image.imread(save_image_grid(rgb, tmp_path / "rgb.png", 256, upscale=2))
+    assert picture.shape[:2] == (2 * (2 * 3 + 1), 2 * (2 * 4 + 1))
+    top_left = torch.from_numpy(picture[2:6:2, 2:8:2, :3].copy()).permute(2, 0, 1)  # image 0, one copy per pixel
+    torch.testing.assert_close(top_left * 255, rgb[0].float(), atol=0.51, rtol=0)
 
 
 def test_vq_reconstruction_bpd_is_minus_log2_of_the_logistic_bins_per_dim():

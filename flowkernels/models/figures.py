@@ -21,29 +21,32 @@ def save_image_grid(
     cmap: str = "gray",
     frame: float | None = None,
 ) -> Path:
-    """Write integer images ``[N, 1, H, W]`` (values ``0 .. levels - 1``) as one PNG grid to ``path``.
+    """Write integer images ``[N, C, H, W]`` (values ``0 .. levels - 1``; C = 1, or 3 for RGB) as one PNG grid.
 
     ``ceil(sqrt(N))`` images per row with a one-pixel frame of value ``frame`` (default mid-grey),
     upscaled ``upscale`` times (8x8 images are otherwise too small to see); ``cmap="gray_r"`` draws dark
-    on light like the digits.
+    on light like the digits (one channel only: RGB images are drawn as their colours).
     Written with ``matplotlib.image.imsave`` (no GUI backend needed).
     """
     image = require("matplotlib.image", "matplotlib", "save_image_grid")
-    if images.dim() != 4 or images.shape[1] != 1 or images.shape[0] < 1:
-        raise ValueError(f"save_image_grid: images must be [N, 1, H, W] with N >= 1, got {list(images.shape)}")
-    n, _, height, width = images.shape
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
+        raise ValueError(f"save_image_grid: images must be [N, 1 or 3, H, W] with N >= 1, got {list(images.shape)}")
+    n, channels, height, width = images.shape
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     grid = torch.full(
-        (rows * (height + 1) + 1, columns * (width + 1) + 1),
+        (channels, rows * (height + 1) + 1, columns * (width + 1) + 1),
         (levels - 1) / 2 if frame is None else frame,
         dtype=torch.float64,
     )
     for index in range(n):
         top, left = 1 + (index // columns) * (height + 1), 1 + (index % columns) * (width + 1)
-        grid[top : top + height, left : left + width] = images[index, 0].cpu()
-    grid = grid.repeat_interleave(upscale, 0).repeat_interleave(upscale, 1)
+        grid[:, top : top + height, left : left + width] = images[index].cpu()
+    grid = grid.repeat_interleave(upscale, 1).repeat_interleave(upscale, 2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.imsave(path, grid.numpy(), cmap=cmap, vmin=0, vmax=levels - 1, format="png")
+    if channels == 1:
+        image.imsave(path, grid[0].numpy(), cmap=cmap, vmin=0, vmax=levels - 1, format="png")
+    else:
+        image.imsave(path, (grid / (levels - 1)).clamp(0, 1).permute(1, 2, 0).numpy(), format="png")
     return path
