@@ -19,6 +19,7 @@ MODULES = [
     "flowkernels.nn.hex",
     "flowkernels.nn.square",
     "flowkernels.nn.masked",
+    "flowkernels.models.noise",
     "flowkernels.codec.image_file",
     "flowkernels.models.idf",
     "flowkernels.models.hexnet",

@@ -52,6 +52,7 @@ from .glow import (
     multiscale_latent_shapes,
     standard_normal_log_prob,
 )
+from .noise import portable_rand, portable_randn
 from .training import evaluating, fit
 
 __all__ = [
@@ -583,11 +584,8 @@ class ConditionalFlow(_Conditional):
         if tau == 0:
             zs = [torch.zeros(shape, device=parameter.device, dtype=parameter.dtype) for shape in shapes]
         else:
-            noise_device = generator.device if generator is not None else parameter.device
             zs = [
-                (torch.randn(shape, generator=generator, device=noise_device, dtype=parameter.dtype) * tau).to(
-                    parameter.device
-                )
+                portable_randn(shape, generator, dtype=parameter.dtype, device=parameter.device) * tau
                 for shape in shapes
             ]
         with torch.no_grad():
@@ -695,9 +693,7 @@ class FactorizedLogistic(_PixelHead):
             mu, log_scale = self._mu_log_scale(x)
             value = mu
             if tau > 0:
-                noise_device = generator.device if generator is not None else mu.device
-                u = torch.rand(mu.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
-                u = u.clamp(1e-6, 1 - 1e-6)
+                u = portable_rand(mu.shape, generator, dtype=mu.dtype, device=mu.device).clamp(1e-6, 1 - 1e-6)
                 value = mu + tau * torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
             return torch.floor(value * self.levels).clamp(0, self.levels - 1).long()
 
@@ -748,9 +744,8 @@ class FactorizedBernoulli(_PixelHead):
             logits = self.logits(x)
             if tau == 0:
                 return (logits > 0).long()
-            noise_device = generator.device if generator is not None else logits.device
-            u = torch.rand(logits.shape, generator=generator, device=noise_device, dtype=logits.dtype)
-            return (u.to(logits.device) < torch.sigmoid(logits / tau)).long()
+            u = portable_rand(logits.shape, generator, dtype=logits.dtype, device=logits.device)
+            return (u < torch.sigmoid(logits / tau)).long()
 
 
 def _check_binary(owner: str, y: torch.Tensor) -> None:
@@ -829,8 +824,7 @@ class BinaryDequantizer(nn.Module):
         sign = 2.0 * y.to(parameter.dtype) - 1.0
         x_on_y = resize_features(x.to(parameter.dtype), (y.shape[2], y.shape[3]))
         mean, log_scale = self.net(torch.cat([sign, x_on_y], dim=1)).chunk(2, dim=1)
-        noise_device = generator.device if generator is not None else parameter.device
-        eps = torch.randn(y.shape, generator=generator, device=noise_device, dtype=parameter.dtype).to(parameter.device)
+        eps = portable_randn(y.shape, generator, dtype=parameter.dtype, device=parameter.device)
         r = mean + torch.exp(log_scale) * eps
         margin = max(self.margin, 2 * torch.finfo(parameter.dtype).eps)
         v = 0.5 + sign * (F.softplus(r) + margin)

@@ -42,6 +42,7 @@ from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
 from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv, MaskedConv2d
 from ..nn.flow import check_image, soft_clamp, zero_conv
 from .glow import CONV_KINDS, Glow, standard_normal_log_prob
+from .noise import portable_rand
 from .training import TrainHistory, evaluating, fit
 
 __all__ = [
@@ -235,9 +236,8 @@ class UniformDequantizer(Dequantizer):
     def _sample(
         self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        device = generator.device if generator is not None else x.device
         shape = (num_samples * x.shape[0], *x.shape[1:])
-        u = torch.rand(shape, generator=generator, device=device, dtype=self._like.dtype).to(x.device)
+        u = portable_rand(shape, generator, dtype=self._like.dtype, device=x.device)
         return u, u.new_zeros(shape[0])
 
     def log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -284,8 +284,7 @@ class _ConditionalLogistic(nn.Module):
     @staticmethod
     def noise(shape: torch.Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None):
         """Standard logistic noise ``logit(U)``, drawn on the generator's device (portable seeds)."""
-        noise_device = generator.device if generator is not None else device
-        uniform = torch.rand(shape, generator=generator, device=noise_device, dtype=dtype).to(device)
+        uniform = portable_rand(shape, generator, dtype=dtype, device=device)
         return _logit(uniform.clamp(min=torch.finfo(dtype).tiny))
 
     def forward(self, eps: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

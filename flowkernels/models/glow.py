@@ -37,6 +37,7 @@ from ..nn import (
     Squeeze,
 )
 from .figures import save_image_grid
+from .noise import portable_rand, portable_randn
 from .training import TrainHistory, evaluating, fit
 
 __all__ = [
@@ -217,11 +218,8 @@ class Glow(nn.Module):
         Runs without autograd; call it in eval mode to let the 1x1 convs reuse their cached inverses.
         """
         parameter = next(self.parameters())
-        noise_device = generator.device if generator is not None else parameter.device
         zs = [
-            (torch.randn(shape, generator=generator, device=noise_device, dtype=parameter.dtype) * temperature).to(
-                parameter.device
-            )
+            portable_randn(shape, generator, dtype=parameter.dtype, device=parameter.device) * temperature
             for shape in self.latent_shapes(n, image_size)
         ]
         with torch.no_grad():
@@ -245,8 +243,7 @@ def dequantize(
     x_int: torch.Tensor, levels: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """``(x_int + u) / levels`` with ``u ~ U[0, 1)`` drawn on the generator's device (so seeds are portable)."""
-    noise_device = generator.device if generator is not None else x_int.device
-    u = torch.rand(x_int.shape, generator=generator, device=noise_device, dtype=dtype).to(x_int.device)
+    u = portable_rand(x_int.shape, generator, dtype=dtype, device=x_int.device)
     return (x_int.to(dtype) + u) / levels
 
 

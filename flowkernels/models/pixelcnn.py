@@ -39,6 +39,7 @@ from torch import nn
 from ..data import iterate_minibatches
 from ..ops import discretized_logistic_logp
 from .figures import save_image_grid
+from .noise import portable_rand
 from .training import TrainHistory, evaluating, fit
 
 __all__ = [
@@ -75,9 +76,8 @@ def uniform_noise(
     Drawn on the generator's device (CPU by default, so that a seed gives the same noise everywhere), then
     moved to ``device``.
     """
-    noise_device = generator.device if generator is not None else device
-    noise = torch.rand(shape, generator=generator, device=noise_device, dtype=dtype)
-    return noise.clamp(torch.finfo(dtype).tiny, 1.0 - torch.finfo(dtype).eps).to(device)
+    uniform = portable_rand(shape, generator, dtype=dtype, device=device)
+    return uniform.clamp(torch.finfo(dtype).tiny, 1.0 - torch.finfo(dtype).eps)
 
 
 def _gumbel(uniform: torch.Tensor) -> torch.Tensor:
