@@ -38,9 +38,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,7 +54,7 @@ from ..nn.quant import int16_input
 from ..ops import discretized_logistic_logp, integer_coupling
 from . import idf_integer
 from .idf_integer import FRACTION_BITS, ActivationRanges, IntegerResNet, IntegerTopPrior, resnet_forward
-from .training import warmup_cosine
+from .training import TrainHistory, fit
 
 __all__ = [
     "IDF",
@@ -755,22 +754,15 @@ IDF_DATASETS: dict[str, tuple[dict, int, dict]] = {
 
 
 @dataclass
-class IDFHistory:
-    """What :func:`train_idf` measured: mean training bits/dim per epoch, ``(epoch, test bits/dim)`` pairs
-    (epoch 0 = before training), the wall time of the optimisation alone and the number of processes."""
+class IDFHistory(TrainHistory):
+    """What :func:`train_idf` measured: a :class:`~flowkernels.models.training.TrainHistory` (training bits/dim
+    per epoch, ``(epoch, test bits/dim)`` pairs with epoch 0 before training, the optimisation's wall time),
+    plus the number of processes and, with quantization-aware training, the test bits/dim of the float model
+    before it and of the integer model after it."""
 
-    config: dict
-    train_bpd: list[float] = field(default_factory=list)
-    test_bpd: list[tuple[int, float]] = field(default_factory=list)
-    train_time_s: float = 0.0
     world_size: int = 1
-    #: with quantization-aware training: test bits/dim of the float model before it, and of the integer model
     float_test_bpd: float | None = None
     integer_test_bpd: float | None = None
-
-    @property
-    def final_test_bpd(self) -> float:
-        return self.test_bpd[-1][1]
 
 
 def _all_reduce_sum(values: list[float], device: torch.device, distributed: bool) -> list[float]:
@@ -1090,11 +1082,26 @@ def _train(
                 },
             )
 
-    def run_phase(phase_epochs: int, phase_lr: float, first_epoch: int, name: str, state: dict | None = None) -> float:
-        """Train for ``phase_epochs`` (from ``state``, a resume file's content, when given); returns the
-        optimisation time (evaluations excluded). Saves a resume file after every epoch of the float phase."""
+    def save_resume_state(epoch: int, optimizer, scheduler, train_time_s: float) -> None:
+        if state_file is not None and rank == 0 and not model.quantization_aware:
+            _save_resume_state(
+                state_file,
+                config=history.config,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                generator=generator,
+                epoch=epoch,
+                history=history,
+                train_time_s=train_time_s,
+            )
+
+    def run_phase(phase_epochs: int, phase_lr: float, first_epoch: int, name: str, state: dict | None = None) -> None:
+        """Train for ``phase_epochs`` (from ``state``, a resume file's content, when given) in the shared loop of
+        :func:`~flowkernels.models.training.fit`, sharded over the processes; saves a checkpoint after every
+        evaluation and a resume file after every epoch of the float phase."""
         if phase_epochs == 0:
-            return 0.0
+            return
         if distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -1102,70 +1109,38 @@ def _train(
             loss_module = DistributedDataParallel(_Loss(model), device_ids=ids)
         else:
             loss_module = _Loss(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=phase_lr)
-        total_steps = max(1, phase_epochs * batches_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
-        every = eval_every or max(1, phase_epochs // 5)
-        done = first_epoch
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            done = int(state["epoch"])
-        start = time.perf_counter() - (0.0 if state is None else float(state["train_time_s"]))
-        model.train()
-        if progress and done > first_epoch:
-            bar.update((done - first_epoch) * batches_per_epoch)
-        for epoch in range(done + 1, first_epoch + phase_epochs + 1):
-            order = torch.randperm(n, generator=generator)
-            epoch_total, epoch_count = 0.0, 0
-            for step in range(batches_per_epoch):
-                global_batch = order[step * batch_size : (step + 1) * batch_size]
-                batch = train[global_batch[rank::world_size].to(device)]
-                loss = loss_module(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                epoch_total += loss.item() * batch.shape[0]
-                epoch_count += batch.shape[0]
-                bar.update()
-                bar.set_postfix(bpd=f"{loss.item():.3f}")
-            epoch_total, epoch_count = _all_reduce_sum([epoch_total, float(epoch_count)], device, distributed)
-            history.train_bpd.append(epoch_total / epoch_count)
-            if (epoch - first_epoch) % every == 0 or epoch == first_epoch + phase_epochs:
-                paused = time.perf_counter()  # evaluation time is not training time
-                history.test_bpd.append((epoch, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
-                model.train()
-                if progress:
-                    bar.write(
-                        f"{name} epoch {epoch}: train {history.train_bpd[-1]:.3f}, "
-                        f"test {history.final_test_bpd:.3f} bits/dim"
-                    )
-                if not model.quantization_aware:
-                    save(epoch)
-                start += time.perf_counter() - paused
-            if state_file is not None and rank == 0 and not model.quantization_aware:
-                _save_resume_state(
-                    state_file,
-                    config=history.config,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    generator=generator,
-                    epoch=epoch,
-                    history=history,
-                    train_time_s=time.perf_counter() - start,
-                )
-        return time.perf_counter() - start
+        fit(
+            model,
+            train,
+            loss_module,
+            lambda: evaluate_bpd(model, test, rank=rank, world_size=world_size),
+            history,
+            epochs=phase_epochs,
+            batch_size=batch_size,
+            lr=phase_lr,
+            generator=generator,
+            warmup_steps=warmup_steps,
+            max_grad_norm=max_grad_norm,
+            eval_every=eval_every,
+            desc=name,
+            progress=progress,
+            rank=rank,
+            world_size=world_size,
+            all_reduce=lambda values: _all_reduce_sum(values, device, distributed),
+            first_epoch=first_epoch,
+            state=state,
+            after_evaluation=lambda epoch: None if model.quantization_aware else save(epoch),
+            after_epoch=save_resume_state,
+            bar=bar,
+        )
 
-    history.train_time_s = run_phase(epochs, lr, 0, f"idf[{dataset}]", resumed)
+    run_phase(epochs, lr, 0, f"idf[{dataset}]", resumed)
     if qat_epochs > 0:
         history.float_test_bpd = history.final_test_bpd
         calibration = train[torch.randperm(n, generator=generator)[: min(n, 512)].to(device)]
         model.eval()
         model.calibrate(calibration)
-        history.train_time_s += run_phase(qat_epochs, qat_lr, epochs, f"idf[{dataset}] quantization-aware")
+        run_phase(qat_epochs, qat_lr, epochs, f"idf[{dataset}] quantization-aware")
         model.eval()
         saved[0] = model.to_integer()
         history.integer_test_bpd = evaluate_bpd(saved[0], test, rank=rank, world_size=world_size)

@@ -7,12 +7,12 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._optional import require
-from ..data import iterate_minibatches
 
 __all__ = ["TrainHistory", "evaluating", "fit", "warmup_cosine"]
 
@@ -60,6 +60,10 @@ class TrainHistory:
         return self.test_bpd[-1][1]
 
 
+def _identity(values: list[float]) -> list[float]:
+    return values
+
+
 def fit(
     model: nn.Module,
     train: torch.Tensor,
@@ -76,8 +80,17 @@ def fit(
     eval_every: int | None,
     desc: str,
     progress: bool,
-) -> None:
-    """The training loop of the likelihood models: Adam on ``loss_fn(batch)`` (a scalar in bits/dim).
+    rank: int = 0,
+    world_size: int = 1,
+    all_reduce: Callable[[list[float]], list[float]] = _identity,
+    first_epoch: int = 0,
+    state: dict | None = None,
+    after_evaluation: Callable[[int], None] | None = None,
+    after_epoch: Callable[[int, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, float], None]
+    | None = None,
+    bar: Any = None,
+) -> float:
+    """The training loop of every likelihood model: Adam on ``loss_fn(batch)`` (a scalar in bits/dim).
 
     A linear learning-rate warm-up over ``warmup_steps`` steps (Glow's recipe: it keeps the first, large
     updates of a freshly ActNorm-initialised flow from diverging), a cosine decay to zero over the whole
@@ -85,19 +98,45 @@ def fit(
     clipping at ``max_grad_norm``. Batches of ``train`` (data, or indices into data that ``loss_fn``
     looks up) are drawn with ``generator``. ``evaluate()`` (the test bits/dim; ``None`` for none) runs every
     ``eval_every`` epochs (default: 5 times in all) and after the last; its time is not counted as
-    training time. Appends to ``history`` and leaves ``model`` in eval mode.
+    training time. Appends to ``history``, adds the optimisation time to ``history.train_time_s``, returns
+    that time and leaves ``model`` in eval mode.
+
+    The hooks of data-parallel and resumable training (:func:`~flowkernels.models.idf.train_idf`):
+
+    * ``rank`` / ``world_size``: every process draws the same global batch order and trains on its share
+      ``batch[rank::world_size]`` (``loss_fn`` may be a ``DistributedDataParallel`` module, which averages the
+      gradients); a last batch smaller than ``world_size`` is dropped so every process has a share.
+      ``all_reduce`` sums a list of floats over the processes (for the epoch's mean loss).
+    * ``first_epoch``: the epochs are numbered ``first_epoch + 1 ..`` (a second phase continues the count).
+    * ``state``: continue a run from ``{"optimizer", "scheduler", "epoch", "train_time_s"}`` (what
+      ``after_epoch`` saw); ``generator`` and ``history`` must be restored by the caller.
+    * ``after_evaluation(epoch)`` runs after each evaluation (a checkpoint), ``after_epoch(epoch, optimizer,
+      scheduler, train_time_s)`` after each epoch (a resume file).
+    * ``bar``: a tqdm bar to advance (one per step) instead of a bar of its own.
     """
     eval_every = eval_every or max(1, epochs // 5)
+    n = len(train)
+    steps_per_epoch = n // batch_size + (1 if n % batch_size >= world_size else 0)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    total_steps = epochs * math.ceil(len(train) / batch_size)
+    total_steps = max(1, epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
-    tqdm = require("tqdm", "tqdm", "the training progress bar").tqdm
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    done, elapsed = first_epoch, 0.0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        done, elapsed = int(state["epoch"]), float(state["train_time_s"])
+    own_bar = bar is None
+    if own_bar:
+        tqdm = require("tqdm", "tqdm", "the training progress bar").tqdm
+        bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
+    bar.update((done - first_epoch) * steps_per_epoch)
+    start = time.perf_counter() - elapsed
+    for epoch in range(done + 1, first_epoch + epochs + 1):
         model.train()
-        epoch_total = 0.0
-        for batch in iterate_minibatches(train, batch_size, generator=generator):
+        order = torch.randperm(n, generator=generator)
+        epoch_total, epoch_count = 0.0, 0
+        for step in range(steps_per_epoch):
+            batch = train[order[step * batch_size : (step + 1) * batch_size][rank::world_size].to(train.device)]
             loss = loss_fn(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -105,16 +144,26 @@ def fit(
             optimizer.step()
             scheduler.step()
             epoch_total += loss.item() * batch.shape[0]
+            epoch_count += batch.shape[0]
             bar.update()
             bar.set_postfix(bpd=f"{loss.item():.3f}")
-        history.train_bpd.append(epoch_total / len(train))
-        if evaluate is not None and (epoch % eval_every == 0 or epoch == epochs):
-            paused = time.perf_counter()
+        epoch_total, epoch_count = all_reduce([epoch_total, float(epoch_count)])
+        history.train_bpd.append(epoch_total / epoch_count)
+        local = epoch - first_epoch
+        if evaluate is not None and (local % eval_every == 0 or local == epochs):
+            paused = time.perf_counter()  # evaluation time is not training time
             history.test_bpd.append((epoch, evaluate()))
             if progress:
                 train_bpd, test_bpd = history.train_bpd[-1], history.final_test_bpd
                 bar.write(f"{desc} epoch {epoch}: train {train_bpd:.3f}, test {test_bpd:.3f} bits/dim")
+            if after_evaluation is not None:
+                after_evaluation(epoch)
             start += time.perf_counter() - paused
-    history.train_time_s = time.perf_counter() - start
-    bar.close()
+        if after_epoch is not None:
+            after_epoch(epoch, optimizer, scheduler, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    history.train_time_s += elapsed
+    if own_bar:
+        bar.close()
     model.eval()
+    return elapsed
