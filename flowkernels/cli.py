@@ -168,9 +168,8 @@ def _train_glow(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / f"glow_{args.conv}.pt"
-    # Plain tensors and a dict of numbers and strings: loadable with torch.load(..., weights_only=True).
-    torch.save({"config": history.config, "state_dict": model.state_dict()}, checkpoint)
+    # The one checkpoint format (models.checkpoint): Glow.from_checkpoint(path) loads it back.
+    checkpoint = model.save(out / f"glow_{args.conv}.pt", train=history.config)
     grid = out / f"glow_{args.conv}_samples.png"
     save_sample_grid(model, grid, n=64, seed=args.seed)
     print(
@@ -182,16 +181,15 @@ def _train_glow(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     """The shipped models: what they compress, their test bits/dim and the fingerprint files carry."""
-    import torch
-
     from . import pretrained
     from .codec.container import model_fingerprint
     from .codec.registry import load_checkpoint
+    from .models.checkpoint import read_checkpoint
 
     rows = [("name", "channels", "patch", "arithmetic", "trained on", "test bits/dim", "fingerprint")]
     for name in pretrained.available():
         path = pretrained.checkpoint_path(name)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(path)
         config, train = checkpoint["config"], checkpoint.get("train", {})
         model = load_checkpoint(path)
         bpd = train.get("test_bpd")

@@ -63,11 +63,11 @@ def test_the_package_declares_its_type_hints():
 
 
 def test_load_idf_accepts_a_shipped_name():
-    from flowkernels.models.idf import load_idf
+    from flowkernels.models.idf import IDF
 
     if "digits" not in pretrained.available():
         pytest.skip("the shipped digits model is not in this checkout")
-    model = load_idf("digits")
+    model = IDF.from_checkpoint("digits")
     assert not model.training and model.config["arithmetic"] == "integer"
 
 

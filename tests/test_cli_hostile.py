@@ -179,7 +179,7 @@ def test_hostile_checkpoint_configs_are_refused_before_building(tmp_path, change
 
     import torch
 
-    from flowkernels.models.idf import load_idf
+    from flowkernels.models.idf import IDF
 
     model = torch.load(_shipped("digits"), weights_only=True)
     model["config"].update(change)
@@ -187,7 +187,7 @@ def test_hostile_checkpoint_configs_are_refused_before_building(tmp_path, change
     torch.save(model, path)
     start = time.perf_counter()
     with pytest.raises(ValueError, match=message):
-        load_idf(path)
+        IDF.from_checkpoint(path)
     assert time.perf_counter() - start < 5  # refused, not built
     line = one_line_error(run("compress", str(_png(tmp_path)), "-o", str(tmp_path / "o.fkc"), "--model", str(path)))
     assert "config" in line
@@ -196,7 +196,7 @@ def test_hostile_checkpoint_configs_are_refused_before_building(tmp_path, change
 def test_half_precision_weights_are_refused(tmp_path):
     import torch
 
-    from flowkernels.models.idf import load_idf
+    from flowkernels.models.idf import IDF
 
     checkpoint = torch.load(_shipped("digits-float"), weights_only=True)
     state = checkpoint["state_dict"]
@@ -204,7 +204,7 @@ def test_half_precision_weights_are_refused(tmp_path):
     path = tmp_path / "half.pt"
     torch.save(checkpoint, path)
     with pytest.raises(ValueError, match="float32 or float64, got torch.float16"):
-        load_idf(path)
+        IDF.from_checkpoint(path)
     line = one_line_error(run("compress", str(_png(tmp_path)), "-o", str(tmp_path / "o.fkc"), "--model", str(path)))
     assert "float32 or float64" in line
 

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from flowkernels.models.idf import IDF, load_idf
+from flowkernels.models.idf import IDF
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn"),
@@ -64,7 +64,7 @@ def test_two_process_training_writes_one_checkpoint_and_keeps_ranks_identical(tm
     states = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
-    model = load_idf(tmp_path / "idf.pt")  # only rank 0 wrote it, and it is the trained model
+    model = IDF.from_checkpoint(tmp_path / "idf.pt")  # only rank 0 wrote it, and it is the trained model
     # The ranks trained on different halves of each batch, so agreeing means the gradients were averaged;
     # and they did train: the zero-initialised last convs of the couplings have moved.
     zero_initialised = [key for key, value in IDF(**model.config).state_dict().items() if not value.any()]

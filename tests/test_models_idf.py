@@ -14,8 +14,6 @@ from flowkernels.models.idf import (
     ChannelPermutation,
     IntegerCoupling,
     LatentStep,
-    load_idf,
-    save_idf,
     train_idf,
 )
 from flowkernels.nn import Squeeze
@@ -262,7 +260,7 @@ def test_training_lowers_bits_per_dim_and_is_deterministic(tmp_path):
     assert history_again.test_bpd == history.test_bpd
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
     # The checkpoint holds the final model.
-    loaded = load_idf(tmp_path / "idf.pt")
+    loaded = IDF.from_checkpoint(tmp_path / "idf.pt")
     from flowkernels.data import load_digits
 
     test = load_digits("test").float()
@@ -319,32 +317,36 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 def test_save_and_load_round_trip_and_bad_files(tmp_path):
     model = random_model(torch.float64, data_levels=17)
-    path = save_idf(model, tmp_path / "sub" / "model.pt")
-    loaded = load_idf(path)
+    path = model.save(tmp_path / "sub" / "model.pt")
+    loaded = IDF.from_checkpoint(path)
     assert loaded.config == model.config and not loaded.training and loaded.dtype == torch.float64
     x = random_integers((3, 3, 8, 8), 0, 17, torch.float64)
     assert torch.equal(loaded.log_prob(x), model.eval().log_prob(x))
 
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="not a checkpoint that torch.load"):
-        load_idf(tmp_path / "garbage.pt")
+    with pytest.raises(ValueError, match="not a flowkernels checkpoint: torch.load"):
+        IDF.from_checkpoint(tmp_path / "garbage.pt")
     cases = {
-        "list.pt": ([1, 2], "not an IDF checkpoint"),
-        "no_state.pt": ({"config": model.config}, "not an IDF checkpoint"),
-        "bad_config.pt": ({"config": {"levels": [1]}, "state_dict": {}}, "'config' must be a dict of numbers"),
+        "list.pt": ([1, 2], "not a model checkpoint"),
+        "no_state.pt": ({"config": model.config}, "not a model checkpoint"),
+        "bad_config.pt": ({"config": {"levels": {"a": 1}}, "state_dict": {}}, "'config' must be a dict of numbers"),
         "unknown_key.pt": ({"config": {"colour": "red"}, "state_dict": {}}, "does not describe an IDF"),
         "bad_state.pt": ({"config": model.config, "state_dict": {"top.raw": 3}}, "must be a dict of tensors"),
         "wrong_shapes.pt": (
             {"config": {**model.config, "hidden": 8}, "state_dict": model.state_dict()},
-            "do not fit the config",
+            "do not fit its config",
+        ),
+        "mixed_dtypes.pt": (
+            {"config": model.config, "state_dict": {**model.state_dict(), "top.raw": model.top.raw.float()}},
+            "must share one dtype",
         ),
     }
     for name, (content, message) in cases.items():
         torch.save(content, tmp_path / name)
         with pytest.raises(ValueError, match=message):
-            load_idf(tmp_path / name)
+            IDF.from_checkpoint(tmp_path / name)
     with pytest.raises(FileNotFoundError):
-        load_idf(tmp_path / "missing.pt")
+        IDF.from_checkpoint(tmp_path / "missing.pt")
 
 
 @needs_sklearn
@@ -356,7 +358,7 @@ def test_cli_train_idf_writes_a_loadable_checkpoint(tmp_path, capsys):
     argv = ["train-idf", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--no-progress"]
     argv += ["--depth", "1", "--hidden", "8", "--max-train", "128", "--batch-size", "64"]
     assert main(argv) == 0
-    model = load_idf(out)
+    model = IDF.from_checkpoint(out)
     assert model.patch_shape == (1, 8, 8) and model.config["hidden"] == 8 and model.config["data_levels"] == 17
     printed = capsys.readouterr().out
     assert "test" in printed and "bits/dim" in printed and str(out) in printed

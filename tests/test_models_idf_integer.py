@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from flowkernels import cpu
 from flowkernels.codec import LosslessImageCodec, read_header
-from flowkernels.models.idf import IDF, evaluate_bpd, load_idf, save_idf, train_idf
+from flowkernels.models.idf import IDF, evaluate_bpd, train_idf
 from flowkernels.models.idf_integer import FRACTION_BITS
 from flowkernels.nn import IntConv2d
 from flowkernels.nn.quant import fake_quantize, fake_quantize_weight, quantize_multiplier, weight_scale
@@ -159,8 +159,8 @@ def test_integer_model_codes_portable_files(tmp_path):
     data = codec.encode(images)
     assert read_header(data).portable and read_header(data).version == 3
     assert torch.equal(codec.decode(data), images)
-    path = save_idf(model, tmp_path / "integer.pt")
-    loaded = load_idf(path)
+    path = model.save(tmp_path / "integer.pt")
+    loaded = IDF.from_checkpoint(path)
     assert loaded.integer and torch.equal(LosslessImageCodec(loaded).decode(data), images)
     assert LosslessImageCodec(loaded).encode(images) == data
 
@@ -192,7 +192,7 @@ def test_quantization_aware_training_returns_an_integer_model(tmp_path):
     assert history.float_test_bpd == pytest.approx(evaluate_bpd(float_model, _digits_test()), rel=1e-6)
     assert history.integer_test_bpd == pytest.approx(evaluate_bpd(model, _digits_test()), rel=1e-9)
     assert history.integer_test_bpd < 1.02 * history.float_test_bpd
-    loaded = load_idf(tmp_path / "integer.pt")
+    loaded = IDF.from_checkpoint(tmp_path / "integer.pt")
     assert loaded.integer and torch.load(tmp_path / "integer.pt", weights_only=True)["train"]["float_test_bpd"]
     with pytest.raises(ValueError, match="must be a float IDF"):
         train_idf("digits", epochs=0, qat_epochs=1, batch_size=64, lr=1e-3, seed=0, progress=False,

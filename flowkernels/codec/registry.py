@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .interface import CodecModel
 
 __all__ = [
@@ -39,24 +37,11 @@ DEFAULT_MODEL: str | None = None
 
 
 def build_idf(config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> CodecModel:
-    """``IDF(**config)`` with ``state_dict`` loaded, in eval mode."""
+    """:meth:`IDF.from_state <flowkernels.models.checkpoint.Checkpointable.from_state>`: the IDF that a
+    checkpoint's config and weights describe, in eval mode."""
     from ..models.idf import IDF  # imported lazily: the model module is optional for the codec
 
-    try:
-        model = IDF(**config)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"the checkpoint's config does not describe an IDF ({error})") from None
-    dtypes = [v.dtype for v in state_dict.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
-    odd = sorted({str(dtype) for dtype in dtypes if dtype not in (torch.float32, torch.float64)})
-    if odd:
-        raise ValueError(f"the checkpoint's float weights must be float32 or float64, got {', '.join(odd)}")
-    if dtypes:
-        model.to(dtypes[0])
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as error:
-        raise ValueError(f"the checkpoint's weights do not fit its config ({error})") from None
-    return model.eval()
+    return IDF.from_state(dict(config), dict(state_dict))
 
 
 #: builds a model from a checkpoint's config and state dict
@@ -64,22 +49,11 @@ CHECKPOINT_FACTORY: Callable[[Mapping[str, Any], Mapping[str, Any]], CodecModel]
 
 
 def load_checkpoint(path: str | os.PathLike) -> CodecModel:
-    """Load ``{"config": ..., "state_dict": ...}`` safely (``weights_only=True``) and build its model."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except Exception as error:  # unpickling errors of every kind: not a plain-tensor checkpoint
-        raise ValueError(
-            f"{path} is not a flowkernels checkpoint: torch.load(weights_only=True) cannot read it "
-            f"({type(error).__name__})"
-        ) from None
-    if (
-        not isinstance(checkpoint, dict)
-        or not isinstance(checkpoint.get("config"), dict)
-        or not isinstance(checkpoint.get("state_dict"), dict)
-    ):
-        raise ValueError(f"{path} is not a model checkpoint: expected a dict with 'config' and 'state_dict' dicts")
+    """The model of the checkpoint at ``path`` (read and validated by
+    :func:`flowkernels.models.checkpoint.read_checkpoint`), built by :data:`CHECKPOINT_FACTORY`."""
+    from ..models.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
     try:
         return CHECKPOINT_FACTORY(checkpoint["config"], checkpoint["state_dict"])
     except ValueError as error:

@@ -36,6 +36,7 @@ from ..nn import (
     PeriodicConv2d,
     Squeeze,
 )
+from .checkpoint import Checkpointable
 from .figures import save_image_grid
 from .noise import portable_rand, portable_randn
 from .training import TrainHistory, evaluating, fit
@@ -112,7 +113,7 @@ class SplitPrior(nn.Module):
         return torch.cat([h, eps * torch.exp(log_scale) + mean], dim=1)
 
 
-class Glow(nn.Module):
+class Glow(Checkpointable, nn.Module):
     """A multi-scale Glow: ``levels`` x (Squeeze, ``steps_per_level`` flow steps, Split), see the module doc.
 
     Args:
@@ -144,6 +145,16 @@ class Glow(nn.Module):
         self.in_channels = in_channels
         self.image_size = tuple(image_size)
         self.conv_kind = conv
+        # The constructor's arguments: what a checkpoint needs to rebuild the model (Checkpointable).
+        self.config = {
+            "in_channels": in_channels,
+            "levels": levels,
+            "steps_per_level": steps_per_level,
+            "hidden": hidden,
+            "conv": conv,
+            "kernel_size": kernel_size,
+            "image_size": list(self.image_size),
+        }
         self.blocks = nn.ModuleList()
         self.splits = nn.ModuleList()
         channels = in_channels

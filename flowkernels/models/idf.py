@@ -30,7 +30,7 @@ parameters computed exactly, on any machine: :mod:`flowkernels.models.idf_intege
 becomes one by :meth:`IDF.calibrate`, quantization-aware training and :meth:`IDF.to_integer`.
 
 Also here: :func:`train_idf` (single process or DistributedDataParallel under ``torchrun``),
-:func:`load_idf` and :func:`evaluate_bpd`.
+:meth:`IDF.from_checkpoint` and :func:`evaluate_bpd`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from ..nn.flow import zero_conv
 from ..nn.quant import int16_input
 from ..ops import discretized_logistic_logp, integer_coupling
 from . import idf_integer
+from .checkpoint import Checkpointable
 from .idf_integer import FRACTION_BITS, ActivationRanges, IntegerResNet, IntegerTopPrior, resnet_forward
 from .training import TrainHistory, fit
 
@@ -392,7 +394,7 @@ def _check_architecture(arguments: dict) -> None:
         raise ValueError(f"IDF: this architecture has up to {total} parameters, more than {MAX_PARAMETERS}")
 
 
-class IDF(nn.Module):
+class IDF(Checkpointable, nn.Module):
     """Integer Discrete Flow on images ``[N, C, H, W]`` of integers ``0 .. data_levels - 1`` (see the module doc).
 
     Args:
@@ -528,6 +530,18 @@ class IDF(nn.Module):
             self.top = TopPrior((channels, h, w), n_mixtures, data_levels)
 
     # -- shapes and modes ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> IDF:
+        """The IDF saved at ``path`` (:meth:`save`, :func:`train_idf`), in eval mode; ``path`` may also be the name
+        of a shipped model (``"digits"``, ``"photos-gray"``, ...: :data:`flowkernels.pretrained.SHIPPED`), and an
+        existing file of that name wins. Read with ``weights_only=True`` and validated
+        (:mod:`flowkernels.models.checkpoint`): a bad file is a one-line ValueError."""
+        from .. import pretrained
+
+        if isinstance(path, str) and path in pretrained.SHIPPED and not Path(path).exists():
+            path = pretrained.checkpoint_path(path)
+        return super().from_checkpoint(path, map_location=map_location)
 
     @property
     def patch_shape(self) -> tuple[int, int, int]:
@@ -810,59 +824,12 @@ def _distributed_from_env() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def save_idf(model: IDF, path: str | Path, **extra) -> Path:
-    """Write ``{"config": model.config, "state_dict": ..., **extra}`` (plain tensors, numbers and strings:
-    loadable with ``torch.load(path, weights_only=True)``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    torch.save({"config": dict(model.config), "state_dict": state, **extra}, path)
-    return path
-
-
 def load_idf(path: str | Path, *, map_location: str | torch.device = "cpu") -> IDF:
-    """Load a checkpoint of :func:`save_idf` / :func:`train_idf` as an :class:`IDF` in eval mode.
-
-    ``path`` is a checkpoint file or the name of a shipped model (``"digits"``, ``"photos-gray"``, ...;
-    :data:`flowkernels.pretrained.SHIPPED`); an existing file of that name wins. The file is read with
-    ``weights_only=True`` (no code runs) and validated: a ValueError says what is wrong with a file that is
-    not an IDF checkpoint.
-    """
-    from .. import pretrained
-
-    if isinstance(path, str) and path in pretrained.SHIPPED and not Path(path).exists():
-        path = pretrained.checkpoint_path(path)
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        # torch's own message runs over many lines: one line here, the details in the chain
-        raise ValueError(
-            f"load_idf: {path} is not a checkpoint that torch.load(weights_only=True) can read ({type(error).__name__})"
-        ) from error
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
-        raise ValueError(f"load_idf: {path} is not an IDF checkpoint (expected a dict with 'config' and 'state_dict')")
-    config, state = checkpoint["config"], checkpoint["state_dict"]
-    if not isinstance(config, dict) or not all(isinstance(v, (int, float, str)) for v in config.values()):
-        raise ValueError(f"load_idf: {path}: 'config' must be a dict of numbers and strings")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"load_idf: {path}: 'state_dict' must be a dict of tensors")
-    supported = (torch.float32, torch.float64)
-    odd = {str(v.dtype) for v in state.values() if v.is_floating_point() and v.dtype not in supported}
-    if odd:
-        raise ValueError(f"load_idf: {path}: float weights must be float32 or float64, got {', '.join(sorted(odd))}")
-    try:
-        model = IDF(**config)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"load_idf: {path}: its config does not describe an IDF ({error})") from error
-    dtype = state.get("top.raw", state.get("top.unit", torch.empty(0))).dtype
-    model.to(dtype)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"load_idf: {path}: the weights do not fit the config ({error})") from error
-    return model.eval()
+    """Deprecated name of :meth:`IDF.from_checkpoint` (the README's first examples used it)."""
+    warnings.warn(
+        "load_idf is deprecated: use IDF.from_checkpoint(path_or_name)", DeprecationWarning, stacklevel=2
+    )
+    return IDF.from_checkpoint(path, map_location=map_location)
 
 
 def train_idf(
@@ -901,7 +868,7 @@ def train_idf(
     images (a seeded choice) for quick runs. Architecture arguments left at None take the dataset's
     defaults of :data:`IDF_DATASETS`. The test bits/dim is measured before training, every
     ``eval_every`` epochs (default: 5 times in all) and at the end; with ``checkpoint`` the model is saved
-    there (see :func:`save_idf`) at every evaluation.
+    there (see :meth:`IDF.save`) at every evaluation.
 
     ``distributed`` (default: whether the ``WORLD_SIZE`` environment variable is above 1, as under
     ``torchrun``) trains with DistributedDataParallel: the process group is initialised from the
@@ -1022,7 +989,7 @@ def _train(
     arch = {key: defaults[key] if value is None else value for key, value in arch.items()}
     _, channels, height, width = train.shape
     if init is not None:
-        model = load_idf(init).to(device).train()
+        model = IDF.from_checkpoint(init).to(device).train()
         if model.integer or model.patch_shape != (channels, height, width):
             raise ValueError(
                 f"train_idf: init {init} must be a float IDF of patch shape {(channels, height, width)}, got "
@@ -1069,8 +1036,7 @@ def _train(
 
     def save(epoch: int) -> None:
         if checkpoint is not None and rank == 0:
-            save_idf(
-                saved[0],
+            saved[0].save(
                 checkpoint,
                 train={
                     "dataset": dataset,
