@@ -31,7 +31,7 @@ from flowkernels.benchmarks.compression import code
 from flowkernels.codec import LosslessImageCodec
 from flowkernels.codec.registry import load_checkpoint
 from flowkernels.data import load_dataset, load_digits, load_photos
-from flowkernels.models.idf import evaluate_bpd
+from flowkernels.models.idf_training import evaluate_bpd
 
 MODELS = {
     "digits": ("digits", {}),

@@ -120,7 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
         import tempfile
         from pathlib import Path
 
-        from .models.idf import train_idf
+        from .models.idf_training import train_idf
 
         models = Path(tempfile.mkdtemp(prefix="flowkernels-demo-"))
         print("flowkernels demo: no shipped digits model here; training one (about a minute on 2 cores)")
@@ -334,7 +334,7 @@ def _train_idf(args: argparse.Namespace) -> int:
 
 
 def _run_train_idf(args: argparse.Namespace):
-    from .models.idf import train_idf
+    from .models.idf_training import train_idf
 
     return train_idf(
         args.dataset,
@@ -446,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_ExamplesFormatter,
     )
-    from .models.idf import IDF_DATASETS, NETS
+    from .models.idf import NETS
+    from .models.idf_training import IDF_DATASETS
 
     idf.add_argument(
         "--dataset",

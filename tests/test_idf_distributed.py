@@ -28,7 +28,7 @@ DRIVER = textwrap.dedent(
 
     import torch
 
-    from flowkernels.models.idf import train_idf
+    from flowkernels.models.idf_training import train_idf
 
     out = sys.argv[1]
     model, history = train_idf(

@@ -14,8 +14,8 @@ from flowkernels.models.idf import (
     ChannelPermutation,
     IntegerCoupling,
     LatentStep,
-    train_idf,
 )
+from flowkernels.models.idf_training import train_idf
 from flowkernels.nn import Squeeze
 from flowkernels.ops import discretized_logistic_logp
 
@@ -273,7 +273,7 @@ def test_training_lowers_bits_per_dim_and_is_deterministic(tmp_path):
 @needs_sklearn
 @needs_tqdm
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import flowkernels.models.idf as idf_module
+    import flowkernels.models.idf_training as idf_module
 
     kwargs = {
         "epochs": 3,

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from flowkernels import cpu
 from flowkernels.codec import LosslessImageCodec, read_header
-from flowkernels.models.idf import IDF, evaluate_bpd, train_idf
+from flowkernels.models.idf import IDF
 from flowkernels.models.idf_integer import FRACTION_BITS
+from flowkernels.models.idf_training import evaluate_bpd, train_idf
 from flowkernels.nn import IntConv2d
 from flowkernels.nn.quant import fake_quantize, fake_quantize_weight, quantize_multiplier, weight_scale
 

@@ -17,7 +17,8 @@ from .dequantization import (
 )
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
 from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet
-from .idf import IDF, LatentStep, load_idf, train_idf
+from .idf import IDF, LatentStep, load_idf
+from .idf_training import train_idf
 from .pixelcnn import (
     Categorical,
     DiscretizedLogisticMixture,

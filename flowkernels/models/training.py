@@ -101,7 +101,7 @@ def fit(
     training time. Appends to ``history``, adds the optimisation time to ``history.train_time_s``, returns
     that time and leaves ``model`` in eval mode.
 
-    The hooks of data-parallel and resumable training (:func:`~flowkernels.models.idf.train_idf`):
+    The hooks of data-parallel and resumable training (:func:`~flowkernels.models.idf_training.train_idf`):
 
     * ``rank`` / ``world_size``: every process draws the same global batch order and trains on its share
       ``batch[rank::world_size]`` (``loss_fn`` may be a ``DistributedDataParallel`` module, which averages the
