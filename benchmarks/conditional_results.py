@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from flowkernels._optional import require
-from flowkernels.benchmarks.machine import write_results
+from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
 from flowkernels.models.conditional import (
@@ -541,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    started = describe()  # the machine and commit at the start: the code that runs
     budgets = QUICK if args.quick else FULL
     seeds = [0] if args.quick else args.seeds
     args.out.mkdir(parents=True, exist_ok=True)
@@ -576,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["total_time_s"] = total
     results["quick"] = args.quick
     results["seeds"] = seeds
-    write_results(args.out / "conditional_results.json", results)
+    write_results(args.out / "conditional_results.json", results, machine=started)
     print(footer)
     print(f"tables in {args.out}/conditional_results.md, figures conditional_*.png")
     return 0

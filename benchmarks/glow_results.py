@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from flowkernels.benchmarks.machine import write_results
+from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import format_mean_std, summarise_seeds
 from flowkernels.models.glow import CONV_KINDS, save_sample_grid, train_glow
 
@@ -66,6 +66,7 @@ def format_table(summary: Sequence[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    started = describe(args.device)  # the machine and commit at the start: the code that runs
     budget = dict(QUICK if args.quick else FULL)
     if args.epochs is not None:
         budget["epochs"] = args.epochs
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summary": summary,
             "runs": runs,
         }
-        print(f"written: {write_results(args.out / 'glow_results.json', payload, args.device)}")
+        print(f"written: {write_results(args.out / 'glow_results.json', payload, machine=started)}")
     return 0
 
 

@@ -40,7 +40,7 @@ import torch
 
 from flowkernels import hex as hexlib
 from flowkernels._optional import require
-from flowkernels.benchmarks.machine import write_results
+from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import format_mean_std, mean_std, summarise_seeds
 from flowkernels.models.hexnet import HEX_SIZE, LATTICES, TASKS, digit_labels, hex_digits, train_hexnet
 
@@ -155,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    started = describe(args.device)  # the machine and commit at the start: the code that runs
     budget = dict(QUICK if args.quick else FULL)
     if args.epochs is not None:
         budget["epochs"] = args.epochs
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summary": summary,
             "rows": [dataclasses.asdict(h) for h in histories],
         }
-        print(f"written: {write_results(args.out / 'hexnet_results.json', payload, args.device)}")
+        print(f"written: {write_results(args.out / 'hexnet_results.json', payload, machine=started)}")
     return 0
 
 

@@ -39,7 +39,7 @@ import torch
 from flowkernels import photo_sources
 from flowkernels.benchmarks import heldout
 from flowkernels.benchmarks.compression import compression_rows, format_compression_table
-from flowkernels.benchmarks.machine import write_results
+from flowkernels.benchmarks.machine import describe, write_results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default: benchmarks/results/...)")
     parser.add_argument("--quick", action="store_true", help="the digits only: a smoke run, not a measurement")
     args = parser.parse_args(argv)
+    started = describe()  # the machine and commit at the start: the code that runs
     rows = compression_rows(args.models, photos=0 if args.quick else None)
     print(
         f"flowkernels IDF codec vs classical lossless codecs (bits per dimension; torch {torch.__version__}, "
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload.update(_heldout())
     out = args.out or (None if args.quick else Path("benchmarks/results/idf_results.json"))
     if out is not None:
-        print(f"\nwritten: {write_results(out, payload)}")
+        print(f"\nwritten: {write_results(out, payload, machine=started)}")
     return 0
 
 

@@ -123,3 +123,4 @@ def test_summarise_seeds_keeps_a_metric_that_a_configuration_lacks_as_none():
     (row,) = summarise_seeds(runs, "method", ["bpd", "psnr"])
     assert row["bpd"] is None and row["bpd_std"] is None
     assert row["psnr"] == 30.5
+

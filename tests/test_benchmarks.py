@@ -240,3 +240,18 @@ def test_idf_results_script_compares_like_with_like(tmp_path):
     assert own["idf"]["coded"] > shared["idf"]["coded"] > stream["idf"]["coded"] > stream["idf"]["ideal"]
     assert own["classical"] == shared["classical"]  # both against the per-image classical files
     assert stream["lzma"] is not None and own["lzma"] is None
+
+
+def test_results_record_the_machine_taken_when_the_run_started(tmp_path):
+    """A long run passes the description it took at its start: the commit recorded is the one whose code ran,
+    even if the checkout moves on before the run writes its file."""
+    import json
+
+    from flowkernels.benchmarks.machine import describe, write_results
+
+    started = describe() | {"commit": "abc1234"}
+    path = write_results(tmp_path / "r.json", {"rows": [1]}, machine=started)
+    document = json.loads(path.read_text())
+    assert document["machine"]["commit"] == "abc1234" and document["rows"] == [1]
+    now = json.loads(write_results(tmp_path / "now.json", {}).read_text())
+    assert now["machine"]["cpu"] == started["cpu"]

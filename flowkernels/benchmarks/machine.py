@@ -87,12 +87,16 @@ def summary(info: dict[str, Any]) -> str:
     )
 
 
-def write_results(path: Path, payload: dict[str, Any], device: str = "cpu") -> Path:
-    """Write ``payload`` as JSON to ``path`` with the machine it was measured on (:func:`describe`) under
-    ``"machine"``: the results files under ``benchmarks/results/`` that the README's tables are rendered
-    from (``benchmarks/render_readme.py``)."""
+def write_results(
+    path: Path, payload: dict[str, Any], device: str = "cpu", *, machine: dict[str, Any] | None = None
+) -> Path:
+    """Write ``payload`` as JSON to ``path`` with the machine it was measured on under ``"machine"``: the results
+    files under ``benchmarks/results/`` that the README's tables are rendered from (``benchmarks/render_readme.py``).
+
+    ``machine`` is :func:`describe` taken when the run started (pass it: a long run's source checkout may move on
+    while it runs, and the commit recorded must be the one whose code ran); ``None`` describes it now."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"machine": describe(device), **payload}
+    document = {"machine": describe(device) if machine is None else machine, **payload}
     path.write_text(json.dumps(document, indent=1, default=str) + "\n")
     return path
