@@ -34,15 +34,11 @@ import torch
 
 from flowkernels.benchmarks.machine import write_results
 from flowkernels.data import DIGITS_LEVELS, PHOTO_LEVELS, load_digits, load_photo_patches
-from flowkernels.models.pixelcnn import (
-    Categorical,
-    DiscretizedLogisticMixture,
-    save_image_grid,
-    train_forecaster,
-    train_pixelcnn,
-    train_vq_autoencoder,
-)
+from flowkernels.models.distributions import Categorical, DiscretizedLogisticMixture
+from flowkernels.models.figures import save_image_grid
+from flowkernels.models.pixelcnn import train_forecaster, train_pixelcnn
 from flowkernels.models.training import evaluating
+from flowkernels.models.vq import train_vq_autoencoder
 from flowkernels.sampling import compare_samplers, draw_noise
 
 SETTINGS = ("digits-binary", "digits", "photos", "vq-latents")

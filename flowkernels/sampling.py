@@ -26,7 +26,7 @@ on the whole batch, because a convolution may round differently for a different 
 ``flowkernels.models.idf.run_net``) and exactness needs each example's numbers to be the same in every
 call. ``calls`` counts the calls for the batch; ``calls_per_example`` when each example was done, which is
 what sampling that example alone would take. The ARM interface: ``distribution`` (a
-:class:`~flowkernels.models.pixelcnn.Distribution`), ``event_shape`` ``(C, H, W)`` with dimensions in
+:class:`~flowkernels.models.distributions.Distribution`), ``event_shape`` ``(C, H, W)`` with dimensions in
 row-major order of that shape (raster order, plane by plane), and ``predict(x) -> (params
 [B, C, H, W, P], features [B, F, R, width])``, where the parameters at a dimension depend on earlier
 dimensions only, and the features of dimension ``i`` sit at ``(i // width, i % width)`` (a
@@ -43,7 +43,7 @@ from typing import Protocol
 
 import torch
 
-from .models.pixelcnn import Distribution, uniform_noise
+from .models.distributions import Distribution, uniform_noise
 from .models.training import evaluating
 
 __all__ = [

@@ -57,3 +57,13 @@ def test_load_idf_is_a_deprecated_name_of_from_checkpoint():
         again = IDF.from_checkpoint("digits")
     assert model.config == again.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_categorical_from_pixelcnn_is_a_deprecated_import():
+    import flowkernels.models.pixelcnn as pixelcnn
+    from flowkernels.models.distributions import Categorical
+
+    with pytest.warns(DeprecationWarning, match="flowkernels.models.distributions"):
+        assert pixelcnn.Categorical is Categorical
+    with pytest.raises(AttributeError):
+        pixelcnn.NoSuchThing  # noqa: B018

@@ -9,16 +9,10 @@ import math
 import pytest
 import torch
 
-from flowkernels.models.pixelcnn import (
-    Categorical,
-    DiscretizedLogisticMixture,
-    ForecastingModules,
-    PixelCNN,
-    save_image_grid,
-    train_forecaster,
-    train_pixelcnn,
-    train_vq_autoencoder,
-)
+from flowkernels.models.distributions import Categorical, DiscretizedLogisticMixture
+from flowkernels.models.figures import save_image_grid
+from flowkernels.models.pixelcnn import ForecastingModules, PixelCNN, train_forecaster, train_pixelcnn
+from flowkernels.models.vq import train_vq_autoencoder
 
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
@@ -306,7 +300,7 @@ def test_save_image_grid(tmp_path):
 def test_vq_reconstruction_bpd_is_minus_log2_of_the_logistic_bins_per_dim():
     """The README's reconstruction bits/dim: with the decoder's output fixed, the value must equal an
     independent float64 computation from the logistic CDF (edge bins open to +-infinity)."""
-    from flowkernels.models.pixelcnn import VQAutoencoder
+    from flowkernels.models.vq import VQAutoencoder
 
     levels = 16
     model = VQAutoencoder(levels=levels, codes=4, dim=4, hidden=8).double()

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from flowkernels.models.pixelcnn import Categorical, DiscretizedLogisticMixture, ForecastingModules, PixelCNN
+from flowkernels.models.distributions import Categorical, DiscretizedLogisticMixture
+from flowkernels.models.pixelcnn import ForecastingModules, PixelCNN
 from flowkernels.sampling import (
     REPORTED_OFFSETS,
     SAMPLERS,

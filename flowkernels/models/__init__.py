@@ -15,20 +15,13 @@ from .dequantization import (
     VariationalDequantizer,
     train_dequantized,
 )
+from .distributions import Categorical, DiscretizedLogisticMixture
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
 from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet
 from .idf import IDF, LatentStep, load_idf
 from .idf_training import train_idf
-from .pixelcnn import (
-    Categorical,
-    DiscretizedLogisticMixture,
-    ForecastingModules,
-    PixelCNN,
-    VQAutoencoder,
-    train_forecaster,
-    train_pixelcnn,
-    train_vq_autoencoder,
-)
+from .pixelcnn import ForecastingModules, PixelCNN, train_forecaster, train_pixelcnn
+from .vq import VQAutoencoder, train_vq_autoencoder
 
 __all__ = [
     "CONV_KINDS",

@@ -1,4 +1,4 @@
-"""Autoregressive models (ARMs) for predictive sampling: a gated PixelCNN, forecasting modules, a VQ autoencoder.
+"""Autoregressive models (ARMs) for predictive sampling: a gated PixelCNN and its forecasting modules.
 
 The models of "Predictive Sampling with Forecasting Autoregressive Models" (Wiggers & Hoogeboom 2020,
 arXiv:2002.09928), scaled down for a CPU. :mod:`flowkernels.sampling` samples them.
@@ -9,232 +9,59 @@ arXiv:2002.09928), scaled down for a CPU. :mod:`flowkernels.sampling` samples th
   sees the rows strictly above, a horizontal stack the pixels to the left in the same row; both are
   built from shifted convolutions (PixelCNN++'s ``down_shifted`` / ``down_right_shifted``), which never
   read a later pixel at all, so the model has no blind spot and no causality leak, and the output at
-  pixel ``i`` is computed from ``x_{<i}`` alone, to the last bit, whatever the later pixels hold.
-* Output distributions per dimension (:class:`Categorical` for binary and categorical images and for
-  discrete latents, :class:`DiscretizedLogisticMixture` for 8-bit images, PixelCNN++'s head on
-  ``flowkernels.ops.discretized_logistic_logp``). Each can draw a sample as a deterministic function of
-  pre-drawn uniform noise (Gumbel-max; Gumbel-max for the component and the inverse CDF for the value),
-  which is what lets predictive sampling verify forecasts and still give exactly the sequential sample.
+  pixel ``i`` is computed from ``x_{<i}`` alone, to the last bit, whatever the later pixels hold. Its
+  output distribution per dimension is one of :mod:`flowkernels.models.distributions`.
 * :class:`ForecastingModules`: ``T`` small heads on the ARM's features at dimension ``i`` (and the value
   ``x_i``) that predict the distributions of dimensions ``i + 1 .. i + T``, trained by KL to the frozen
-  ARM (:func:`train_forecaster`).
-* :class:`VQAutoencoder`: a small vector-quantised autoencoder (EMA codebook) whose 8x8 code maps are the
-  discrete latents of the paper's second setting; a :class:`PixelCNN` with a :class:`Categorical` head and
-  an input embedding models the codes (:func:`train_vq_autoencoder`, :meth:`VQAutoencoder.encode`,
-  :meth:`VQAutoencoder.decode`).
+  ARM, or on its own draws (:func:`train_forecaster`).
 
-All training runs through :func:`flowkernels.models.training.fit` (Adam, warm-up, cosine decay, clipping,
-progress bar) and is seeded: models are built under ``torch.manual_seed(seed)`` in a forked RNG state.
+The discrete latents of the second setting come from :mod:`flowkernels.models.vq`. All training runs through
+:func:`flowkernels.models.training.fit` (Adam, warm-up, cosine decay, clipping, progress bar) and is seeded:
+models are built under ``torch.manual_seed(seed)`` in a forked RNG state.
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import iterate_minibatches
-from ..ops import discretized_logistic_logp
-from .figures import save_image_grid
-from .noise import portable_rand
-from .training import TrainHistory, evaluating, fit
+from .distributions import Distribution, uniform_noise
+from .training import TrainHistory, evaluating, fit, fit_options, mean_over, seeded
 
 __all__ = [
-    "Categorical",
-    "DiscretizedLogisticMixture",
-    "Distribution",
+    "FORECAST_OBJECTIVES",
     "ForecastingModules",
     "GatedLayer",
     "PixelCNN",
-    "VQAutoencoder",
-    "VectorQuantizer",
-    "save_image_grid",
     "train_forecaster",
     "train_pixelcnn",
-    "train_vq_autoencoder",
-    "uniform_noise",
 ]
+
 
 #: What :func:`train_forecaster` can minimise.
 FORECAST_OBJECTIVES = ("kl", "draws")
-#: PixelCNN++'s floor on the log-scale of a logistic (a scale of about 1e-3 of the [-1, 1] range).
-_MIN_LOG_SCALE = -7.0
 #: The seed of the noise of test KL estimates: fixed, so that runs and epochs are compared on the same draws.
 _TEST_NOISE_SEED = 2020
-#: Initial log-scale of the logistics of a head: a scale of 1/8 of the [-1, 1] range.
-_INITIAL_LOG_SCALE = -math.log(4.0)
 
 
-def uniform_noise(
-    shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Uniforms in (0, 1) of ``shape``, kept away from 0 and 1 so that Gumbel and logistic transforms stay finite.
+def __getattr__(name: str):
+    """``Categorical`` moved to :mod:`flowkernels.models.distributions`; the README's first examples imported
+    it from here, so that import still works, with a DeprecationWarning."""
+    if name == "Categorical":
+        import warnings
 
-    Drawn on the generator's device (CPU by default, so that a seed gives the same noise everywhere), then
-    moved to ``device``.
-    """
-    uniform = portable_rand(shape, generator, dtype=dtype, device=device)
-    return uniform.clamp(torch.finfo(dtype).tiny, 1.0 - torch.finfo(dtype).eps)
+        from .distributions import Categorical
 
-
-def _gumbel(uniform: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise ``-log(-log u)`` from uniforms in (0, 1)."""
-    return -torch.log(-torch.log(uniform))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Output distributions: one per dimension, parameters in the last axis
-
-
-class Distribution(ABC):
-    """The distribution of one discrete dimension with values ``0 .. levels - 1``.
-
-    Parameters come as a tensor ``[..., params_per_dim]``; noise as uniforms in (0, 1), ``[..., noise_size]``.
-    :meth:`sample` is a deterministic function of ``(params, noise)`` whose output, for noise drawn
-    uniformly, is distributed as the model says: the reparametrisation predictive sampling needs.
-    """
-
-    levels: int
-    params_per_dim: int
-    noise_size: int
-
-    @abstractmethod
-    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
-        """Natural-log probabilities of every value: ``[..., levels]``."""
-
-    @abstractmethod
-    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The value (int64 ``[...]``) that ``noise`` ``[..., noise_size]`` selects under ``params``."""
-
-    def initial_bias(self) -> torch.Tensor:
-        """The bias ``[params_per_dim]`` of a head's last layer at initialisation (zeros unless overridden)."""
-        return torch.zeros(self.params_per_dim)
-
-    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Natural-log probability of the integer values ``x`` ``[...]``: ``[...]``."""
-        return self.log_probs(params).gather(-1, x.unsqueeze(-1)).squeeze(-1)
-
-    def kl(self, p_params: torch.Tensor, q_params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``KL(p || q)`` in nats, ``[...]``: exact, a sum over the ``levels`` values (``noise`` is unused).
-
-        Subclasses whose sum is costly estimate it from the sample that ``noise`` selects under ``p``.
-        """
-        log_p, log_q = self.log_probs(p_params), self.log_probs(q_params)
-        return (log_p.exp() * (log_p - log_q)).sum(-1)
-
-    def check_noise(self, noise: torch.Tensor, shape: tuple[int, ...], op: str) -> None:
-        """Raise a ValueError naming ``op`` unless ``noise`` is floating point of ``shape + (noise_size,)``."""
-        expected = (*shape, self.noise_size)
-        if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
-            kind = noise.dtype if isinstance(noise, torch.Tensor) else type(noise).__name__
-            raise ValueError(f"{op}: noise must be a floating-point tensor of uniforms in (0, 1), got {kind}")
-        if tuple(noise.shape) != expected:
-            raise ValueError(
-                f"{op}: noise must have shape {list(expected)} ([batch, channels, height, width, noise per "
-                f"dimension of {self!r}]), got {list(noise.shape)}"
-            )
-
-    def _check_levels(self, levels: int) -> None:
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"{type(self).__name__}: levels must be an integer >= 2, got {levels!r}")
-
-
-class Categorical(Distribution):
-    """A categorical over ``levels`` values, parametrised by logits (``params_per_dim = levels``).
-
-    Sampling is Gumbel-max: ``argmax(logits + g)`` with ``g = -log(-log u)``, one uniform per value
-    (``noise_size = levels``); ``argmax`` picks the first maximum, so ties (of probability zero) are
-    broken the same way every time.
-    """
-
-    def __init__(self, levels: int) -> None:
-        self._check_levels(levels)
-        self.levels = self.params_per_dim = self.noise_size = levels
-
-    def __repr__(self) -> str:
-        return f"Categorical({self.levels})"
-
-    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(params, dim=-1)
-
-    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return torch.argmax(params + _gumbel(noise), dim=-1)
-
-
-class DiscretizedLogisticMixture(Distribution):
-    """PixelCNN++'s head: a mixture of ``mixtures`` logistics, discretized to ``levels`` bins with open edges.
-
-    Values ``k`` live at ``-1 + 2k / (levels - 1)`` in [-1, 1] (bin width ``2 / (levels - 1)``); the
-    lowest and highest bins take the mass of the tails. ``params = [logit_pi, mu, raw_log_scale]`` each
-    ``[..., mixtures]`` (``log_scale`` is floored at -7, as in PixelCNN++). Likelihoods come from
-    ``flowkernels.ops.discretized_logistic_logp``. Sampling uses ``mixtures + 1`` uniforms: Gumbel-max over
-    the components with the first ``mixtures``, then the inverse CDF ``mu + s * logit(u)`` of the chosen
-    logistic with the last, quantized to its bin; that gives exactly the discretized distribution.
-    """
-
-    def __init__(self, levels: int, mixtures: int = 5) -> None:
-        self._check_levels(levels)
-        if isinstance(mixtures, bool) or not isinstance(mixtures, int) or mixtures < 1:
-            raise ValueError(f"DiscretizedLogisticMixture: mixtures must be a positive integer, got {mixtures!r}")
-        self.levels, self.mixtures = levels, mixtures
-        self.params_per_dim = 3 * mixtures
-        self.noise_size = mixtures + 1
-        self.bin_width = 2.0 / (levels - 1)
-
-    def __repr__(self) -> str:
-        return f"DiscretizedLogisticMixture({self.levels}, mixtures={self.mixtures})"
-
-    def initial_bias(self) -> torch.Tensor:
-        """Components spread over [-0.5, 0.5] with a scale of 1/8 of the range: identical components would get
-        identical gradients and never separate, and narrow ones start closer to a trained model."""
-        mu = torch.linspace(-0.5, 0.5, self.mixtures) if self.mixtures > 1 else torch.zeros(1)
-        return torch.cat([torch.zeros(self.mixtures), mu, torch.full((self.mixtures,), _INITIAL_LOG_SCALE)])
-
-    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(logit_pi, mu, log_scale)``, each ``[..., mixtures]``, from ``params`` ``[..., 3 * mixtures]``."""
-        logit_pi, mu, log_scale = params.unflatten(-1, (3, self.mixtures)).unbind(-2)
-        return logit_pi, mu, log_scale.clamp(min=_MIN_LOG_SCALE)
-
-    def to_unit(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Integer values ``0 .. levels - 1`` to their bin centres in [-1, 1]."""
-        return x.to(dtype) * self.bin_width - 1.0
-
-    def _logp(self, x_unit: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        logit_pi, mu, log_scale = self.split(params)
-        return discretized_logistic_logp(
-            x_unit, mu, log_scale, logit_pi, bin_width=self.bin_width, lower=-1.0, upper=1.0
+        warnings.warn(
+            "flowkernels.models.pixelcnn.Categorical moved: import it from flowkernels.models.distributions",
+            DeprecationWarning,
+            stacklevel=2,
         )
-
-    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self._logp(self.to_unit(x, params.dtype), params)
-
-    def kl(self, p_params: torch.Tensor, q_params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """A one-sample estimate of ``KL(p || q)``: ``log p(x) - log q(x)`` with ``x = sample(p_params, noise)``.
-
-        Unbiased, and so is its gradient with respect to ``q`` (``-grad log q(x)``, maximum likelihood on
-        samples of ``p``). The exact sum over 256 values costs ``256 * mixtures`` likelihood evaluations
-        per dimension, which made training forecasting modules for 8-bit data 50 times slower.
-        """
-        x = self.sample(p_params.detach(), noise)
-        return self.log_prob(x, p_params) - self.log_prob(x, q_params)
-
-    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
-        grid = self.to_unit(torch.arange(self.levels, device=params.device), params.dtype)
-        batch = params.shape[:-1]
-        x_unit = grid.expand(*batch, self.levels)
-        return self._logp(x_unit, params.unsqueeze(-2).expand(*batch, self.levels, self.params_per_dim))
-
-    def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        logit_pi, mu, log_scale = self.split(params)
-        component = torch.argmax(logit_pi + _gumbel(noise[..., : self.mixtures]), dim=-1, keepdim=True)
-        mu, log_scale = mu.gather(-1, component).squeeze(-1), log_scale.gather(-1, component).squeeze(-1)
-        u = noise[..., self.mixtures]
-        value = mu + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-        # Bin k is [c_k - w/2, c_k + w/2) around its centre c_k = -1 + k w, as in the likelihood op.
-        return torch.floor((value + 1.0) / self.bin_width + 0.5).clamp(0, self.levels - 1).long()
+        return Categorical
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -544,181 +371,7 @@ class ForecastingModules(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------
-# A vector-quantised autoencoder: the discrete latents of the second setting
-
-
-class VectorQuantizer(nn.Module):
-    """Nearest-neighbour quantisation to a codebook of ``codes`` vectors of size ``dim``, learned by EMA.
-
-    The codebook follows exponential moving averages of the encoder outputs assigned to each code
-    (VQ-VAE's appendix, with Laplace smoothing of the counts), which trains faster and more stably than
-    a codebook loss; the encoder gets the straight-through gradient and a commitment loss. The codebook
-    starts as evenly spaced encoder outputs of the first training batch (deterministic, and no code
-    starts far from the data). Updates happen in training mode only.
-    """
-
-    def __init__(self, codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5) -> None:
-        super().__init__()
-        if codes < 2 or dim < 1 or not 0.0 < decay < 1.0:
-            raise ValueError(f"VectorQuantizer: need codes >= 2, dim >= 1, 0 < decay < 1, got {codes}, {dim}, {decay}")
-        self.codes, self.dim, self.decay, self.eps = codes, dim, decay, eps
-        self.register_buffer("codebook", torch.randn(codes, dim))
-        self.register_buffer("cluster_size", torch.zeros(codes))
-        self.register_buffer("embed_sum", torch.zeros(codes, dim))
-        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-
-    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest code of each row of ``flat`` ``[N, dim]``: int64 ``[N]``."""
-        distances = flat.square().sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.square().sum(1)
-        return distances.argmin(1)
-
-    @torch.no_grad()
-    def _update(self, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """One EMA step of the codebook towards the rows of ``flat`` assigned by ``index``; returns the
-        assignment used (recomputed on the batch that initialises the codebook)."""
-        if not self.initialised:
-            rows = torch.linspace(0, flat.shape[0] - 1, self.codes, device=flat.device).long()
-            self.codebook.copy_(flat[rows])
-            self.embed_sum.copy_(flat[rows])
-            self.cluster_size.fill_(1.0)
-            self.initialised.fill_(True)
-            index = self.nearest(flat)
-        one_hot = F.one_hot(index, self.codes).to(flat.dtype)
-        self.cluster_size.mul_(self.decay).add_(one_hot.sum(0), alpha=1 - self.decay)
-        self.embed_sum.mul_(self.decay).add_(one_hot.T @ flat, alpha=1 - self.decay)
-        total = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.eps) / (total + self.codes * self.eps) * total
-        self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
-        return index
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For ``z`` ``[B, dim, h, w]``: (quantized ``z`` with a straight-through gradient, codes, commitment loss)."""
-        batch, _, height, width = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
-        index = self.nearest(flat.detach())
-        if self.training:
-            index = self._update(flat.detach(), index)
-        quantized = self.lookup(index.view(batch, height, width))
-        commitment = F.mse_loss(z, quantized.detach())
-        return z + (quantized - z).detach(), index.view(batch, height, width), commitment
-
-    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        """Code vectors ``[B, dim, h, w]`` of the codes ``[B, h, w]``."""
-        return self.codebook[codes].permute(0, 3, 1, 2)
-
-
-class VQAutoencoder(nn.Module):
-    """A small VQ autoencoder for one-channel 8-bit images: ``[B, 1, 4h, 4w]`` <-> codes ``[B, 1, h, w]``.
-
-    Encoder: two stride-2 4x4 convs and a 3x3 conv (ReLU between), a 1x1 conv to ``dim``; decoder: the
-    mirror image with transposed convs. The decoder's output is a discretized logistic per pixel
-    (mean and log-scale), so the reconstruction loss is a likelihood in bits/dim, like the ARMs' losses;
-    :meth:`decode` returns its mode (the rounded mean). ``loss`` adds ``beta`` times the commitment loss.
-    """
-
-    def __init__(self, levels: int = 256, codes: int = 32, dim: int = 16, hidden: int = 64, beta: float = 0.25) -> None:
-        super().__init__()
-        self.levels, self.beta = levels, beta
-        self.pixel = DiscretizedLogisticMixture(levels, 1)
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, hidden, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, dim, 1),
-        )
-        self.quantizer = VectorQuantizer(codes, dim)
-        self.decoder = nn.Sequential(
-            nn.Conv2d(dim, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, 2, 3, padding=1),
-        )
-        with torch.no_grad():
-            self.decoder[-1].bias.copy_(self.pixel.initial_bias()[1:])  # (mu, log_scale) of one component
-
-    @property
-    def codes(self) -> int:
-        return self.quantizer.codes
-
-    def _pixel_params(self, quantized: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(quantized).unsqueeze(-1)
-        mu, log_scale = out[:, :1], out[:, 1:]
-        return torch.cat([torch.zeros_like(mu), mu, log_scale], dim=-1)  # [B, 1, H, W, 3]: one component
-
-    def _quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] % 4 or x.shape[3] % 4:
-            raise ValueError(f"VQAutoencoder: x must be [B, 1, H, W] with H, W divisible by 4, got {list(x.shape)}")
-        dtype = self.encoder[0].weight.dtype
-        return self.quantizer(self.encoder(self.pixel.to_unit(x, dtype)))
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction bits/dim plus ``beta`` times the commitment loss, averaged over the batch."""
-        quantized, _, commitment = self._quantize(x)
-        return self.reconstruction_bpd(x, quantized).mean() + self.beta * commitment
-
-    def reconstruction_bpd(self, x: torch.Tensor, quantized: torch.Tensor | None = None) -> torch.Tensor:
-        """``-log2 p(x | codes(x)) / dims`` per image, ``[B]``."""
-        if quantized is None:
-            quantized = self._quantize(x)[0]
-        log_p = self.pixel.log_prob(x, self._pixel_params(quantized))
-        return -log_p.flatten(1).sum(1) / (x[0].numel() * math.log(2))
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The codes of the images ``x`` ``[B, 1, H, W]``: int64 ``[B, 1, H/4, W/4]``."""
-        return self._quantize(x)[1].unsqueeze(1)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Images (int64 ``[B, 1, 4h, 4w]``, the decoder's most likely pixel values) of the codes ``[B, 1, h, w]``."""
-        if codes.dim() != 4 or codes.shape[1] != 1:
-            raise ValueError(f"VQAutoencoder.decode: codes must be [B, 1, h, w], got {list(codes.shape)}")
-        mu = self._pixel_params(self.quantizer.lookup(codes[:, 0]))[..., 1]
-        return torch.floor((mu + 1.0) / self.pixel.bin_width + 0.5).clamp(0, self.levels - 1).long()
-
-
-# ---------------------------------------------------------------------------------------------------
 # Training
-
-
-def _mean_over(data: torch.Tensor, per_batch, batch_size: int = 500) -> float:
-    """The mean of ``per_batch(batch)`` (a per-example ``[B]`` tensor) over ``data``, without autograd."""
-    total = 0.0
-    for batch in iterate_minibatches(data, batch_size, shuffle=False):
-        total += per_batch(batch).sum().item()
-    return total / data.shape[0]
-
-
-def _seeded(seed: int, build):
-    """``build()`` under ``torch.manual_seed(seed)``, leaving the caller's global RNG state alone."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
-def _fit_options(train: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int, progress: bool, desc: str):
-    """The keyword arguments of :func:`fit` shared by the trainers here: batches from a generator seeded
-    ``seed``, a warm-up of 50 steps (at most a tenth of the run), clipping at a norm of 100."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"{desc}: epochs must be a positive integer, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{desc}: batch_size must be a positive integer, got {batch_size!r}")
-    total_steps = epochs * math.ceil(len(train) / batch_size)
-    return {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "generator": torch.Generator().manual_seed(seed),
-        "warmup_steps": min(50, total_steps // 10),
-        "max_grad_norm": 100.0,
-        "eval_every": None,
-        "desc": desc,
-        "progress": progress,
-    }
 
 
 def train_pixelcnn(
@@ -742,16 +395,16 @@ def train_pixelcnn(
     Returns the model in eval mode and its :class:`~flowkernels.models.training.TrainHistory`.
     """
     model_options.setdefault("image_size", tuple(train.shape[-2:]))
-    model = _seeded(seed, lambda: PixelCNN(distribution, **model_options))
+    model = seeded(seed, lambda: PixelCNN(distribution, **model_options))
     config = {"distribution": repr(distribution), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     history = TrainHistory({**config, **model_options})
 
     def evaluate() -> float:
         with evaluating(model):
-            return _mean_over(test, model.bits_per_dim)
+            return mean_over(test, model.bits_per_dim)
 
     history.test_bpd.append((0, evaluate()))
-    options = _fit_options(train, epochs, batch_size, lr, seed, progress, desc)
+    options = fit_options(train, epochs, batch_size, lr, seed, progress, desc)
     fit(model, train, lambda batch: model.bits_per_dim(batch).mean(), evaluate, history, **options)
     return model, history
 
@@ -789,7 +442,7 @@ def train_forecaster(
     """
     if objective not in FORECAST_OBJECTIVES:
         raise ValueError(f"train_forecaster: objective must be one of {FORECAST_OBJECTIVES}, got {objective!r}")
-    forecaster = _seeded(seed, lambda: ForecastingModules(arm.hidden, arm.distribution, horizon, hidden))
+    forecaster = seeded(seed, lambda: ForecastingModules(arm.hidden, arm.distribution, horizon, hidden))
     arm.eval()
     for parameter in arm.parameters():
         parameter.requires_grad_(False)
@@ -808,46 +461,15 @@ def train_forecaster(
     def evaluate() -> float:
         generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
         with evaluating(forecaster):
-            return _mean_over(test, lambda batch: loss_bits(batch, generator).expand(batch.shape[0]))
+            return mean_over(test, lambda batch: loss_bits(batch, generator).expand(batch.shape[0]))
 
     config = {"horizon": horizon, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     history = TrainHistory(config | {"objective": objective})
     history.test_bpd.append((0, evaluate()))
-    options = _fit_options(train, epochs, batch_size, lr, seed, progress, desc)
+    options = fit_options(train, epochs, batch_size, lr, seed, progress, desc)
     try:
         fit(forecaster, train, lambda batch: loss_bits(batch, train_generator), evaluate, history, **options)
     finally:
         for parameter in arm.parameters():
             parameter.requires_grad_(True)
     return forecaster, history
-
-
-def train_vq_autoencoder(
-    train: torch.Tensor,
-    test: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "vq-ae",
-    **model_options,
-) -> tuple[VQAutoencoder, TrainHistory]:
-    """Fit a :class:`VQAutoencoder` to 8-bit images ``[N, 1, H, W]``; ``history.test_bpd`` is the test
-    reconstruction bits/dim (given the codes, so not a likelihood of the images)."""
-    model = _seeded(seed, lambda: VQAutoencoder(**model_options))
-    history = TrainHistory({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, **model_options})
-
-    def evaluate() -> float:
-        with evaluating(model):
-            return _mean_over(test, model.reconstruction_bpd)
-
-    history.test_bpd.append((0, evaluate()))
-    options = _fit_options(train, epochs, batch_size, lr, seed, progress, desc)
-    fit(model, train, model.loss, evaluate, history, **options)
-    return model, history
-
-
-# ---------------------------------------------------------------------------------------------------
-# Figures

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from .._optional import require
+from ..data import iterate_minibatches
 
-__all__ = ["TrainHistory", "evaluating", "fit", "warmup_cosine"]
+__all__ = ["TrainHistory", "evaluating", "fit", "fit_options", "mean_over", "seeded", "warmup_cosine"]
 
 
 @contextlib.contextmanager
@@ -167,3 +168,40 @@ def fit(
         bar.close()
     model.eval()
     return elapsed
+
+
+def mean_over(data: torch.Tensor, per_batch, batch_size: int = 500) -> float:
+    """The mean of ``per_batch(batch)`` (a per-example ``[B]`` tensor) over ``data``, without autograd."""
+    total = 0.0
+    for batch in iterate_minibatches(data, batch_size, shuffle=False):
+        total += per_batch(batch).sum().item()
+    return total / data.shape[0]
+
+
+def seeded(seed: int, build):
+    """``build()`` under ``torch.manual_seed(seed)``, leaving the caller's global RNG state alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def fit_options(train: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int, progress: bool, desc: str):
+    """The keyword arguments of :func:`fit` of the short runs of the ARMs, their forecasting modules and the VQ
+    autoencoder: batches from a generator seeded ``seed``, a warm-up of 50 steps (at most a tenth of the run),
+    clipping at a norm of 100; epochs and batch size checked (one-line errors naming ``desc``)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"{desc}: epochs must be a positive integer, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{desc}: batch_size must be a positive integer, got {batch_size!r}")
+    total_steps = epochs * math.ceil(len(train) / batch_size)
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "generator": torch.Generator().manual_seed(seed),
+        "warmup_steps": min(50, total_steps // 10),
+        "max_grad_norm": 100.0,
+        "eval_every": None,
+        "desc": desc,
+        "progress": progress,
+    }
