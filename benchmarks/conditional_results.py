@@ -46,17 +46,9 @@ from flowkernels._optional import require
 from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
-from flowkernels.models.conditional import (
-    BinaryDequantizer,
-    ConditionalFlow,
-    ConditionNet,
-    FactorizedBernoulli,
-    FactorizedLogistic,
-    Upsample,
-    downsample,
-    evaluate_conditional,
-    train_conditional,
-)
+from flowkernels.models.conditional import BinaryDequantizer, ConditionalFlow, ConditionNet, Upsample, downsample
+from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
+from flowkernels.models.conditional_training import evaluate_conditional, train_conditional
 from flowkernels.models.glow import quantize
 from flowkernels.models.training import evaluating
 

@@ -15,13 +15,12 @@ from flowkernels.models.conditional import (
     BinaryDequantizer,
     ConditionalFlow,
     ConditionNet,
-    FactorizedBernoulli,
-    FactorizedLogistic,
     Upsample,
     downsample,
     resize_features,
-    train_conditional,
 )
+from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
+from flowkernels.models.conditional_training import train_conditional
 from flowkernels.models.glow import dequantize
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -456,7 +455,7 @@ def test_benchmark_script_quick(tmp_path, capsys):
 def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():
     """The README's conditional bits/dim come from evaluate_conditional: the mean of the per-pair loss over
     every pair, the same for every batch size, with noise that is seeded and so repeatable."""
-    from flowkernels.models.conditional import evaluate_conditional
+    from flowkernels.models.conditional_training import evaluate_conditional
 
     y = torch.arange(23, dtype=torch.float64).view(23, 1, 1, 1)
     x = torch.zeros(23, 1, 1, 1)
@@ -478,7 +477,7 @@ def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():
 
 
 def test_evaluate_conditional_gives_the_factorised_logistic_its_exact_bits():
-    from flowkernels.models.conditional import evaluate_conditional
+    from flowkernels.models.conditional_training import evaluate_conditional
 
     torch.manual_seed(0)
     model = FactorizedLogistic(ConditionNet(1, 4, 8, 0), hidden=8, upscale=2).double()

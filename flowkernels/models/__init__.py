@@ -1,12 +1,8 @@
 """Model classes that compose :mod:`flowkernels.nn` and :mod:`flowkernels.ops` into published systems."""
 
-from .conditional import (
-    BinaryDequantizer,
-    ConditionalFlow,
-    FactorizedBernoulli,
-    FactorizedLogistic,
-    train_conditional,
-)
+from .conditional import BinaryDequantizer, ConditionalFlow
+from .conditional_baselines import FactorizedBernoulli, FactorizedLogistic
+from .conditional_training import train_conditional
 from .dequantization import (
     ARConvDequantizer,
     AutoregressiveDequantizer,

@@ -24,10 +24,10 @@ Two uses of it, as in the paper:
   ``v`` lies above 0.5 exactly where ``y`` is 1, so the flow's density of ``v`` gives a lower bound on the
   probability of the binary ``y``.
 
-Also here: the factorised baselines the paper compares with, with the same conditioning network
-(:class:`FactorizedLogistic` for 8-bit images, :class:`FactorizedBernoulli` for binary ones), a default
-conditioning network (:class:`ConditionNet`), the area down-sampling that defines the super-resolution task
-(:func:`downsample`), and a seeded training loop shared by all of them (:func:`train_conditional`).
+Also here: a default conditioning network (:class:`ConditionNet`) and the area down-sampling that defines the
+super-resolution task (:func:`downsample`). The factorised baselines the paper compares with are in
+:mod:`flowkernels.models.conditional_baselines`; training and evaluation in
+:mod:`flowkernels.models.conditional_training`.
 """
 
 from __future__ import annotations
@@ -39,37 +39,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import ops
-from ..data import iterate_minibatches
 from ..nn import ActNorm, FlowSequential, Squeeze
 from ..nn.flow import soft_clamp, zero_conv
 from .dequantization import iw_bound
 from .glow import (
     CONV_KINDS,
-    TrainHistory,
     dequantize,
     make_invertible_conv,
     multiscale_latent_shapes,
     standard_normal_log_prob,
 )
-from .noise import portable_rand, portable_randn
-from .training import evaluating, fit
+from .noise import portable_randn
 
 __all__ = [
     "BinaryDequantizer",
     "ConditionNet",
     "ConditionalCoupling",
     "ConditionalFlow",
+    "ConditionalLoss",
+    "ConditionalModel",
     "ConditionalSplitPrior",
     "ConditionalStep",
     "ConditionalTopPrior",
-    "FactorizedBernoulli",
-    "FactorizedLogistic",
+    "check_binary",
     "Upsample",
     "downsample",
-    "evaluate_conditional",
     "resize_features",
-    "train_conditional",
 ]
 
 #: A per-sample loss of a conditional model: ``loss(model, y, x, generator)`` -> bits/dim, shape ``[B]``.
@@ -239,7 +234,7 @@ class ConditionalStep(nn.Module):
         return self.mix.inverse(self.coupling.inverse(z, features))
 
 
-class _ConditionalGaussian(nn.Module):
+class ConditionalModelGaussian(nn.Module):
     """A diagonal Gaussian whose mean and log-scale a small network computes from ``inputs``.
 
     ``net = conv3x3 -> ReLU -> zero-initialised conv3x3``: it starts as N(0, I) whatever the inputs, like
@@ -269,7 +264,7 @@ class _ConditionalGaussian(nn.Module):
         return eps * torch.exp(log_scale) + mean
 
 
-class ConditionalSplitPrior(_ConditionalGaussian):
+class ConditionalSplitPrior(ConditionalModelGaussian):
     """Glow's split with a conditional prior: ``y = [h, z]``, ``z ~ N(mean, exp(log_scale)^2)`` from ``[h, features]``.
 
     The interface of :class:`~flowkernels.models.glow.SplitPrior` with the features as an extra argument:
@@ -299,7 +294,7 @@ class ConditionalSplitPrior(_ConditionalGaussian):
         return torch.cat([h, self.unstandardise(eps, torch.cat([h, features], dim=1))], dim=1)
 
 
-class ConditionalTopPrior(_ConditionalGaussian):
+class ConditionalTopPrior(ConditionalModelGaussian):
     """The prior of the top level: ``z ~ N(mean(features), exp(log_scale(features))^2)`` per element.
 
     Nothing is kept at the top, so the mean and scale come from the features of ``x`` alone (the
@@ -335,7 +330,7 @@ def _feature_channels(condition_net: nn.Module, feature_channels: int | None, ow
     return feature_channels
 
 
-class _Conditional(nn.Module):
+class ConditionalModel(nn.Module):
     """What every model of p(y | x) here shares: the conditioning network and the checks of ``x`` against ``y``.
 
     ``y`` is ``[B, in_channels, H, W]`` and ``x`` is ``[B, C_x, H / upscale, W / upscale]`` (``C_x`` checked
@@ -413,7 +408,7 @@ class _Conditional(nn.Module):
         return features
 
 
-class ConditionalFlow(_Conditional):
+class ConditionalFlow(ConditionalModel):
     """A multi-scale conditional Glow modelling ``p(y | x)``; see the module docstring for the architecture.
 
     Args:
@@ -592,163 +587,8 @@ class ConditionalFlow(_Conditional):
             return self.inverse(zs, x.to(device=parameter.device))
 
 
-class _PixelHead(_Conditional):
-    """Baselines' output layer: the conditioning features, at the grid of ``x``, to per-pixel parameters of ``y``.
-
-    ``conv3x3(features -> hidden) -> ReLU -> conv3x3(hidden -> params * C * upscale^2) -> pixel shuffle``:
-    one sub-pixel convolution (ESPCN), the cheapest way from ``x``'s grid to ``y``'s that can still give every
-    output pixel its own parameters.
-    """
-
-    def __init__(
-        self,
-        condition_net: nn.Module,
-        params: int,
-        *,
-        in_channels: int,
-        upscale: int,
-        hidden: int,
-        feature_channels: int | None,
-        base: nn.Module | None = None,
-    ) -> None:
-        super().__init__(condition_net, in_channels, upscale, feature_channels, base)
-        self.params = params
-        self.head = nn.Sequential(
-            nn.Conv2d(self.feature_channels, hidden, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, params * in_channels * upscale**2, kernel_size=3, padding=1),
-            nn.PixelShuffle(upscale),
-        )
-
-    def pixel_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``params`` tensors of shape ``[B, C, H, W]`` (``H = upscale * h``), one per parameter of a pixel."""
-        features = resize_features(self.condition(x), (x.shape[2], x.shape[3]))
-        return self.head(features).chunk(self.params, dim=1)
-
-
-class FactorizedLogistic(_PixelHead):
-    """The paper's baseline for 8-bit outputs: independent discretized logistics per pixel, given ``x``.
-
-    ``P(y | x) = prod_i DLogistic(y_i; mu_i(x), s_i(x))`` over 256 bins of width 1/256 on [0, 1], with edge bins
-    that take the tails (PixelCNN++'s bounded pixels), computed by :func:`flowkernels.ops.discretized_logistic_logp`.
-    Its bits/dim are an exact code length, directly comparable with the flow's dequantized bound. ``mu`` and
-    ``log s`` come from the same conditioning network as the flow's, through :class:`_PixelHead`; with a
-    ``base``, ``mu = base(x) + head`` (as the flow models ``y - base(x)``), else ``mu = 0.5 + head``.
-    """
-
-    def __init__(
-        self,
-        condition_net: nn.Module,
-        *,
-        in_channels: int = 1,
-        upscale: int = 1,
-        hidden: int = 64,
-        levels: int = 256,
-        feature_channels: int | None = None,
-        base: nn.Module | None = None,
-    ) -> None:
-        super().__init__(
-            condition_net,
-            2,
-            in_channels=in_channels,
-            upscale=upscale,
-            hidden=hidden,
-            feature_channels=feature_channels,
-            base=base,
-        )
-        if levels < 2:
-            raise ValueError(f"FactorizedLogistic: levels must be at least 2, got {levels}")
-        self.levels = levels
-
-    def _mu_log_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw_mu, raw_log_scale = self.pixel_parameters(x)
-        base = self.base_of(x, raw_mu)
-        # Centred on the base, or on mid-grey with a scale of about 1/8 (the spread of a photograph's grey
-        # levels), so the first steps are not spent moving the distribution to the data.
-        return (0.5 if base is None else base) + raw_mu, raw_log_scale - math.log(8.0)
-
-    def bits_per_dim(
-        self, y_int: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Bits per dimension of integer ``y_int`` (``0 .. levels - 1``) given ``x``: exact, no dequantization.
-
-        ``generator`` is unused (it keeps the signature of the flow's losses)."""
-        del generator
-        self.check_pair(y_int, x)
-        mu, log_scale = self._mu_log_scale(x)
-        width = 1.0 / self.levels
-        centres = (y_int.to(mu.dtype) + 0.5) * width
-        log_p = ops.discretized_logistic_logp(
-            centres, mu, log_scale, bin_width=width, lower=0.5 * width, upper=1.0 - 0.5 * width
-        )
-        return -log_p.flatten(1).sum(1) / (y_int[0].numel() * math.log(2))
-
-    def sample(self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Integer samples ``0 .. levels - 1``: ``mu + tau * s * logistic noise``, binned (values beyond the edges go to
-        the edge bins). ``tau = 0`` gives the bin of each pixel's ``mu``, the mode of its continuous logistic (an
-        edge bin, which also holds a tail, can have more mass)."""
-        if tau < 0:
-            raise ValueError(f"FactorizedLogistic.sample: tau must be non-negative, got {tau}")
-        with torch.no_grad():
-            mu, log_scale = self._mu_log_scale(x)
-            value = mu
-            if tau > 0:
-                u = portable_rand(mu.shape, generator, dtype=mu.dtype, device=mu.device).clamp(1e-6, 1 - 1e-6)
-                value = mu + tau * torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-            return torch.floor(value * self.levels).clamp(0, self.levels - 1).long()
-
-
-class FactorizedBernoulli(_PixelHead):
-    """The baseline for binary outputs: independent Bernoullis per pixel, ``P(y_i = 1 | x) = sigmoid(logit_i(x))``.
-
-    The per-pixel logistic regression on the features of the same conditioning network as the flow's: what a
-    segmentation network trained with binary cross-entropy is. Its bits/dim are exact.
-    """
-
-    def __init__(
-        self,
-        condition_net: nn.Module,
-        *,
-        in_channels: int = 1,
-        upscale: int = 1,
-        hidden: int = 64,
-        feature_channels: int | None = None,
-    ) -> None:
-        super().__init__(
-            condition_net,
-            1,
-            in_channels=in_channels,
-            upscale=upscale,
-            hidden=hidden,
-            feature_channels=feature_channels,
-        )
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pixel_parameters(x)[0]
-
-    def bits_per_dim(self, y: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Bits per dimension of binary ``y`` given ``x`` (``generator`` is unused, see :class:`FactorizedLogistic`)."""
-        del generator
-        _check_binary("FactorizedBernoulli", y)
-        self.check_pair(y, x)
-        logits = self.logits(x)
-        nll = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
-        return nll.flatten(1).sum(1) / (y[0].numel() * math.log(2))
-
-    def sample(self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Binary samples (int64); ``tau = 0`` gives the most probable value of each pixel, ``tau = 1`` a draw from
-        the model. In between, each pixel is drawn from its Bernoulli with logits divided by ``tau``."""
-        if tau < 0:
-            raise ValueError(f"FactorizedBernoulli.sample: tau must be non-negative, got {tau}")
-        with torch.no_grad():
-            logits = self.logits(x)
-            if tau == 0:
-                return (logits > 0).long()
-            u = portable_rand(logits.shape, generator, dtype=logits.dtype, device=logits.device)
-            return (u < torch.sigmoid(logits / tau)).long()
-
-
-def _check_binary(owner: str, y: torch.Tensor) -> None:
+def check_binary(owner: str, y: torch.Tensor) -> None:
+    """Raise a one-line ValueError naming ``owner`` unless ``y`` is a binary image batch ``[B, C, H, W]``."""
     if y.dim() != 4:
         raise ValueError(f"{owner}: y must be [B, C, H, W], got {list(y.shape)}")
     if y.dtype == torch.bool:
@@ -808,7 +648,7 @@ class BinaryDequantizer(nn.Module):
         )
 
     def _check(self, y: torch.Tensor, x: torch.Tensor) -> None:
-        _check_binary("BinaryDequantizer", y)
+        check_binary("BinaryDequantizer", y)
         if y.shape[1] != self.in_channels or x.dim() != 4 or x.shape[:2] != (y.shape[0], self.condition_channels):
             raise ValueError(
                 f"BinaryDequantizer: y must be [B, {self.in_channels}, H, W] and x "
@@ -868,100 +708,3 @@ class BinaryDequantizer(nn.Module):
     def sample(self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """One binary sample per input: ``1[v > 0.5]``, ``v ~ p(v | x)`` at temperature ``tau``."""
         return self.predict(x, tau, generator)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Training.
-
-# The test-set noise (dequantization, variational draws) is fixed, so test bits/dim of different runs and
-# epochs are measured with the very same draws.
-_TEST_NOISE_SEED = 2019
-
-
-def evaluate_conditional(
-    model: nn.Module,
-    loss: ConditionalLoss,
-    y: torch.Tensor,
-    x: torch.Tensor,
-    *,
-    batch_size: int = 256,
-    seed: int = _TEST_NOISE_SEED,
-) -> float:
-    """Mean of ``loss`` (bits/dim per sample) over the pairs ``(y, x)``, in eval mode, with seeded noise."""
-    generator = torch.Generator().manual_seed(seed)
-    total = 0.0
-    with evaluating(model):
-        for index in iterate_minibatches(torch.arange(len(y)), batch_size, shuffle=False):
-            total += loss(model, y[index], x[index], generator).sum().item()
-    return total / len(y)
-
-
-def train_conditional(
-    build: Callable[[], nn.Module],
-    loss: ConditionalLoss,
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor] | None = None,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    desc: str = "conditional",
-    eval_every: int | None = None,
-    warmup_steps: int = 100,
-    max_grad_norm: float = 50.0,
-    init_size: int = 512,
-    config: dict | None = None,
-) -> tuple[nn.Module, TrainHistory]:
-    """Fit ``build()`` to the pairs ``train = (y, x)`` by minimising ``loss`` (bits/dim) with Adam.
-
-    The recipe of :func:`~flowkernels.models.glow.train_glow`, for any model of ``p(y | x)`` here (flows,
-    the binary dequantizer, the factorised baselines): a linear warm-up and cosine decay of the learning rate
-    (:func:`~flowkernels.models.training.warmup_cosine`), gradient-norm clipping, and ActNorm's data-dependent
-    initialisation on ``init_size`` random training pairs before the first step.
-
-    Deterministic for a given ``seed`` on a given machine: the model is built under ``torch.manual_seed(seed)``
-    in a forked RNG state (the caller's global RNG is left alone) and batch order and noise come from a seeded
-    generator. With ``test`` pairs the test bits/dim (fixed noise) is measured before training, every
-    ``eval_every`` epochs (default: only at the end) and at the end. Returns the model in eval mode and a
-    :class:`~flowkernels.models.glow.TrainHistory` (``train_time_s`` excludes evaluation).
-    """
-    y_train, x_train = train
-    if len(y_train) != len(x_train) or len(y_train) == 0:
-        raise ValueError(
-            f"train_conditional: train needs as many y as x (and some), got {len(y_train)}, {len(x_train)}"
-        )
-    device = torch.device(device)
-    y_train, x_train = y_train.to(device), x_train.to(device)
-    if test is not None:
-        test = (test[0].to(device), test[1].to(device))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build().to(device)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        index = torch.randperm(len(y_train), generator=generator)[:init_size]
-        loss(model, y_train[index], x_train[index], generator)
-
-    history = TrainHistory({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, **(config or {})})
-    if test is not None:
-        history.test_bpd.append((0, evaluate_conditional(model, loss, *test)))
-    fit(
-        model,
-        torch.arange(len(y_train), device=device),
-        lambda index: loss(model, y_train[index], x_train[index], generator).mean(),
-        None if test is None else lambda: evaluate_conditional(model, loss, *test),
-        history,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        generator=generator,
-        warmup_steps=warmup_steps,
-        max_grad_norm=max_grad_norm,
-        eval_every=eval_every or epochs,
-        desc=desc,
-        progress=progress,
-    )
-    return model, history

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
+from ..data import DIGITS_LEVELS, load_digits
 from ..nn import (
     ActNorm,
     AffineCoupling,
@@ -39,7 +39,7 @@ from ..nn import (
 from .checkpoint import Checkpointable
 from .figures import save_image_grid
 from .noise import portable_rand, portable_randn
-from .training import TrainHistory, evaluating, fit
+from .training import TrainHistory, evaluating, fit, mean_over
 
 __all__ = [
     "CONV_KINDS",
@@ -275,11 +275,8 @@ _TEST_NOISE_SEED = 2019
 def evaluate_bpd(model: Glow, x_int: torch.Tensor, levels: int, *, batch_size: int = 500) -> float:
     """Mean bits/dim of ``x_int`` under ``model`` with the fixed test dequantization noise."""
     generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
-    total = 0.0
     with evaluating(model):
-        for batch in iterate_minibatches(x_int, batch_size, shuffle=False):
-            total += model.bits_per_dim(batch, levels, generator).sum().item()
-    return total / x_int.shape[0]
+        return mean_over(x_int, lambda batch: model.bits_per_dim(batch, levels, generator), batch_size)
 
 
 def train_glow(
