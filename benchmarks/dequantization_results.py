@@ -40,7 +40,8 @@ from flowkernels._optional import require
 from flowkernels.benchmarks import machine
 from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
 from flowkernels.data import load_digits
-from flowkernels.models.dequantization import DequantizedFlow, make_dequantizer, toy_flow, train_dequantized
+from flowkernels.models.dequantization import DequantizedFlow, make_dequantizer, toy_flow
+from flowkernels.models.dequantization_training import train_dequantized
 from flowkernels.models.training import warmup_cosine
 
 # (label, dequantizer, objective, K): the paper's comparison. Each bound runs with the uniform q (the

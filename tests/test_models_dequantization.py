@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from flowkernels.models.bounds import elbo, iw_bound, renyi_bound
 from flowkernels.models.dequantization import (
     DEQUANTIZERS,
     ARConvDequantizer,
@@ -16,13 +17,10 @@ from flowkernels.models.dequantization import (
     DequantizedFlow,
     UniformDequantizer,
     VariationalDequantizer,
-    elbo,
-    iw_bound,
     make_dequantizer,
-    renyi_bound,
     toy_flow,
-    train_dequantized,
 )
+from flowkernels.models.dequantization_training import train_dequantized
 
 LEVELS = 4
 # The dequantizers whose q factorises in the raster order, with conditional_log_probs.

@@ -9,8 +9,8 @@ from .dequantization import (
     DequantizedFlow,
     UniformDequantizer,
     VariationalDequantizer,
-    train_dequantized,
 )
+from .dequantization_training import train_dequantized
 from .distributions import Categorical, DiscretizedLogisticMixture
 from .glow import CONV_KINDS, Glow, SplitPrior, TrainHistory, save_sample_grid, train_glow
 from .hexnet import LATTICES, HexNet, HexNetHistory, hex_digits, train_hexnet

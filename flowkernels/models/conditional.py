@@ -41,7 +41,7 @@ from torch import nn
 
 from ..nn import ActNorm, FlowSequential, Squeeze
 from ..nn.flow import soft_clamp, zero_conv
-from .dequantization import iw_bound
+from .bounds import iw_bound
 from .glow import (
     CONV_KINDS,
     dequantize,

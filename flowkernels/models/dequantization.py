@@ -4,15 +4,8 @@ A flow has a density ``p(v)`` on continuous ``v``; a discrete ``x`` (integers ``
 the probability of its bin, ``P(x) = integral over u in [0, 1)^D of p(x + u) du``. With a dequantizer
 ``q(u | x)`` whose support is exactly that unit cube, the log weights ``log w = log p(x + u) - log q(u | x)``
 (``u ~ q``) have ``E[w] = P(x)``, which gives a family of lower bounds on ``log P(x)`` ("Learning Discrete
-Distributions by Dequantization", Hoogeboom, Cohen & Tomczak 2020):
-
-* :func:`elbo`: ``E[log w]`` (uniform dequantization is the ELBO with ``q = 1``);
-* :func:`iw_bound`: ``log (1/K) sum_k w_k``, tighter as K grows and exact as ``K -> infinity``;
-* :func:`renyi_bound`: ``1/(1 - alpha) log (1/K) sum_k w_k^(1 - alpha)``, between the two: the iw bound at
-  ``alpha = 0`` and the ELBO as ``alpha -> 1``.
-
-On the same K samples the three are ordered for every sample draw, not just in expectation: they are
-the logarithms of power means of the weights (order ``1 - alpha``), and power means grow with the order.
+Distributions by Dequantization", Hoogeboom, Cohen & Tomczak 2020): the ELBO, the importance-weighted bound
+and the Renyi bound of :mod:`flowkernels.models.bounds`.
 
 Dequantizers (all :class:`Dequantizer`): :class:`UniformDequantizer`; :class:`VariationalDequantizer`,
 a conditional flow (logistic base, masked affine couplings, sigmoid) whose networks see ``x``;
@@ -21,7 +14,8 @@ conditional computed by a masked (PixelCNN-style) network of ``u_<d`` and the fe
 :class:`ARConvDequantizer`, triangular in the same order but linear in ``u_<d`` (the autoregressive
 convolutions of ``ops.ar_conv2d`` and elementwise maps). :class:`DequantizedFlow` pairs any flow having
 ``log_prob`` (e.g. the :class:`~flowkernels.models.glow.Glow` of this package, with 1x1, emerging or periodic
-convolutions) with a dequantizer and an objective; :func:`train_dequantized` fits one to the digits.
+convolutions) with a dequantizer and an objective; :mod:`flowkernels.models.dequantization_training` fits
+one to the digits.
 
 Data are images ``[B, C, H, W]`` (a vector of D values is ``[B, D, 1, 1]``). The flow sees
 ``(x + u) / levels`` in ``[0, 1)``, so ``log p(x + u) = log p_flow((x + u) / levels) - D log(levels)``.
@@ -38,16 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..data import DIGITS_LEVELS, iterate_minibatches, load_digits
+from ..data import iterate_minibatches
 from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv, MaskedConv2d
 from ..nn.flow import check_image, soft_clamp, zero_conv
-from .glow import CONV_KINDS, Glow, standard_normal_log_prob
+from .bounds import OBJECTIVES, bound, check_alpha
+from .glow import standard_normal_log_prob
 from .noise import portable_rand
-from .training import TrainHistory, evaluating, fit
+from .training import evaluating
 
 __all__ = [
     "DEQUANTIZERS",
-    "OBJECTIVES",
     "ARConvDequantizer",
     "AutoregressiveDequantizer",
     "DequantizedFlow",
@@ -55,15 +49,10 @@ __all__ = [
     "NormalPriorFlow",
     "UniformDequantizer",
     "VariationalDequantizer",
-    "elbo",
-    "iw_bound",
     "make_dequantizer",
-    "renyi_bound",
     "toy_flow",
-    "train_dequantized",
 ]
 
-OBJECTIVES = ("elbo", "iw", "renyi")
 DEQUANTIZERS = ("uniform", "variational", "arconv", "autoregressive")
 
 _LOG2 = math.log(2.0)
@@ -72,76 +61,6 @@ _MAX_LOG_SCALE = 3.0
 # The neural steps' tail parameters log a to (-0.5, 0.5): compounded over the steps, a tail exponent a^steps
 # larger than that would overflow float32 in the sinh-arcsinh maps.
 _MAX_LOG_TAIL = 0.5
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Objectives: functions of the log weights [K, B].
-
-
-def _check_log_weights(name: str, log_weights: torch.Tensor) -> None:
-    if log_weights.dim() != 2:
-        raise ValueError(f"{name}: log_weights must be [K, B] (K samples per example), got {list(log_weights.shape)}")
-    if log_weights.shape[0] < 1:
-        raise ValueError(f"{name}: needs K >= 1 samples per example, got K = {log_weights.shape[0]}")
-
-
-def _check_alpha(name: str, alpha: float) -> float:
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
-        raise ValueError(
-            f"{name}: alpha must be in [0, 1] (0 is the iw bound, 1 the ELBO; outside, the Renyi objective "
-            f"is not a lower bound between them), got {alpha}"
-        )
-    return alpha
-
-
-def elbo(log_weights: torch.Tensor) -> torch.Tensor:
-    """The evidence lower bound ``mean_k log w_k`` per example: ``[K, B] -> [B]`` (natural log)."""
-    _check_log_weights("elbo", log_weights)
-    return log_weights.mean(0)
-
-
-def iw_bound(log_weights: torch.Tensor) -> torch.Tensor:
-    """The importance-weighted bound ``log (1/K) sum_k w_k`` per example: ``[K, B] -> [B]``.
-
-    A logsumexp, so log weights of -1e4 (far below what ``exp`` can represent) are fine. With ``K = 1`` it
-    is the ELBO; its expectation grows with K towards ``log P(x)``.
-    """
-    _check_log_weights("iw_bound", log_weights)
-    return torch.logsumexp(log_weights, 0) - math.log(log_weights.shape[0])
-
-
-def renyi_bound(log_weights: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The Renyi bound ``1/(1 - alpha) log (1/K) sum_k w_k^(1 - alpha)`` per example: ``[K, B] -> [B]``.
-
-    ``alpha = 0`` is :func:`iw_bound`, ``alpha = 1`` (the limit) :func:`elbo`; for ``0 < alpha < 1`` it lies
-    between them on the same samples. Written as ``m + 1/(1 - alpha) log mean exp((1 - alpha)(log w - m))``
-    with ``m`` the mean log weight: near ``alpha = 1`` the log-mean-exp is then ``O(1 - alpha)`` and is
-    computed as ``log1p(mean(expm1(t)))``, which keeps its relative precision where a logsumexp minus
-    ``log K`` would cancel catastrophically before the division by ``1 - alpha``.
-    """
-    _check_log_weights("renyi_bound", log_weights)
-    alpha = _check_alpha("renyi_bound", alpha)
-    if alpha == 1.0:
-        return elbo(log_weights)
-    mean = log_weights.mean(0)
-    t = (1.0 - alpha) * (log_weights - mean)
-    by_logsumexp = torch.logsumexp(t, 0) - math.log(t.shape[0])
-    # The clamp only keeps the branch that is not selected finite (a NaN gradient would leak through where).
-    by_expm1 = torch.log1p(torch.expm1(t.clamp(max=30.0)).mean(0))
-    small = t.abs().amax(0) < 1.0
-    return mean + torch.where(small, by_expm1, by_logsumexp) / (1.0 - alpha)
-
-
-def bound(log_weights: torch.Tensor, objective: str, alpha: float = 0.5) -> torch.Tensor:
-    """``elbo``, ``iw`` or ``renyi`` (with ``alpha``) of ``log_weights`` ``[K, B]``, per example."""
-    if objective == "elbo":
-        return elbo(log_weights)
-    if objective == "iw":
-        return iw_bound(log_weights)
-    if objective == "renyi":
-        return renyi_bound(log_weights, alpha)
-    raise ValueError(f"dequantization: objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -653,7 +572,7 @@ class DequantizedFlow(nn.Module):
         self.dequantizer = dequantizer
         self.objective = objective
         self.num_samples = _check_num_samples("DequantizedFlow", num_samples)
-        self.alpha = _check_alpha("DequantizedFlow", alpha)
+        self.alpha = check_alpha("DequantizedFlow", alpha)
 
     @property
     def levels(self) -> int:
@@ -765,102 +684,6 @@ class DequantizedFlow(nn.Module):
                 if progress is not None:
                     progress(batch.shape[0])
         return total / x.shape[0]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Training on the digits.
-
-
-def train_dequantized(
-    dequantizer: str,
-    objective: str = "elbo",
-    *,
-    num_samples: int = 1,
-    alpha: float = 0.5,
-    conv: str = "1x1",
-    epochs: int = 40,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    steps_per_level: int = 4,
-    hidden: int = 64,
-    dequantizer_hidden: int = 32,
-    dequantizer_steps: int = 4,
-    eval_samples: int = 16,
-    eval_every: int | None = None,
-    warmup_steps: int = 100,
-    max_grad_norm: float = 50.0,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> tuple[DequantizedFlow, TrainHistory]:
-    """Fit a 2-level :class:`Glow` (``conv``: 1x1, emerging or periodic) with a dequantizer to the digits.
-
-    ``dequantizer`` is one of :data:`DEQUANTIZERS`; ``objective`` "elbo", "iw" or "renyi"
-    with ``num_samples`` (K) and ``alpha``. Trained by :func:`~flowkernels.models.training.fit`; the test
-    bits/dim logged during training is the iw bound with ``eval_samples`` samples (the final large-K
-    evaluation is :meth:`DequantizedFlow.evaluate_bpd`). Deterministic for a given ``seed`` on a given
-    machine; the caller's global RNG is left alone. Returns the model (eval mode) and its history.
-    """
-    if conv not in CONV_KINDS:
-        raise ValueError(f"train_dequantized: conv must be one of {CONV_KINDS}, got {conv!r}")
-    levels = DIGITS_LEVELS
-    device = torch.device(device)
-    train = load_digits("train").to(device)
-    test = load_digits("test").to(device)
-    config = {
-        "dequantizer": dequantizer,
-        "objective": objective,
-        "num_samples": num_samples,
-        "alpha": alpha,
-        "conv": conv,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "steps_per_level": steps_per_level,
-        "hidden": hidden,
-        "dequantizer_hidden": dequantizer_hidden,
-        "dequantizer_steps": dequantizer_steps,
-    }
-    deq_kwargs = {} if dequantizer == "uniform" else {"hidden": dequantizer_hidden, "steps": dequantizer_steps}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        flow = Glow(1, 2, steps_per_level, hidden, conv=conv)
-        model = DequantizedFlow(
-            flow,
-            make_dequantizer(dequantizer, 1, levels, **deq_kwargs),
-            objective=objective,
-            num_samples=num_samples,
-            alpha=alpha,
-        ).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        # ActNorm's data-dependent initialisation on a large batch, dequantized by the (untrained) q.
-        model.log_weights(train[torch.randperm(len(train), generator=generator)[:512]], 1, generator)
-
-    def evaluate() -> float:
-        return model.evaluate_bpd(test, eval_samples, chunk=eval_samples)
-
-    history = TrainHistory(config)
-    history.test_bpd.append((0, evaluate()))
-    name = f"{dequantizer}/{objective}" + (f"(K={num_samples})" if num_samples > 1 else "")
-    fit(
-        model,
-        train,
-        lambda batch: model(batch, generator),
-        evaluate,
-        history,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        generator=generator,
-        warmup_steps=warmup_steps,
-        max_grad_norm=max_grad_norm,
-        eval_every=eval_every,
-        desc=name,
-        progress=progress,
-    )
-    return model, history
 
 
 def toy_flow(channels: int = 2, steps: int = 6, hidden: int = 64) -> NormalPriorFlow:
