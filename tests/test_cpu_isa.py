@@ -17,7 +17,7 @@ import torch
 
 import flowkernels
 from flowkernels import cpu, ops
-from flowkernels.rans import RansCoder
+from flowkernels.ops.rans import RansCoder
 from flowkernels.reference import hex as hex_ref
 
 from .conftest import CPU_ISAS

@@ -15,7 +15,7 @@ MODULES = [
     "flowkernels.ops.hex",
     "flowkernels.ops.intconv",
     "flowkernels.ops.context",
-    "flowkernels.rans",
+    "flowkernels.ops.rans",
     "flowkernels.nn.hex",
     "flowkernels.nn.square",
     "flowkernels.nn.masked",

@@ -67,3 +67,13 @@ def test_categorical_from_pixelcnn_is_a_deprecated_import():
         assert pixelcnn.Categorical is Categorical
     with pytest.raises(AttributeError):
         pixelcnn.NoSuchThing  # noqa: B018
+
+
+def test_the_rans_coder_moved_to_ops_and_the_old_import_warns():
+    import flowkernels.rans as old
+    from flowkernels.ops.rans import RansCoder
+
+    with pytest.warns(DeprecationWarning, match="flowkernels.ops.rans"):
+        assert old.RansCoder is RansCoder
+    with pytest.raises(AttributeError):
+        old.NoSuchThing  # noqa: B018

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import flowkernels
-from flowkernels.rans import RansCoder, pack, quantize_pdf
+from flowkernels.ops.rans import RansCoder, pack, quantize_pdf
 from flowkernels.reference import rans as ref
 
 from .conftest import every_cpu_isa, requires_cuda

@@ -9,7 +9,7 @@ import zlib
 import pytest
 import torch
 
-from flowkernels.rans import RansCoder, quantize_pdf
+from flowkernels.ops.rans import RansCoder, quantize_pdf
 
 from .conftest import every_cpu_isa
 

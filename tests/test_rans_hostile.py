@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from flowkernels.rans import RansCoder
+from flowkernels.ops.rans import RansCoder
 
 OPS = torch.ops.flowkernels
 
@@ -62,7 +62,7 @@ def test_the_decoder_search_terminates_at_the_extreme_bin_widths():
     # the issue's hang (a tiny bin width) in a subprocess, so that a regression fails instead of hanging
     script = """
 import torch
-from flowkernels.rans import RansCoder
+from flowkernels.ops.rans import RansCoder
 for width in (2.0 ** -32, 2.0 ** 32):
     for log_scale in (-30.0, 0.0, 30.0):
         coder = RansCoder(1)
@@ -136,7 +136,7 @@ def test_ar_conv_inverse_of_a_tiny_diagonal_raises_instead_of_returning_inf(diag
 
 @pytest.mark.parametrize("largest", [2.4e-32, 1e-35, 1e-40, 1e-45])
 def test_probabilities_too_small_for_float32_raise_instead_of_a_broken_table(largest):
-    from flowkernels.rans import quantize_pdf
+    from flowkernels.ops.rans import quantize_pdf
 
     probs = torch.tensor([[largest, largest / 2, largest / 4]])
     with pytest.raises(ValueError, match="below 2.5e-32"):
@@ -167,7 +167,7 @@ def _pushed(push) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_every_rans_op_passes_opcheck():
     # the schema's mutation annotations, the fake kernels (shapes under FakeTensor) and the real
     # kernels agree, for every rans op (their fake kernels were never exercised before)
-    from flowkernels.rans import quantize_pdf
+    from flowkernels.ops.rans import quantize_pdf
 
     mu, log_scale = torch.zeros(2, 5), torch.zeros(2, 5)
     symbols = torch.ones(2, 5, dtype=torch.long)

@@ -23,7 +23,7 @@ from .. import pretrained
 from ..codec import LosslessImageCodec
 from ..codec.registry import load_checkpoint
 from ..data import load_digits, load_photos, photo_names
-from ..rans import RansCoder
+from ..ops.rans import RansCoder
 from . import classical
 
 __all__ = ["rans_timer", "code", "code_each", "mosaic", "compression_rows", "format_compression_table"]

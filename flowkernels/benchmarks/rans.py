@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from flowkernels import ops
-from flowkernels.rans import RansCoder
+from flowkernels.ops.rans import RansCoder
 from flowkernels.reference import rans as ref
 
 from .harness import Case, Target

@@ -55,7 +55,7 @@ M         metadata: canonical JSON object (the CLI records the array layout)
 ========  ==========================================================================
 
 A payload holds its ``k`` lanes as the rANS coder leaves them, stripped of the
-``FKRS`` framing of :mod:`flowkernels.rans`: ``k - 1`` word counts (u32; the last
+``FKRS`` framing of :mod:`flowkernels.ops.rans`: ``k - 1`` word counts (u32; the last
 lane's is implied by the payload's length), ``k`` final states (u64, in
 ``[2**32, 2**64)``), then the words (u32), lane by lane, bottom of each stack
 first. The codec pushes the model's latent steps in
@@ -89,7 +89,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import rans
+from ..ops import rans
 
 __all__ = [
     "MAGIC",

@@ -3,7 +3,7 @@
 :class:`LosslessImageCodec` turns uint8 images of any size into bytes and back,
 exactly. The model (:class:`~flowkernels.codec.interface.CodecModel`, e.g. IDF)
 maps each ``h x w`` patch to integer latents with a discretized logistic prior;
-the latents are rANS-coded with :meth:`flowkernels.rans.RansCoder.push_logistic`,
+the latents are rANS-coded with :meth:`flowkernels.ops.rans.RansCoder.push_logistic`,
 in lanes of up to ``lane_patches`` consecutive patches (about 4096 symbols), so
 that small patches do not each pay a lane's framing. Latents are unbounded integers: values outside the coder's
 window go through its escape path (any int32 round-trips).
@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 
 from .. import limits
 from ..ops import discretized_logistic_logp
-from ..rans import STATE_LOWER, RansCoder
+from ..ops.rans import STATE_LOWER, RansCoder
 from . import container
 from .container import ContainerHeader, model_fingerprint, read_header
 from .interface import CodecModel

@@ -395,7 +395,7 @@ class IDF(Checkpointable, nn.Module):
         levels: squeeze levels; a factor-out with a split prior after each but the last.
         depth: couplings per level (each preceded by a channel permutation).
         hidden, blocks: width and number of residual blocks / dense layers of every network.
-        n_mixtures: K, logistic components of every prior (at most 16 for ``flowkernels.rans``).
+        n_mixtures: K, logistic components of every prior (at most 16 for ``flowkernels.ops.rans``).
         net: ``"resnet"`` or ``"densenet"`` (translation and split-prior networks).
         permutation: ``"random"`` or ``"reverse"``.
         data_levels: number of grey levels (256 for 8-bit pixels, 17 for the digits); the data are centred by

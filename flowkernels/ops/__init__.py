@@ -5,7 +5,7 @@ Every function here accepts and returns ordinary tensors, works under
 the device of its inputs.
 """
 
-from . import rans as _rans  # noqa: F401  (fake kernels of the rans ops)
+from . import rans as _rans  # noqa: F401  (the rANS coder: RansCoder, quantize_pdf, and its fake kernels)
 from .arconv import ar_conv2d, ar_conv2d_inverse
 from .context import context_decode, context_encode
 from .coupling import discretized_logistic_logp, integer_coupling, round_ste

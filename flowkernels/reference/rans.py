@@ -3,7 +3,7 @@
 It implements exactly the coder that ``csrc/rans.h`` implements (same state,
 precision, model quantization and word order), one symbol at a time with
 Python integers, so tests can require the kernels' bytes to equal these.
-The byte container is shared: :mod:`flowkernels.rans` serialises both.
+The byte container is shared: :mod:`flowkernels.ops.rans` serialises both.
 
 The coder (per lane)
 --------------------

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 with atheris.instrument_imports(include=["flowkernels"]):
     import flowkernels.codec  # noqa: F401
     import flowkernels.codec.imageio  # noqa: F401
-    import flowkernels.rans  # noqa: F401
+    import flowkernels.ops.rans  # noqa: F401
 
 sys.path.insert(0, str(HERE))
 from targets import TARGETS, apply_fuzz_limits  # noqa: E402

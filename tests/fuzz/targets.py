@@ -32,7 +32,7 @@ def apply_fuzz_limits() -> None:
 
 
 def rans_from_bytes(data: bytes) -> None:
-    from flowkernels.rans import RansCoder
+    from flowkernels.ops.rans import RansCoder
 
     try:
         coder = RansCoder.from_bytes(data)

@@ -21,7 +21,7 @@ import torch
 
 import flowkernels
 from flowkernels import ops
-from flowkernels.rans import RansCoder, quantize_pdf
+from flowkernels.ops.rans import RansCoder, quantize_pdf
 
 CUDA = torch.cuda.is_available() and flowkernels.has_cuda_kernels()
 DEVICE = "cuda" if CUDA else "cpu"
