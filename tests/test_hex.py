@@ -34,7 +34,7 @@ from flowkernels.hex import (
     square_to_hex,
     transform_group_map,
 )
-from flowkernels.reference.hex import hex_conv2d, hex_filter_transform
+from flowkernels.reference.hex import gather_filters, hex_conv2d
 
 from .conftest import DEVICES
 
@@ -103,7 +103,7 @@ def test_filter_transform_is_group_action(k, in_group, out_group):
     f = torch.randn(G_in, k, k, generator=gen, dtype=torch.float64) * hex_mask(k // 2)
 
     def expand(filt):  # [G_in, k, k] -> [G_out, G_in, k, k] through the tables
-        return hex_filter_transform(filt.reshape(1, 1, -1), index)[0, :, 0].reshape(len(elements), G_in, k, k)
+        return gather_filters(filt.reshape(1, 1, -1), index)[0, :, 0].reshape(len(elements), G_in, k, k)
 
     bank = expand(f)
     for gi, g in enumerate(elements):

@@ -111,7 +111,7 @@ def _group_cases(shape, group: str, device, gen, with_transform: bool) -> list[C
             label,
             "fwd",
             kernel=layer,
-            reference=_no_grad(lambda: ref.group_conv(x, w, None, group, group)),
+            reference=_no_grad(lambda: ref.hex_group_conv2d(x, w, in_group=group, out_group=group)),
             notes=f"planar equivalent {n_in * G}->{n_out * G} channels",
         )
     ]
@@ -126,7 +126,7 @@ def _group_cases(shape, group: str, device, gen, with_transform: bool) -> list[C
                 f"{group} -> {group}, {n_in}->{n_out} fields, k=3",
                 "fwd",
                 kernel=_no_grad(ops.hex_filter_transform, w, group, group),
-                reference=_no_grad(ref.hex_filter_transform, flat, index),
+                reference=_no_grad(ref.gather_filters, flat, index),
                 peers={f"{group} layer": layer},
                 target=TRANSFORM_TARGET if group == "p6" else Target(),
                 notes="peer ratio = layer time / transform time",
