@@ -171,7 +171,8 @@ def fit(
 
 
 def mean_over(data: torch.Tensor, per_batch, batch_size: int = 500) -> float:
-    """The mean of ``per_batch(batch)`` (a per-example ``[B]`` tensor) over ``data``, without autograd."""
+    """The mean of ``per_batch(batch)`` (a per-example ``[B]`` tensor) over ``data``, in order, in batches of
+    ``batch_size``; call it inside :func:`evaluating` (eval mode, no autograd)."""
     total = 0.0
     for batch in iterate_minibatches(data, batch_size, shuffle=False):
         total += per_batch(batch).sum().item()
