@@ -330,7 +330,7 @@ def f1_iou(prediction: torch.Tensor, target: torch.Tensor) -> tuple[float, float
 
 
 def iw_loss(samples: int, model, y, x, generator):
-    return model.bits_per_dim(y, x, generator, samples=samples)
+    return model.bits_per_dim(y, x, generator, num_samples=samples)
 
 
 def run_binary(budget: dict, args: argparse.Namespace, seed: int) -> dict:
@@ -371,7 +371,7 @@ def run_binary(budget: dict, args: argparse.Namespace, seed: int) -> dict:
             "bernoulli sample": bernoulli_model.sample(x_test, 1.0, generator),
             "flow tau=0": flow_model.predict(x_test, 0.0),
             f"flow majority of {BINARY_VOTES} (tau=1)": flow_model.predict(
-                x_test, 1.0, generator, samples=BINARY_VOTES
+                x_test, 1.0, generator, num_samples=BINARY_VOTES
             ),
             "flow sample (tau=1)": flow_model.predict(x_test, 1.0, generator),
             "flow sample (tau=0.8)": flow_model.predict(x_test, 0.8, generator),

@@ -39,3 +39,24 @@ def test_the_rans_coder_moved_to_ops_and_the_old_import_warns():
         assert old.RansCoder is RansCoder
     with pytest.raises(AttributeError):
         old.NoSuchThing  # noqa: B018
+
+
+def test_conditional_flows_old_keywords_tau_and_samples_still_work_with_a_warning():
+    from flowkernels.models.conditional import BinaryDequantizer, ConditionalFlow, ConditionNet
+
+    torch.manual_seed(0)
+    flow = ConditionalFlow(ConditionNet(1, 4), 2, 1, upscale=2).eval()
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.warns(DeprecationWarning, match="tau= is deprecated, use temperature="):
+        old = flow.sample(x, tau=0.0)
+    assert torch.equal(old, flow.sample(x, temperature=0.0))
+    with pytest.warns(DeprecationWarning, match="samples= is deprecated, use num_samples="):
+        assert flow.sample(x, 0.5, torch.Generator().manual_seed(1), samples=3).shape[0] == 6
+    with pytest.raises(ValueError, match="give temperature= or its old name tau=, not both"):
+        flow.sample(x, temperature=0.5, tau=0.5)
+    binary = BinaryDequantizer(ConditionalFlow(ConditionNet(1, 4), 2, 1, upscale=2), 1, 4)
+    y = (torch.rand(2, 1, 8, 8) > 0.5).long()
+    with pytest.warns(DeprecationWarning, match="samples= is deprecated"):
+        old = binary.log_prob_bound(y, x, torch.Generator().manual_seed(2), samples=4)
+    new = binary.log_prob_bound(y, x, torch.Generator().manual_seed(2), num_samples=4)
+    assert torch.equal(old, new)

@@ -127,7 +127,7 @@ def test_tau_zero_is_deterministic_and_the_zero_latent():
 def test_sample_inverts_its_noise_and_repeats_inputs():
     flow = make_flow().eval()
     x = rand(2, 1, 4, 4, torch.float32, 12)
-    samples = flow.sample(x, 0.6, torch.Generator().manual_seed(3), samples=3)
+    samples = flow.sample(x, 0.6, torch.Generator().manual_seed(3), num_samples=3)
     assert samples.shape == (6, 1, 8, 8)
     generator = torch.Generator().manual_seed(3)
     noise = [torch.randn(shape, generator=generator) * 0.6 for shape in flow.latent_shapes(6, (8, 8))]
@@ -192,7 +192,7 @@ def test_mismatched_shapes_raise():
         flow.inverse(zs[:1], x)
     with pytest.raises(ValueError, match="got x of shape"):
         flow.inverse(zs, torch.rand(2, 1, 2, 2))
-    with pytest.raises(ValueError, match="tau must be non-negative"):
+    with pytest.raises(ValueError, match="temperature must be non-negative"):
         flow.sample(x, -0.5)
     with pytest.raises(ValueError, match="conv must be one of"):
         ConditionalFlow(ConditionNet(1, 4), 2, 1, conv="3x3")
@@ -270,7 +270,7 @@ def test_binary_bound_is_below_the_exact_log_probability():
         elbo, error = draws.mean(0), draws.std(0) / 20
         assert (elbo <= exact + 3 * error).all() and (elbo <= 0).all()
         assert (elbo < exact - 0.5).all()  # an untrained q leaves a real gap ...
-        iw = model.log_prob_bound(y, x, generator, samples=4096)
+        iw = model.log_prob_bound(y, x, generator, num_samples=4096)
         assert (iw <= exact).all() and (exact - iw < 0.3 * (exact - elbo)).all()  # ... that importance weights close
 
 
@@ -323,10 +323,10 @@ def test_binary_dequantizer_with_a_flow():
     x = torch.randn(4, 1, 4, 4, generator=generator)
     with torch.no_grad():
         assert torch.stack([model.log_prob_bound(y, x, generator) for _ in range(32)]).mean() < 0
-        bound = model.log_prob_bound(y, x, generator, samples=16)
+        bound = model.log_prob_bound(y, x, generator, num_samples=16)
     torch.testing.assert_close(
-        model.bits_per_dim(y, x, torch.Generator().manual_seed(8), samples=2),
-        -model.log_prob_bound(y, x, torch.Generator().manual_seed(8), samples=2) / (64 * math.log(2)),
+        model.bits_per_dim(y, x, torch.Generator().manual_seed(8), num_samples=2),
+        -model.log_prob_bound(y, x, torch.Generator().manual_seed(8), num_samples=2) / (64 * math.log(2)),
     )
     assert bound.shape == (4,) and (bound < 0).all()
     model.eval()
@@ -334,8 +334,8 @@ def test_binary_dequantizer_with_a_flow():
     assert mode.shape == y.shape and set(mode.unique().tolist()) <= {0, 1}
     assert torch.equal(mode, model.predict(x, 0.0))
     assert torch.equal(mode, (model.flow.sample(x, 0.0) > 0.5).long())
-    votes = model.predict(x, 1.0, torch.Generator().manual_seed(9), samples=5)
-    draws = model.flow.sample(x, 1.0, torch.Generator().manual_seed(9), samples=5).view(4, 5, 1, 8, 8) > 0.5
+    votes = model.predict(x, 1.0, torch.Generator().manual_seed(9), num_samples=5)
+    draws = model.flow.sample(x, 1.0, torch.Generator().manual_seed(9), num_samples=5).view(4, 5, 1, 8, 8) > 0.5
     assert torch.equal(votes, (draws.sum(1) >= 3).long())
     not_binary = y.clone()
     not_binary[0, 0, 0, :3] = torch.tensor([0, 1, 2])

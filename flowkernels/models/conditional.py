@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._deprecation import renamed_argument
 from ..nn import ActNorm, FlowSequential, Squeeze
 from ..nn.flow import soft_clamp, zero_conv
 from .bounds import iw_bound
@@ -557,19 +558,30 @@ class ConditionalFlow(ConditionalModel):
         return -(self.log_prob(y, x) - dims * math.log(levels)) / (dims * math.log(2))
 
     def sample(
-        self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None, *, samples: int = 1
+        self,
+        x: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        *,
+        num_samples: int = 1,
+        tau: float | None = None,
+        samples: int | None = None,
     ) -> torch.Tensor:
-        """Draw ``y ~ p(y | x)`` at temperature ``tau``: latents from ``N(0, tau^2 I)`` mapped through :meth:`inverse`.
+        """Draw ``y ~ p(y | x)`` at ``temperature`` (the paper's tau): latents from ``N(0, temperature^2 I)`` mapped
+        through :meth:`inverse`.
 
-        ``tau = 0`` puts every latent at its prior's mean, the paper's "mode-like" sample; it is deterministic
-        and draws no noise. ``samples > 1`` draws that many outputs per input, ordered input-major:
-        ``[B * samples, C, H, W]`` (the inputs repeated with ``repeat_interleave``). The noise is drawn on the
-        generator's device so a seeded generator gives the same samples on any device. Runs without autograd.
+        ``temperature = 0`` puts every latent at its prior's mean, the paper's "mode-like" sample; it is
+        deterministic and draws no noise. ``num_samples > 1`` draws that many outputs per input, ordered
+        input-major: ``[B * num_samples, C, H, W]`` (the inputs repeated with ``repeat_interleave``). The noise is
+        drawn on the generator's device so a seeded generator gives the same samples on any device. Runs without
+        autograd. ``tau=`` and ``samples=`` are the deprecated names of ``temperature=`` and ``num_samples=``.
         """
+        tau = renamed_argument("ConditionalFlow.sample", "temperature", temperature, 1.0, "tau", tau)
+        samples = renamed_argument("ConditionalFlow.sample", "num_samples", num_samples, 1, "samples", samples)
         if tau < 0:
-            raise ValueError(f"ConditionalFlow.sample: tau must be non-negative, got {tau}")
+            raise ValueError(f"ConditionalFlow.sample: temperature must be non-negative, got {tau}")
         if samples < 1:
-            raise ValueError(f"ConditionalFlow.sample: samples must be positive, got {samples}")
+            raise ValueError(f"ConditionalFlow.sample: num_samples must be positive, got {samples}")
         if x.dim() != 4:
             raise ValueError(f"ConditionalFlow.sample: x must be [B, C_x, h, w], got {list(x.shape)}")
         x = x.repeat_interleave(samples, dim=0) if samples > 1 else x
@@ -672,39 +684,56 @@ class BinaryDequantizer(nn.Module):
         return v, log_q
 
     def log_prob_bound(
-        self, y: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None, *, samples: int = 1
+        self,
+        y: torch.Tensor,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        num_samples: int = 1,
+        samples: int | None = None,
     ) -> torch.Tensor:
-        """A lower bound on ``log P(y | x)`` (natural log), shape ``[B]``, estimated from ``samples`` draws of ``q``.
+        """A lower bound on ``log P(y | x)`` (natural log), shape ``[B]``, from ``num_samples`` draws of ``q``.
 
-        ``samples = 1``: the variational bound ``log p(v | x) - log q(v | y, x)`` of one draw (what training
-        maximises; unbiased for the bound). ``samples = K > 1``: the importance-weighted bound
+        ``num_samples = 1``: the variational bound ``log p(v | x) - log q(v | y, x)`` of one draw (what training
+        maximises; unbiased for the bound). ``num_samples = K > 1``: the importance-weighted bound
         ``log mean_k exp(log p(v_k | x) - log q(v_k | y, x))``, tighter and still <= log P in expectation.
+        ``samples=`` is the deprecated name of ``num_samples=``.
         """
+        owner = "BinaryDequantizer.log_prob_bound"
+        samples = renamed_argument(owner, "num_samples", num_samples, 1, "samples", samples)
         if samples < 1:
-            raise ValueError(f"BinaryDequantizer.log_prob_bound: samples must be positive, got {samples}")
+            raise ValueError(f"{owner}: num_samples must be positive, got {samples}")
         y_k, x_k = y.repeat_interleave(samples, dim=0), x.repeat_interleave(samples, dim=0)
         v, log_q = self.dequantize(y_k, x_k, generator)
         log_weights = (self.flow.log_prob(v, x_k) - log_q).view(y.shape[0], samples)
         return iw_bound(log_weights.T)
 
     def bits_per_dim(
-        self, y: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None, *, samples: int = 1
+        self, y: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None, *, num_samples: int = 1
     ) -> torch.Tensor:
         """``-log_prob_bound / (D ln 2)``: an upper bound on the bits per dimension of binary ``y``, shape ``[B]``."""
-        return -self.log_prob_bound(y, x, generator, samples=samples) / (y[0].numel() * math.log(2))
+        return -self.log_prob_bound(y, x, generator, num_samples=num_samples) / (y[0].numel() * math.log(2))
 
     def predict(
-        self, x: torch.Tensor, tau: float = 0.0, generator: torch.Generator | None = None, *, samples: int = 1
+        self,
+        x: torch.Tensor,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        *,
+        num_samples: int = 1,
     ) -> torch.Tensor:
-        """Binary predictions (int64 ``[B, C, H, W]``): ``1[v > 0.5]`` for ``v ~ p(v | x)`` at temperature ``tau``.
+        """Binary predictions (int64 ``[B, C, H, W]``): ``1[v > 0.5]`` for ``v ~ p(v | x)`` at ``temperature``.
 
-        With ``samples > 1`` the per-pixel majority over that many samples (ties count as 1), an estimate of
-        the per-pixel most probable value. ``tau = 0`` thresholds the flow's mode-like sample (deterministic).
+        With ``num_samples > 1`` the per-pixel majority over that many samples (ties count as 1), an estimate
+        of the per-pixel most probable value. ``temperature = 0`` thresholds the flow's mode-like sample
+        (deterministic).
         """
-        v = self.flow.sample(x, tau, generator, samples=samples)
-        votes = (v > 0.5).view(x.shape[0], samples, *v.shape[1:]).sum(1)
-        return (2 * votes >= samples).long()
+        v = self.flow.sample(x, temperature, generator, num_samples=num_samples)
+        votes = (v > 0.5).view(x.shape[0], num_samples, *v.shape[1:]).sum(1)
+        return (2 * votes >= num_samples).long()
 
-    def sample(self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One binary sample per input: ``1[v > 0.5]``, ``v ~ p(v | x)`` at temperature ``tau``."""
-        return self.predict(x, tau, generator)
+    def sample(
+        self, x: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """One binary sample per input: ``1[v > 0.5]``, ``v ~ p(v | x)`` at ``temperature``."""
+        return self.predict(x, temperature, generator)

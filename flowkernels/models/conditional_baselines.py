@@ -112,12 +112,15 @@ class FactorizedLogistic(_PixelHead):
         )
         return -log_p.flatten(1).sum(1) / (y_int[0].numel() * math.log(2))
 
-    def sample(self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Integer samples ``0 .. levels - 1``: ``mu + tau * s * logistic noise``, binned (values beyond the edges go to
-        the edge bins). ``tau = 0`` gives the bin of each pixel's ``mu``, the mode of its continuous logistic (an
-        edge bin, which also holds a tail, can have more mass)."""
+    def sample(
+        self, x: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Integer samples ``0 .. levels - 1``: ``mu + temperature * s * logistic noise``, binned (values beyond the
+        edges go to the edge bins). ``temperature = 0`` gives the bin of each pixel's ``mu``, the mode of its
+        continuous logistic (an edge bin, which also holds a tail, can have more mass)."""
+        tau = temperature
         if tau < 0:
-            raise ValueError(f"FactorizedLogistic.sample: tau must be non-negative, got {tau}")
+            raise ValueError(f"FactorizedLogistic.sample: temperature must be non-negative, got {tau}")
         with torch.no_grad():
             mu, log_scale = self._mu_log_scale(x)
             value = mu
@@ -164,11 +167,14 @@ class FactorizedBernoulli(_PixelHead):
         nll = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
         return nll.flatten(1).sum(1) / (y[0].numel() * math.log(2))
 
-    def sample(self, x: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Binary samples (int64); ``tau = 0`` gives the most probable value of each pixel, ``tau = 1`` a draw from
-        the model. In between, each pixel is drawn from its Bernoulli with logits divided by ``tau``."""
+    def sample(
+        self, x: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Binary samples (int64); ``temperature = 0`` gives the most probable value of each pixel, 1 a draw from
+        the model. In between, each pixel is drawn from its Bernoulli with logits divided by ``temperature``."""
+        tau = temperature
         if tau < 0:
-            raise ValueError(f"FactorizedBernoulli.sample: tau must be non-negative, got {tau}")
+            raise ValueError(f"FactorizedBernoulli.sample: temperature must be non-negative, got {tau}")
         with torch.no_grad():
             logits = self.logits(x)
             if tau == 0:
