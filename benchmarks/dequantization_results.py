@@ -379,7 +379,8 @@ def digits_claims(summary: Sequence[dict]) -> list[dict]:
                 "claim": f"{row['label']} improves on {base['label']}",
                 "bpd": row["test_bpd"],
                 "baseline_bpd": base["test_bpd"],
-                "holds": spread is not None and gap < -spread,
+                # None: one seed, no spread to judge by.
+                "holds": None if spread is None else bool(gap < -spread),
                 "verdict": compare(
                     row["label"],
                     row["test_bpd"],

@@ -203,11 +203,18 @@ def render_glow(documents: Sequence[tuple[str, dict]]) -> str:
             "Test bits/dim, each 3x3 convolution minus the 1x1 (lower is better; beyond or within the seeds' "
             "spread, the sum of the two standard deviations):"
         )
+    # Seed by seed too: every conv of a seed starts from that seed, so the runs pair up.
+    per_seed = {(run["conv"], run["seed"]): run["test_bpd"] for run in doc.get("runs", [])}
     for kind in pairs:
         a, b = by[kind], by["1x1"]
-        sentences.append(
-            compare(kind, a["test_bpd"], a["test_bpd_std"], "1x1", b["test_bpd"], b["test_bpd_std"], True, "bits/dim")
+        sentence = compare(
+            kind, a["test_bpd"], a["test_bpd_std"], "1x1", b["test_bpd"], b["test_bpd_std"], True, "bits/dim"
         )
+        paired = [(per_seed[(kind, s)], per_seed[("1x1", s)]) for s in doc["seeds"] if (kind, s) in per_seed]
+        if len(paired) > 1 and ("1x1", doc["seeds"][0]) in per_seed:
+            lower = sum(ours < theirs for ours, theirs in paired)
+            sentence += f" Seed by seed, {kind} is lower on {lower} of {len(paired)}."
+        sentences.append(sentence)
     return text + "\n\n" + " ".join(sentences)
 
 
@@ -417,9 +424,14 @@ def render_dequantization_toy(documents: Sequence[tuple[str, dict]]) -> str:
 
 def render_dequantization_digits(documents: Sequence[tuple[str, dict]]) -> str:
     doc = _seeded_dequantization(documents)
-    claims = "\n".join(
-        f"- {c['claim']}: {'yes' if c['holds'] else '**no**'}. {c['verdict']}" for c in doc["digits_claims"]
-    )
+    single = len(doc["seeds"]) < 2  # one seed: no spread, so no claim is judged (files before holds=None said no)
+
+    def judged(claim: dict) -> str:
+        if single or claim["holds"] is None:
+            return "not judged (one seed)"
+        return "yes" if claim["holds"] else "**no**"
+
+    claims = "\n".join(f"- {c['claim']}: {judged(c)}. {c['verdict']}" for c in doc["digits_claims"])
     budget = doc["budget"]
     return (
         _script("dequantization_results").format_digits(doc["digits"]["summary"])

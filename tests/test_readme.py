@@ -115,6 +115,19 @@ def test_render_glow_shows_the_seeds_spread_and_what_it_allows():
     assert one_seed.count("one seed: it cannot tell the difference from noise") == 2
 
 
+def test_render_glow_counts_the_seeds_on_which_each_conv_beats_the_1x1():
+    document = _glow_document((0.01, 0.005, 0.02))
+    bpd = {"1x1": (2.33, 2.36, 2.33), "emerging": (2.30, 2.31, 2.34), "periodic": (2.36, 2.37, 2.32)}
+    document["runs"] = [
+        {"conv": conv, "seed": seed, "test_bpd": value}
+        for conv, values in bpd.items()
+        for seed, value in enumerate(values)
+    ]
+    text = _renderer().render_glow([("glow_results.json", document)])
+    assert "Seed by seed, emerging is lower on 2 of 3." in text
+    assert "Seed by seed, periodic is lower on 1 of 3." in text
+
+
 def test_render_glow_refuses_the_layout_before_seeds():
     render = _renderer()
     old = {"budget": {}, "batch_size": 64, "seed": 0, "rows": []}
@@ -166,6 +179,8 @@ def test_render_dequantization_shows_the_seeds_spread_and_judges_claims_by_it():
     assert "- variational improves on uniform: yes. variational vs uniform: -0.100 bits/dim (better" in digits
     assert "- autoregressive (ARD) improves on variational: **no**. autoregressive (ARD) vs variational: " in digits
     assert "(within the seeds' spread of 0.020)" in digits
+    one_seed = render.render_dequantization_digits([("dequantization_results.json", doc | {"seeds": [0]})])
+    assert "- variational improves on uniform: not judged (one seed)." in one_seed and "**no**" not in one_seed
 
 
 def test_render_dequantization_refuses_the_layout_before_seeds():
