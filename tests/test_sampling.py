@@ -274,3 +274,11 @@ def test_results_script_quick_run(tmp_path):
     payload = json.loads((tmp_path / "predictive_sampling.json").read_text())
     assert all(row["identical"] for row in payload["results"][0]["rows"])
     assert (tmp_path / "predictive_sampling_digits-binary.png").exists()
+    assert [row["sampler"] for row in payload["summary"]][-1] == "forecast[draws] T=8"
+    # The README renders this results file: both forecasters' hit rates, and the verdict of a single seed.
+    spec = importlib.util.spec_from_file_location("render_readme", script.parent / "render_readme.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    text = render.render_predictive([("predictive_sampling.json", payload)])
+    assert "| digits-binary | forecast[data] T=8 |" in text and "| digits-binary | forecast[draws] T=8 |" in text
+    assert "- digits-binary (a target setting): " in text and "one seed: it cannot tell" in text
