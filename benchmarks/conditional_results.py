@@ -44,7 +44,7 @@ import torch
 
 from flowkernels._optional import require
 from flowkernels.benchmarks.machine import describe, write_results
-from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
+from flowkernels.benchmarks.seeds import compare, earlier_runs, format_mean_std, summarise_seeds
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
 from flowkernels.models.conditional import BinaryDequantizer, ConditionalFlow, ConditionNet, Upsample, downsample
 from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
@@ -132,6 +132,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (--quick: 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--add-seeds",
+        action="store_true",
+        help="keep the runs that OUT/conditional_results.json has for these seeds (same budget) and run the others",
+    )
     return parser.parse_args(argv)
 
 
@@ -544,19 +549,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Conditional flows vs factorised baselines ({mode}; seeds {', '.join(map(str, seeds))}, mean ± sample "
         f"standard deviation, torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
+    earlier = args.out / "conditional_results.json"
+    stamp = {"commit": started.get("commit"), "threads": torch.get_num_threads()}
     for experiment in args.experiments:
+        budget = budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
+        try:
+            kept = earlier_runs(earlier, experiment, budget) if args.add_seeds else {}
+        except ValueError as error:
+            print(f"conditional_results: {error}", file=sys.stderr)
+            return 2
         runs = []
         for index, seed in enumerate(seeds):
+            if seed in kept:
+                print(f"{experiment}, seed {seed}: kept from {earlier} (commit {kept[seed]['commit']})", flush=True)
+                runs.append(kept[seed])
+                continue
             if experiment.startswith("sr"):
-                scale = int(experiment[2:])
-                result = run_super_resolution(scale, budgets["sr"][scale], args, seed)
+                result = run_super_resolution(int(experiment[2:]), budget, args, seed)
                 if index == 0:  # the figures show the first seed's models
-                    save_sr_figure(result, args.out / f"conditional_sr_x{scale}.png", args.quick)
+                    save_sr_figure(result, args.out / f"conditional_sr_x{experiment[2:]}.png", args.quick)
             else:
-                result = run_binary(budgets["binary"], args, seed)
+                result = run_binary(budget, args, seed)
                 if index == 0:
                     save_binary_figure(result, args.out / "conditional_binary.png")
-            runs.append({"seed": seed} | {key: value for key, value in result.items() if not key.startswith("_")})
+            fields = {key: value for key, value in result.items() if not key.startswith("_")}
+            runs.append({"seed": seed} | stamp | fields)
         results[experiment] = summarise(runs, "sr" if experiment.startswith("sr") else "binary")
         sections.append(
             sr_table(results[experiment]) if experiment.startswith("sr") else binary_table(results[experiment])

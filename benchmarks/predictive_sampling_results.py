@@ -261,7 +261,8 @@ def claims(summary: list[dict]) -> list[dict]:
                 "setting": setting,
                 "target": setting in TARGET_SETTINGS,
                 "best_forecast": best["sampler"],
-                "beats_fixed_point": spread is not None and best[key] < fixed[key] - spread,
+                # None with one seed: no spread, so nothing is judged (the README says "not judged")
+                "beats_fixed_point": None if spread is None else best[key] < fixed[key] - spread,
                 "verdict": compare(
                     best["sampler"],
                     best[key],

@@ -3,11 +3,12 @@ standard deviations, their formatting, the verdict of a comparison, and the grou
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from flowkernels.benchmarks.seeds import compare, format_mean_std, mean_std, summarise_seeds
+from flowkernels.benchmarks.seeds import compare, earlier_runs, format_mean_std, mean_std, summarise_seeds
 
 
 def test_mean_std_is_the_mean_and_the_sample_standard_deviation():
@@ -124,3 +125,35 @@ def test_summarise_seeds_keeps_a_metric_that_a_configuration_lacks_as_none():
     assert row["bpd"] is None and row["bpd_std"] is None
     assert row["psnr"] == 30.5
 
+
+
+def _results_file(tmp_path, budget, quick=False, runs=None):
+    runs = runs if runs is not None else [{"seed": 0, "bpd": 2.5}, {"seed": 3, "bpd": 2.6, "commit": "b", "threads": 2}]
+    document = {"machine": {"commit": "a", "threads": 1}, "quick": quick, "sr2": {"runs": runs, "budget": budget}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_earlier_runs_keeps_each_seed_with_the_commit_and_threads_it_ran_at(tmp_path):
+    budget = {"epochs": 4, "net": {"hidden": 8}, "shape": (2, 3)}  # a tuple is written as a list
+    path = _results_file(tmp_path, json.loads(json.dumps(budget)))
+    kept = earlier_runs(path, "sr2", budget)
+    assert kept == {
+        0: {"seed": 0, "bpd": 2.5, "commit": "a", "threads": 1},  # from the file's machine entry
+        3: {"seed": 3, "bpd": 2.6, "commit": "b", "threads": 2},  # its own
+    }
+    assert earlier_runs(path, "binary", budget) == {}  # a section the file lacks
+    assert earlier_runs(tmp_path / "missing.json", "sr2", budget) == {}
+
+
+def test_earlier_runs_refuses_another_budget_a_smoke_run_and_a_broken_file(tmp_path):
+    path = _results_file(tmp_path, {"epochs": 4})
+    with pytest.raises(ValueError, match="another budget"):
+        earlier_runs(path, "sr2", {"epochs": 5})
+    path = _results_file(tmp_path, {"epochs": 4}, quick=True)
+    with pytest.raises(ValueError, match="quick smoke run"):
+        earlier_runs(path, "sr2", {"epochs": 4})
+    path.write_text('{"sr2": ')
+    with pytest.raises(ValueError, match="cannot read"):
+        earlier_runs(path, "sr2", {"epochs": 4})

@@ -15,12 +15,14 @@ configurations' standard deviations, a deliberately plain rule (no test of signi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["mean_std", "format_mean_std", "compare", "summarise_seeds"]
+__all__ = ["mean_std", "format_mean_std", "compare", "summarise_seeds", "earlier_runs"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -130,3 +132,33 @@ def summarise_seeds(
             out[metric], out[metric + "_std"] = (None, None) if missing else mean_std(values)
         summary.append(out)
     return summary
+
+
+def earlier_runs(path: Path, section: str, budget: Any) -> dict[int, dict[str, Any]]:
+    """The per-seed runs that an earlier results file holds for one experiment, by seed, so that a script can add
+    seeds to it without rerunning those it has (the scripts' ``--add-seeds``).
+
+    ``path`` is a results file whose ``section`` holds ``"runs"`` (each with its ``"seed"``) and the
+    ``"budget"`` they ran at. The runs are kept only if that budget equals ``budget`` (compared as JSON, the
+    way both were written) and the file is not a quick smoke run; otherwise a ``ValueError`` says why. A
+    missing file or section keeps nothing. Each run is returned with the ``"commit"`` and ``"threads"`` it
+    ran at: its own if it records them, else those of the file's ``machine`` entry.
+    """
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"earlier_runs: cannot read {path}: {error}") from None
+    if document.get("quick"):
+        raise ValueError(f"earlier_runs: {path} is a quick smoke run; its runs are not measurements to keep")
+    entry = document.get(section)
+    if not isinstance(entry, dict) or "runs" not in entry:
+        return {}
+    if entry.get("budget") != json.loads(json.dumps(budget)):
+        raise ValueError(
+            f"earlier_runs: {path} ran {section!r} at another budget ({entry.get('budget')}); rerun every seed"
+        )
+    machine = document.get("machine", {})
+    stamp = {"commit": machine.get("commit"), "threads": machine.get("threads")}
+    return {run["seed"]: stamp | run for run in entry["runs"]}
