@@ -49,7 +49,7 @@ from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load
 from flowkernels.models.conditional import BinaryDequantizer, ConditionalFlow, ConditionNet, Upsample, downsample
 from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
 from flowkernels.models.conditional_training import evaluate_conditional, train_conditional
-from flowkernels.models.glow import quantize
+from flowkernels.models.dequantization import quantize
 from flowkernels.models.training import evaluating
 
 TAUS = (0.0, 0.5, 0.8, 1.0)

@@ -31,7 +31,6 @@ from flowkernels.benchmarks.compression import code
 from flowkernels.codec import LosslessImageCodec
 from flowkernels.codec.registry import load_checkpoint
 from flowkernels.data import load_dataset, load_digits, load_photos
-from flowkernels.models.idf_training import evaluate_bpd
 
 MODELS = {
     "digits": ("digits", {}),
@@ -56,7 +55,7 @@ def measure(name: str, rounds: int) -> dict:
     test = load_dataset(dataset, "test", **kwargs).float()
     row: dict = {"model": name, "test_images": int(test.shape[0])}
     for kind, model in models.items():
-        row[f"{kind}_test_bpd"] = evaluate_bpd(model, test)
+        row[f"{kind}_test_bpd"] = model.evaluate_bpd(test)
     row["test_bpd_change"] = row["integer_test_bpd"] / row["float_test_bpd"] - 1
     images, stream = coding_images(name)
     pixels = sum(image.numel() for image in images)

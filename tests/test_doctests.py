@@ -22,6 +22,7 @@ MODULES = [
     "flowkernels.models.noise",
     "flowkernels.codec.image_file",
     "flowkernels.models.idf",
+    "flowkernels.models.dequantization",
     "flowkernels.models.hexnet",
     "flowkernels.benchmarks.seeds",
 ]

@@ -21,7 +21,7 @@ from flowkernels.models.conditional import (
 )
 from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
 from flowkernels.models.conditional_training import train_conditional
-from flowkernels.models.glow import dequantize
+from flowkernels.models.dequantization import UniformDequantizer
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 KINDS = ("1x1", "emerging")
@@ -167,7 +167,7 @@ def test_bits_per_dim_includes_the_dequantization_term():
     y_int = torch.randint(0, 256, (4, 1, 8, 8), generator=torch.Generator().manual_seed(13))
     x = rand(4, 1, 4, 4, torch.float32, 14)
     bpd = flow.bits_per_dim(y_int, x, 256, torch.Generator().manual_seed(15))
-    y = dequantize(y_int, 256, torch.Generator().manual_seed(15))
+    y, _ = UniformDequantizer(y_int.shape[1], 256).dequantize(y_int, torch.Generator().manual_seed(15))
     assert ((y >= y_int / 256) & (y < (y_int + 1) / 256)).all()
     expected = -(flow.log_prob(y, x) - 64 * math.log(256)) / (64 * math.log(2))
     assert bpd.shape == (4,)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowkernels.models.glow import CONV_KINDS, Glow, dequantize, quantize, save_sample_grid, train_glow
+from flowkernels.models.dequantization import UniformDequantizer, quantize
+from flowkernels.models.glow import CONV_KINDS, Glow, save_sample_grid, train_glow
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 LEVELS = 17
@@ -86,7 +87,7 @@ def test_bits_per_dim_is_dequantized_log_prob():
     model = make_glow("periodic")
     x_int = torch.randint(0, LEVELS, (4, 1, 8, 8), generator=torch.Generator().manual_seed(5))
     bpd = model.bits_per_dim(x_int, LEVELS, torch.Generator().manual_seed(6))
-    x_cont = dequantize(x_int, LEVELS, torch.Generator().manual_seed(6))
+    x_cont, _ = UniformDequantizer(x_int.shape[1], LEVELS).dequantize(x_int, torch.Generator().manual_seed(6))
     assert ((x_cont >= x_int / LEVELS) & (x_cont < (x_int + 1) / LEVELS)).all()
     expected = -(model.log_prob(x_cont) - 64 * math.log(LEVELS)) / (64 * math.log(2))
     assert bpd.shape == (4,)
@@ -95,8 +96,9 @@ def test_bits_per_dim_is_dequantized_log_prob():
 
 def test_quantize_inverts_dequantize():
     x_int = torch.arange(LEVELS).repeat(50).view(-1, 1, 1, 1)
+    uniform = UniformDequantizer(x_int.shape[1], LEVELS)
     for seed in range(3):
-        assert torch.equal(quantize(dequantize(x_int, LEVELS, torch.Generator().manual_seed(seed)), LEVELS), x_int)
+        assert torch.equal(quantize(uniform.dequantize(x_int, torch.Generator().manual_seed(seed))[0], LEVELS), x_int)
     assert torch.equal(quantize(torch.tensor([-0.3, 1.2]), LEVELS), torch.tensor([0, LEVELS - 1]))
 
 
@@ -189,7 +191,6 @@ def test_cli_train_glow_writes_a_loadable_checkpoint_and_a_grid(tmp_path):
     import re
 
     from flowkernels.data import DIGITS_LEVELS, load_digits
-    from flowkernels.models.glow import evaluate_bpd
 
     printed = float(re.search(r"test (\d+\.\d+) bits/dim", proc.stdout).group(1))
-    assert abs(evaluate_bpd(model, load_digits("test"), DIGITS_LEVELS) - printed) <= 5e-4 + 1e-9
+    assert abs(model.evaluate_bpd(load_digits("test"), DIGITS_LEVELS) - printed) <= 5e-4 + 1e-9

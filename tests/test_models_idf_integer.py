@@ -14,7 +14,7 @@ from flowkernels import cpu
 from flowkernels.codec import LosslessImageCodec, read_header
 from flowkernels.models.idf import IDF
 from flowkernels.models.idf_integer import FRACTION_BITS
-from flowkernels.models.idf_training import evaluate_bpd, train_idf
+from flowkernels.models.idf_training import train_idf
 from flowkernels.nn import IntConv2d
 from flowkernels.nn.quant import fake_quantize, fake_quantize_weight, quantize_multiplier, weight_scale
 
@@ -190,8 +190,8 @@ def test_quantization_aware_training_returns_an_integer_model(tmp_path):
         checkpoint=tmp_path / "integer.pt",
     )  # fmt: skip
     assert model.integer and not model.training
-    assert history.float_test_bpd == pytest.approx(evaluate_bpd(float_model, _digits_test()), rel=1e-6)
-    assert history.integer_test_bpd == pytest.approx(evaluate_bpd(model, _digits_test()), rel=1e-9)
+    assert history.float_test_bpd == pytest.approx(float_model.evaluate_bpd(_digits_test()), rel=1e-6)
+    assert history.integer_test_bpd == pytest.approx(model.evaluate_bpd(_digits_test()), rel=1e-9)
     assert history.integer_test_bpd < 1.02 * history.float_test_bpd
     loaded = IDF.from_checkpoint(tmp_path / "integer.pt")
     assert loaded.integer and torch.load(tmp_path / "integer.pt", weights_only=True)["train"]["float_test_bpd"]

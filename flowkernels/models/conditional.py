@@ -43,13 +43,9 @@ from .._deprecation import renamed_argument
 from ..nn import ActNorm, FlowSequential, Squeeze
 from ..nn.flow import soft_clamp, zero_conv
 from .bounds import iw_bound
-from .glow import (
-    CONV_KINDS,
-    dequantize,
-    make_invertible_conv,
-    multiscale_latent_shapes,
-    standard_normal_log_prob,
-)
+from .dequantization import UniformDequantizer
+from .distributions import standard_normal_log_prob
+from .glow import CONV_KINDS, make_invertible_conv, multiscale_latent_shapes
 from .noise import portable_randn
 
 __all__ = [
@@ -553,8 +549,8 @@ class ConditionalFlow(ConditionalModel):
         an unbiased estimate of this upper bound on the bits/dim. Returns one value per image, shape ``[B]``.
         """
         dims = y_int[0].numel()
-        parameter = next(self.parameters())
-        y = dequantize(y_int, levels, generator, dtype=parameter.dtype)
+        uniform = UniformDequantizer(self.in_channels, levels).to(next(self.parameters()).dtype)
+        y, _ = uniform.dequantize(y_int, generator)
         return -(self.log_prob(y, x) - dims * math.log(levels)) / (dims * math.log(2))
 
     def sample(

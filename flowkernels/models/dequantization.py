@@ -36,7 +36,7 @@ from ..data import iterate_minibatches
 from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv, MaskedConv2d
 from ..nn.flow import check_image, soft_clamp, zero_conv
 from .bounds import OBJECTIVES, bound, check_alpha
-from .glow import standard_normal_log_prob
+from .distributions import standard_normal_log_prob
 from .noise import portable_rand
 from .training import evaluating
 
@@ -50,6 +50,8 @@ __all__ = [
     "UniformDequantizer",
     "VariationalDequantizer",
     "make_dequantizer",
+    "quantize",
+    "to_unit_interval",
     "toy_flow",
 ]
 
@@ -127,6 +129,14 @@ class Dequantizer(nn.Module):
         u = u.clamp(max=1.0 - self.levels * torch.finfo(u.dtype).eps)
         return u.view(k, *x.shape), log_q.view(k, batch)
 
+    def dequantize(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One draw per example: the continuous ``(x + u) / levels`` in ``[0, 1)`` with ``u ~ q(. | x)``, and
+        ``log q(u | x)`` ``[B]``. :func:`quantize` maps it back to ``x``."""
+        u, log_q = self.sample(x, 1, generator)
+        return to_unit_interval(x, u[0], self.levels), log_q[0]
+
     def _sample(
         self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +152,26 @@ class Dequantizer(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}.log_prob: u must have the shape of x {list(x.shape)}, got {list(u.shape)}"
             )
+
+
+def to_unit_interval(x: torch.Tensor, u: torch.Tensor, levels: int) -> torch.Tensor:
+    """The dequantized point ``(x + u) / levels`` in ``[0, 1)`` of integers ``x`` (``0 .. levels - 1``) and noise
+    ``u`` in ``[0, 1)``, in ``u``'s dtype."""
+    return (x.to(u.dtype) + u) / levels
+
+
+def quantize(x_cont: torch.Tensor, levels: int) -> torch.Tensor:
+    """Back from ``[0, 1)`` to integers ``0 .. levels - 1``: the bin ``[k, k + 1) / levels`` that ``x_cont`` is in.
+
+    ``floor`` rather than ``round`` because dequantization adds noise in ``[0, 1)``; values a sample puts
+    outside ``[0, 1)`` are clamped.
+
+    >>> x = torch.tensor([[[[0, 3], [16, 9]]]])
+    >>> y, log_q = UniformDequantizer(1, 17).dequantize(x, torch.Generator().manual_seed(0))
+    >>> bool(((y >= 0) & (y < 1)).all()), torch.equal(quantize(y, 17), x), log_q.tolist()
+    (True, True, [0.0])
+    """
+    return torch.floor(x_cont * levels).clamp(0, levels - 1).long()
 
 
 class UniformDequantizer(Dequantizer):
@@ -589,7 +619,7 @@ class DequantizedFlow(nn.Module):
     def log_joint(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``log p(x + u)`` (density of the dequantized data, scale included): ``u`` ``[..., B, C, H, W]``."""
         dims = x[0].numel()
-        y = (x.to(u.dtype) + u) / self.levels
+        y = to_unit_interval(x, u, self.levels)
         log_p = self.flow.log_prob(y.reshape(-1, *x.shape[1:])).view(u.shape[:-3])
         return log_p - dims * math.log(self.levels)
 

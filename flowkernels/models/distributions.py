@@ -18,12 +18,18 @@ import torch
 from ..ops import discretized_logistic_logp
 from .noise import portable_rand
 
-__all__ = ["Categorical", "DiscretizedLogisticMixture", "Distribution", "uniform_noise"]
+__all__ = ["Categorical", "DiscretizedLogisticMixture", "Distribution", "standard_normal_log_prob", "uniform_noise"]
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: PixelCNN++'s floor on the log-scale of a logistic (a scale of about 1e-3 of the [-1, 1] range).
 _MIN_LOG_SCALE = -7.0
 #: Initial log-scale of the logistics of a head: a scale of 1/8 of the [-1, 1] range.
 _INITIAL_LOG_SCALE = -math.log(4.0)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """``log N(z; 0, I)`` summed over all but the first dimension: shape ``[B]``."""
+    return -(0.5 * z.square() + _HALF_LOG_2PI).flatten(1).sum(1)
 
 
 def uniform_noise(

@@ -37,8 +37,10 @@ from ..nn import (
     Squeeze,
 )
 from .checkpoint import Checkpointable
+from .dequantization import UniformDequantizer, quantize
+from .distributions import standard_normal_log_prob
 from .figures import save_image_grid
-from .noise import portable_rand, portable_randn
+from .noise import portable_randn
 from .training import TrainHistory, evaluating, fit, mean_over
 
 __all__ = [
@@ -46,16 +48,11 @@ __all__ = [
     "Glow",
     "SplitPrior",
     "TrainHistory",
-    "dequantize",
-    "quantize",
     "train_glow",
     "save_sample_grid",
 ]
 
 CONV_KINDS = ("1x1", "emerging", "periodic")
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
 
 def make_invertible_conv(kind: str, channels: int, kernel_size: int) -> FlowLayer:
     """The invertible convolution of one flow step: "1x1", "emerging" or "periodic"."""
@@ -66,11 +63,6 @@ def make_invertible_conv(kind: str, channels: int, kernel_size: int) -> FlowLaye
     if kind == "periodic":
         return PeriodicConv2d(channels, kernel_size)
     raise ValueError(f"Glow: conv must be one of {CONV_KINDS}, got {kind!r}")
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """``log N(z; 0, I)`` summed over all but the first dimension: shape ``[B]``."""
-    return -(0.5 * z.square() + _HALF_LOG_2PI).flatten(1).sum(1)
 
 
 def multiscale_latent_shapes(n: int, channels: int, size: tuple[int, int], levels: int) -> list[tuple[int, ...]]:
@@ -111,6 +103,11 @@ class SplitPrior(nn.Module):
     def inverse(self, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         mean, log_scale = self.conv(h).chunk(2, dim=1)
         return torch.cat([h, eps * torch.exp(log_scale) + mean], dim=1)
+
+
+# The test-set dequantization noise is fixed (independent of the training seed), so test bits/dim of
+# different runs and epochs are measured on the very same continuous points.
+_TEST_NOISE_SEED = 2019
 
 
 class Glow(Checkpointable, nn.Module):
@@ -236,6 +233,10 @@ class Glow(Checkpointable, nn.Module):
         with torch.no_grad():
             return self.inverse(zs)
 
+    def _uniform(self, levels: int) -> UniformDequantizer:
+        """The uniform dequantizer of the data, in the flow's dtype."""
+        return UniformDequantizer(self.in_channels, levels).to(next(self.parameters()).dtype)
+
     def bits_per_dim(self, x_int: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Bits per dimension of integer data ``x_int`` (values ``0 .. levels - 1``) by uniform dequantization.
 
@@ -245,38 +246,16 @@ class Glow(Checkpointable, nn.Module):
         Returns one value per image, shape ``[B]``.
         """
         dims = x_int[0].numel()
-        x_cont = dequantize(x_int, levels, generator, dtype=next(self.parameters()).dtype)
+        x_cont, _ = self._uniform(levels).dequantize(x_int, generator)
         log_p = self.log_prob(x_cont) - dims * math.log(levels)
         return -log_p / (dims * math.log(2))
 
-
-def dequantize(
-    x_int: torch.Tensor, levels: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """``(x_int + u) / levels`` with ``u ~ U[0, 1)`` drawn on the generator's device (so seeds are portable)."""
-    u = portable_rand(x_int.shape, generator, dtype=dtype, device=x_int.device)
-    return (x_int.to(dtype) + u) / levels
-
-
-def quantize(x_cont: torch.Tensor, levels: int) -> torch.Tensor:
-    """Back from ``[0, 1)`` to integers ``0 .. levels - 1``: the bin ``[k, k + 1) / levels`` that ``x_cont`` is in.
-
-    ``floor`` rather than ``round`` because :func:`dequantize` adds noise in ``[0, 1)``; values a sample puts
-    outside ``[0, 1)`` are clamped.
-    """
-    return torch.floor(x_cont * levels).clamp(0, levels - 1).long()
-
-
-# The test-set dequantization noise is fixed (independent of the training seed), so test bits/dim of
-# different runs and epochs are measured on the very same continuous points.
-_TEST_NOISE_SEED = 2019
-
-
-def evaluate_bpd(model: Glow, x_int: torch.Tensor, levels: int, *, batch_size: int = 500) -> float:
-    """Mean bits/dim of ``x_int`` under ``model`` with the fixed test dequantization noise."""
-    generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
-    with evaluating(model):
-        return mean_over(x_int, lambda batch: model.bits_per_dim(batch, levels, generator), batch_size)
+    def evaluate_bpd(self, x_int: torch.Tensor, levels: int, *, batch_size: int = 500) -> float:
+        """Mean bits/dim of ``x_int`` (values ``0 .. levels - 1``), in eval mode, with the fixed test dequantization
+        noise (seed ``2019`` whatever the training seed, so every run and epoch is scored on the same points)."""
+        generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
+        with evaluating(self):
+            return mean_over(x_int, lambda batch: self.bits_per_dim(batch, levels, generator), batch_size)
 
 
 def train_glow(
@@ -328,15 +307,16 @@ def train_glow(
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         # ActNorm's data-dependent initialisation, on a larger batch than one step sees for stabler statistics.
-        model.log_prob(dequantize(train[torch.randperm(len(train), generator=generator)[:512]], levels, generator))
+        init_batch = train[torch.randperm(len(train), generator=generator)[:512]]
+        model.log_prob(model._uniform(levels).dequantize(init_batch, generator)[0])
 
     history = TrainHistory(config)
-    history.test_bpd.append((0, evaluate_bpd(model, test, levels)))
+    history.test_bpd.append((0, model.evaluate_bpd(test, levels)))
     fit(
         model,
         train,
         lambda batch: model.bits_per_dim(batch, levels, generator).mean(),
-        lambda: evaluate_bpd(model, test, levels),
+        lambda: model.evaluate_bpd(test, levels),
         history,
         epochs=epochs,
         batch_size=batch_size,

@@ -3,7 +3,8 @@
 :func:`train_idf` fits an :class:`~flowkernels.models.idf.IDF` to one of :data:`IDF_DATASETS` in the shared loop of
 :func:`~flowkernels.models.training.fit` (sharded over processes with ``torch.distributed``, resumable from
 ``<checkpoint>.resume.pt``), optionally followed by quantization-aware training that yields the integer model;
-:func:`evaluate_bpd` scores a model on integer images. The architecture lives in :mod:`flowkernels.models.idf`.
+:meth:`IDF.evaluate_bpd <flowkernels.models.idf.IDF.evaluate_bpd>` scores it. The architecture lives in
+:mod:`flowkernels.models.idf`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from torch import nn
 from .._optional import require
 from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
 from .idf import IDF
-from .training import TrainHistory, fit
+from .training import TrainHistory, fit, sum_over_processes
 
-__all__ = ["IDFHistory", "IDF_DATASETS", "evaluate_bpd", "resume_path", "train_idf"]
+__all__ = ["IDFHistory", "IDF_DATASETS", "resume_path", "train_idf"]
 
 # ---------------------------------------------------------------------------------------------------
 # Training
@@ -46,36 +47,6 @@ class IDFHistory(TrainHistory):
     world_size: int = 1
     float_test_bpd: float | None = None
     integer_test_bpd: float | None = None
-
-
-def _all_reduce_sum(values: list[float], device: torch.device, distributed: bool) -> list[float]:
-    if not distributed:
-        return values
-    import torch.distributed as dist
-
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def evaluate_bpd(model: IDF, x: torch.Tensor, *, batch_size: int = 256, rank: int = 0, world_size: int = 1) -> float:
-    """Mean bits/dim of the integer images ``x`` (exact: IDF needs no dequantization noise).
-
-    With ``world_size > 1`` (an initialised process group) each rank scores ``x[rank::world_size]`` and the
-    sums are all-reduced, so every rank returns the same number.
-    """
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    shard = x[rank::world_size]
-    try:
-        with torch.no_grad():
-            for start in range(0, shard.shape[0], batch_size):
-                total += model.bits_per_dim(shard[start : start + batch_size]).double().sum().item()
-    finally:
-        model.train(was_training)
-    total, count = _all_reduce_sum([total, float(shard.shape[0])], model.device, world_size > 1)
-    return total / count
 
 
 class _Loss(nn.Module):
@@ -281,7 +252,7 @@ def _train(
     state_file = resume_path(checkpoint) if checkpoint is not None else None
     resumed = _load_resume_state(state_file, history.config) if resume and state_file is not None else None
     if resumed is None:
-        history.test_bpd.append((0, evaluate_bpd(model, test, rank=rank, world_size=world_size)))
+        history.test_bpd.append((0, model.evaluate_bpd(test, rank=rank, world_size=world_size)))
     else:
         model.load_state_dict(resumed["model"])
         generator.set_state(resumed["generator"])
@@ -340,7 +311,7 @@ def _train(
             model,
             train,
             loss_module,
-            lambda: evaluate_bpd(model, test, rank=rank, world_size=world_size),
+            lambda: model.evaluate_bpd(test, rank=rank, world_size=world_size),
             history,
             epochs=phase_epochs,
             batch_size=batch_size,
@@ -353,7 +324,7 @@ def _train(
             progress=progress,
             rank=rank,
             world_size=world_size,
-            all_reduce=lambda values: _all_reduce_sum(values, device, distributed),
+            all_reduce=sum_over_processes(device, world_size),
             first_epoch=first_epoch,
             state=state,
             after_evaluation=lambda epoch: None if model.quantization_aware else save(epoch),
@@ -370,7 +341,7 @@ def _train(
         run_phase(qat_epochs, qat_lr, epochs, f"idf[{dataset}] quantization-aware")
         model.eval()
         saved[0] = model.to_integer()
-        history.integer_test_bpd = evaluate_bpd(saved[0], test, rank=rank, world_size=world_size)
+        history.integer_test_bpd = saved[0].evaluate_bpd(test, rank=rank, world_size=world_size)
         history.test_bpd.append((epochs + qat_epochs, history.integer_test_bpd))
         if progress:
             change = 100 * (history.integer_test_bpd / history.float_test_bpd - 1)

@@ -65,6 +65,23 @@ def _identity(values: list[float]) -> list[float]:
     return values
 
 
+def sum_over_processes(device: torch.device | str, world_size: int) -> Callable[[list[float]], list[float]]:
+    """The ``all_reduce`` of :func:`fit` and :func:`mean_over`: sums a list of floats over the processes of the
+    initialised process group (in float64, on ``device``, which NCCL needs to be the process's GPU); with
+    ``world_size`` 1 it returns the list as it is and needs no process group."""
+    if world_size <= 1:
+        return _identity
+
+    def reduce(values: list[float]) -> list[float]:
+        import torch.distributed as dist  # only distributed runs need it
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    return reduce
+
+
 def fit(
     model: nn.Module,
     train: torch.Tensor,
@@ -170,13 +187,31 @@ def fit(
     return elapsed
 
 
-def mean_over(data: torch.Tensor, per_batch, batch_size: int = 500) -> float:
+def mean_over(
+    data: torch.Tensor,
+    per_batch: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 500,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    all_reduce: Callable[[list[float]], list[float]] = _identity,
+    progress: Callable[[int], None] | None = None,
+) -> float:
     """The mean of ``per_batch(batch)`` (a per-example ``[B]`` tensor) over ``data``, in order, in batches of
-    ``batch_size``; call it inside :func:`evaluating` (eval mode, no autograd)."""
+    ``batch_size``: the one evaluation loop behind every model's ``evaluate_bpd``. Call it inside
+    :func:`evaluating` (eval mode, no autograd).
+
+    With ``world_size > 1`` each process scores ``data[rank::world_size]`` and ``all_reduce`` sums the totals and
+    counts over the processes, so every process returns the same mean. ``progress(n)`` is told each batch's size.
+    """
     total = 0.0
-    for batch in iterate_minibatches(data, batch_size, shuffle=False):
-        total += per_batch(batch).sum().item()
-    return total / data.shape[0]
+    shard = data[rank::world_size] if world_size > 1 else data
+    for batch in iterate_minibatches(shard, batch_size, shuffle=False):
+        total += per_batch(batch).double().sum().item()
+        if progress is not None:
+            progress(batch.shape[0])
+    total, count = all_reduce([total, float(shard.shape[0])])
+    return total / count
 
 
 def seeded(seed: int, build):
