@@ -62,7 +62,7 @@ FULL = {
             "patch": 32,
             "max_patches": None,
             "net": {"out_channels": 32, "hidden": 48, "blocks": 2},
-            "flow": {"levels": 3, "steps": 4, "hidden": 48, "conv": "1x1"},
+            "flow": {"num_scales": 3, "steps_per_scale": 4, "hidden": 48, "conv": "1x1"},
             "flow_train": {"epochs": 12, "batch_size": 64, "lr": 1e-3},
             "baseline_train": {"epochs": 8, "batch_size": 64, "lr": 1e-3},
             "test_crop": None,
@@ -71,7 +71,7 @@ FULL = {
             "patch": 32,
             "max_patches": None,
             "net": {"out_channels": 32, "hidden": 48, "blocks": 2},
-            "flow": {"levels": 3, "steps": 3, "hidden": 48, "conv": "1x1"},
+            "flow": {"num_scales": 3, "steps_per_scale": 3, "hidden": 48, "conv": "1x1"},
             "flow_train": {"epochs": 5, "batch_size": 64, "lr": 1e-3},
             "baseline_train": {"epochs": 5, "batch_size": 64, "lr": 1e-3},
             "test_crop": None,
@@ -81,7 +81,7 @@ FULL = {
         "copies": 4,
         "train_size": None,
         "net": {"out_channels": 32, "hidden": 48, "blocks": 2},
-        "flow": {"levels": 2, "steps": 4, "hidden": 48, "conv": "1x1"},
+        "flow": {"num_scales": 2, "steps_per_scale": 4, "hidden": 48, "conv": "1x1"},
         "dequantizer_hidden": 32,
         "flow_train": {"epochs": 25, "batch_size": 64, "lr": 1e-3},
         "baseline_train": {"epochs": 25, "batch_size": 64, "lr": 1e-3},
@@ -94,7 +94,7 @@ QUICK = {
             "patch": 16,
             "max_patches": 256,
             "net": {"out_channels": 8, "hidden": 8, "blocks": 1},
-            "flow": {"levels": 2, "steps": 1, "hidden": 8, "conv": "1x1"},
+            "flow": {"num_scales": 2, "steps_per_scale": 1, "hidden": 8, "conv": "1x1"},
             "flow_train": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
             "baseline_train": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
             "test_crop": 64,
@@ -105,7 +105,7 @@ QUICK = {
         "copies": 1,
         "train_size": 256,
         "net": {"out_channels": 8, "hidden": 8, "blocks": 1},
-        "flow": {"levels": 2, "steps": 1, "hidden": 8, "conv": "1x1"},
+        "flow": {"num_scales": 2, "steps_per_scale": 1, "hidden": 8, "conv": "1x1"},
         "dequantizer_hidden": 8,
         "flow_train": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
         "baseline_train": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
@@ -140,10 +140,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def to_input(x_int: torch.Tensor, levels: int) -> torch.Tensor:
+def to_input(x_int: torch.Tensor, data_levels: int) -> torch.Tensor:
     """Integer images to the conditioning networks' input range (-0.5, 0.5): bin centres, minus 0.5. So
     ``Upsample(scale, shift=0.5)`` of the input is on the scale of the dequantized ``y`` in [0, 1)."""
-    return (x_int.float() + 0.5) / levels - 0.5
+    return (x_int.float() + 0.5) / data_levels - 0.5
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace, see
         logistic, exact_loss, train, test, desc=f"logistic x{scale}", **budget["baseline_train"], **common
     )
 
-    photos = test_photos(2 ** budget["flow"]["levels"] * scale, budget["test_crop"])
+    photos = test_photos(2 ** budget["flow"]["num_scales"] * scale, budget["test_crop"])
     methods = ["bicubic"] + [f"logistic tau={tau}" for tau in TAUS] + [f"flow tau={tau}" for tau in TAUS]
     scores: dict[str, list[tuple[float, float]]] = {method: [] for method in methods}
     bits = {"flow": 0.0, "logistic": 0.0}

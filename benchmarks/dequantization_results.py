@@ -74,7 +74,7 @@ QUICK = {
     "digits_epochs": 1,
     "eval_samples": 10,
 }
-QUICK_MODEL = {"steps_per_level": 1, "hidden": 8, "dequantizer_hidden": 8, "dequantizer_steps": 1}
+QUICK_MODEL = {"steps_per_scale": 1, "hidden": 8, "dequantizer_hidden": 8, "dequantizer_steps": 1}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -28,8 +28,8 @@ from flowkernels.models.glow import CONV_KINDS, save_sample_grid, train_glow
 
 # The default budget: about half a minute per kind and seed on 2 CPU cores (emerging somewhat more), so about
 # 8 minutes for 3 kinds x 3 seeds.
-FULL = {"epochs": 60, "steps_per_level": 4, "hidden": 64}
-QUICK = {"epochs": 1, "steps_per_level": 1, "hidden": 8}
+FULL = {"epochs": 60, "steps_per_scale": 4, "hidden": 64}
+QUICK = {"epochs": 1, "steps_per_scale": 1, "hidden": 8}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -6,7 +6,7 @@ Five settings, each with a gated PixelCNN trained here (seeded) and two sets of 
 ARM's own samples and scored against its draws (``train_forecaster(objective="draws")``), which is what
 sampling with the same noise checks a forecast against.
 
-* ``digits-binary``: the scikit-learn digits binarised (``load_digits(levels=2)``), a categorical head; d = 64.
+* ``digits-binary``: the scikit-learn digits binarised (``load_digits(data_levels=2)``), a categorical head; d = 64.
 * ``digits``: the digits at their 17 grey levels, a categorical head; d = 64.
 * ``photos``: 8x8 patches (8-bit grey) of the scikit-image photographs, a discretized logistic mixture head.
 * ``photos-rgb``: 8x8 RGB patches of the colour photographs, planes in order (R, G given R, B given both),
@@ -31,6 +31,7 @@ benchmarks/results, and with ``--quick`` to a folder in the temporary directory)
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -94,6 +95,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the issue asks for 2 cores)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per sampler (the best counts)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--add-seeds",
+        nargs="*",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keep the runs (same budget) that OUT/predictive_sampling.json and any FILE hold for the seeds asked, "
+        "and run only the others; lets seeds run in separate processes and be joined",
+    )
     args = parser.parse_args(argv)
     if args.out is None:
         quick_out = Path(tempfile.gettempdir()) / "flowkernels_predictive_sampling_quick"
@@ -109,11 +119,11 @@ def subset(data: torch.Tensor, size: int, seed: int) -> torch.Tensor:
 
 
 def setting_data(name: str, budget: dict, quick: bool, seed: int, progress: bool):
-    """``(train, test, distribution, arm options, decode, levels of the images, colour map, extra report)``."""
+    """``(train, test, distribution, arm options, decode, data_levels of the images, colour map, extra report)``."""
     if name in ("digits-binary", "digits"):
-        levels = 2 if name == "digits-binary" else DIGITS_LEVELS
-        train, test = load_digits("train", levels=levels), load_digits("test", levels=levels)
-        return train, test, Categorical(levels), {}, None, levels, "gray_r", {}
+        data_levels = 2 if name == "digits-binary" else DIGITS_LEVELS
+        train, test = load_digits("train", data_levels=data_levels), load_digits("test", data_levels=data_levels)
+        return train, test, Categorical(data_levels), {}, None, data_levels, "gray_r", {}
     if name in ("photos", "photos-rgb"):
         color = name == "photos-rgb"
         train = load_photo_patches("train", patch_size=8, color=color)
@@ -147,7 +157,7 @@ def run_setting(name: str, budget: dict, args: argparse.Namespace, seed: int, ou
     """Train the ARM and both forecasters of ``name`` with ``seed``, compare the samplers on one batch of noise;
     write the sample grid to ``out`` (when given). One row per sampler."""
     progress = not args.no_progress
-    train, test, distribution, arm_options, decode, levels, cmap, extra = setting_data(
+    train, test, distribution, arm_options, decode, data_levels, cmap, extra = setting_data(
         name, budget, args.quick, seed, progress
     )
     arm, arm_history = train_pixelcnn(
@@ -193,7 +203,7 @@ def run_setting(name: str, budget: dict, args: argparse.Namespace, seed: int, ou
         if decode is not None:
             with evaluating(arm):
                 samples = decode(samples)
-        grid = str(save_image_grid(samples, out / f"predictive_sampling_{name}.png", levels, cmap=cmap))
+        grid = str(save_image_grid(samples, out / f"predictive_sampling_{name}.png", data_levels, cmap=cmap))
     sequential_time = runs[0].seconds
     rows = []
     for run in runs:
@@ -216,7 +226,7 @@ def run_setting(name: str, budget: dict, args: argparse.Namespace, seed: int, ou
         "seed": seed,
         "dims": arm.dims,
         "event_shape": list(arm.event_shape),
-        "levels": distribution.levels,
+        "data_levels": distribution.data_levels,
         "distribution": repr(distribution),
         "train_size": len(train),
         "arm_test_bpd": arm_history.final_test_bpd,
@@ -312,6 +322,25 @@ def format_hit_rates(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def kept_runs(files: Sequence[Path], budget: dict, settings: Sequence[str]) -> dict[int, list[dict]]:
+    """Per seed, the runs of every setting asked that earlier results ``files`` hold at the same budget (files
+    that do not exist are skipped); each run keeps the commit and threads it ran at. A ValueError for a quick
+    smoke run or another budget."""
+    kept: dict[int, list[dict]] = {}
+    for path in files:
+        if not path.exists():
+            continue
+        document = json.loads(path.read_text())
+        if document.get("quick") or document.get("budget") != json.loads(json.dumps(budget)):
+            raise ValueError(f"{path} is a smoke run or ran at another budget; rerun every seed")
+        stamp = {"commit": document["machine"].get("commit"), "threads": document["machine"].get("threads")}
+        for seed in document["seeds"]:
+            runs = {r["setting"]: stamp | r for r in document["results"] if r["seed"] == seed}
+            if all(name in runs for name in settings):
+                kept.setdefault(seed, [runs[name] for name in settings])
+    return kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -319,12 +348,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = QUICK if args.quick else FULL
     seeds = [0] if args.quick else args.seeds
     start = time.perf_counter()
-    results = [
-        run_setting(name, budget, args, seed, args.out if index == 0 else None)
-        for index, seed in enumerate(seeds)
-        for name in args.settings
-    ]
-    total = time.perf_counter() - start
+    kept = {}
+    if args.add_seeds is not None:
+        try:
+            kept = kept_runs([args.out / "predictive_sampling.json", *args.add_seeds], budget, args.settings)
+        except ValueError as error:
+            print(f"predictive_sampling_results: {error}", file=sys.stderr)
+            return 2
+    stamp = {"commit": started.get("commit"), "threads": torch.get_num_threads()}
+    results = []
+    for index, seed in enumerate(seeds):
+        if seed in kept:
+            print(f"seed {seed}: kept ({kept[seed][0]['commit']})", flush=True)
+            results += kept[seed]
+            continue
+        for name in args.settings:  # the grids show the first seed's ARMs
+            results.append(stamp | run_setting(name, budget, args, seed, args.out if index == 0 else None))
+        write(args, started, budget, results, time.perf_counter() - start)  # a stopped run keeps whole seeds
+    return write(args, started, budget, results, time.perf_counter() - start)
+
+
+def write(args: argparse.Namespace, started: dict, budget: dict, results: list[dict], total: float) -> int:
+    """The tables, the JSON results and the claims of the runs so far; 0 if every sampler's samples were exact."""
+    seeds = list(dict.fromkeys(run["seed"] for run in results))
     summary = summarise(results)
     judged = claims(summary)
     dims = {result["setting"]: result["dims"] for result in results}

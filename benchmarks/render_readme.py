@@ -83,6 +83,12 @@ def provenance(documents: Sequence[tuple[str, dict]]) -> str:
     return "<br>\n".join(lines)
 
 
+def _renamed(mapping: dict, key: str, old_key: str) -> Any:
+    """``mapping[key]``, or ``mapping[old_key]`` in a results file written before the README's glossary renamed it
+    (issue 22): results stay as their script wrote them."""
+    return mapping[key] if key in mapping else mapping[old_key]
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
     """A markdown table; ``align`` is one character per column, ``l`` or ``r`` (default: first left)."""
     align = align or "l" + "r" * (len(header) - 1)
@@ -192,7 +198,8 @@ def render_glow(documents: Sequence[tuple[str, dict]]) -> str:
     header = ["invertible conv", "parameters", "test bits/dim", "training time (mean)", "64 samples (mean)"]
     text = table(header, body)
     sentences = [
-        f"Budget: {budget['epochs']} epochs, {budget['steps_per_level']} steps per level, coupling width "
+        f"Budget: {budget['epochs']} epochs, {_renamed(budget, 'steps_per_scale', 'steps_per_level')} steps per scale, "
+        f"coupling width "
         f"{budget['hidden']}, batch {doc['batch_size']}; test bits/dim as mean ± sample standard deviation over "
         f"seeds {', '.join(map(str, doc['seeds']))}."
     ]
@@ -463,7 +470,8 @@ def render_conditional(documents: Sequence[tuple[str, dict]], experiment: str) -
     flow = budget["flow"]
     return (
         script.format_table(result, "sr")
-        + f"\n\nFlow: {flow['levels']} levels x {flow['steps']} steps, {flow['conv']} convs, {params['flow']:,} "
+        + f"\n\nFlow: {_renamed(flow, 'num_scales', 'levels')} scales x {_renamed(flow, 'steps_per_scale', 'steps')} "
+        f"steps, {flow['conv']} convs, {params['flow']:,} "
         f"parameters, {budget['flow_train']['epochs']} epochs ({times['flow']:.0f} s per seed); logistic: "
         f"{params['logistic']:,} parameters, {budget['baseline_train']['epochs']} epochs ({times['logistic']:.0f} s). "
         f"Test patches: {result['test_patch_bpd']['flow']:.3f} bits/dim (flow) against "

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def renamed_argument(owner: str, new_name: str, new_value: T, default: T, old_name: str, old_value: T | None) -> T:
-    """The value of the argument ``new_name``, which used to be called ``old_name``.
+def renamed_keywords(**renames: str) -> Callable[[F], F]:
+    """Decorator: each old keyword ``old=new`` of ``renames`` is passed on as ``new=`` with a DeprecationWarning.
 
-    ``old_value`` (the old keyword, ``None`` when not given) wins with a DeprecationWarning; giving both the old
-    keyword and a non-default new one is a one-line ValueError.
+    For arguments renamed in the one vocabulary (README, "Glossary") that a published README example passed by
+    keyword; the signature the decorated function shows is the new one. Giving both names is a one-line
+    ValueError.
     """
-    if old_value is None:
-        return new_value
-    if new_value != default:
-        raise ValueError(f"{owner}: give {new_name}= or its old name {old_name}=, not both")
-    warnings.warn(f"{owner}: {old_name}= is deprecated, use {new_name}=", DeprecationWarning, stacklevel=3)
-    return old_value
+
+    def decorate(function: F) -> F:
+        owner = function.__qualname__.removesuffix(".__init__")
+
+        @functools.wraps(function)
+        def renamed(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise ValueError(f"{owner}: give {new}= or its old name {old}=, not both")
+                    warnings.warn(f"{owner}: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return renamed  # type: ignore[return-value]
+
+    return decorate

@@ -161,7 +161,7 @@ def _train_glow(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         device=args.device,
-        steps_per_level=args.steps_per_level,
+        steps_per_scale=args.steps_per_scale,
         hidden=args.hidden,
         kernel_size=args.kernel_size,
         progress=not args.no_progress,
@@ -346,11 +346,11 @@ def _run_train_idf(args: argparse.Namespace):
         progress=not args.no_progress,
         checkpoint=args.out,
         patch_size=args.patch_size,
-        levels=args.levels,
-        depth=args.depth,
+        num_scales=args.num_scales,
+        steps_per_scale=args.steps_per_scale,
         hidden=args.hidden,
         blocks=args.blocks,
-        n_mixtures=args.mixtures,
+        num_mixtures=args.num_mixtures,
         net=args.net,
         max_train=args.max_train,
         init=args.init,
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     glow.add_argument("--conv", choices=CONV_KINDS, default="emerging", help="the invertible convolution")
     _add_training_arguments(glow, batch_help=None, device_help=None)
-    glow.add_argument("--steps-per-level", type=int, default=4, help="flow steps per scale")
+    glow.add_argument("--steps-per-scale", type=int, default=4, help="flow steps per scale")
     glow.add_argument("--hidden", type=int, default=64, help="channels of the coupling networks")
     glow.add_argument("--kernel-size", type=int, default=3, help="of the emerging / periodic convolutions")
     glow.add_argument("--out", default="glow-run", help="folder for the checkpoint and the sample grid")
@@ -462,11 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
         device_help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)",
     )
     idf.add_argument("--patch-size", type=int, default=32, help="of the photo patches")
-    idf.add_argument("--levels", type=int, default=None, help="squeeze levels (default: per dataset)")
-    idf.add_argument("--depth", type=int, default=None, help="couplings per level (default: per dataset)")
+    idf.add_argument("--num-scales", type=int, default=None, help="squeeze-and-split scales (default: per dataset)")
+    idf.add_argument("--steps-per-scale", type=int, default=None, help="couplings per scale (default: per dataset)")
     idf.add_argument("--hidden", type=int, default=None, help="channels of the networks (default: per dataset)")
     idf.add_argument("--blocks", type=int, default=None, help="residual blocks / dense layers per network")
-    idf.add_argument("--mixtures", type=int, default=5, help="logistic components of every prior")
+    idf.add_argument("--num-mixtures", type=int, default=5, help="logistic components of every prior")
     idf.add_argument("--net", choices=NETS, default="resnet", help="coupling network (only resnet has an integer form)")
     idf.add_argument("--max-train", type=int, default=None, help="train on a seeded subset of this many images")
     idf.add_argument("--init", default=None, help="start from this float IDF checkpoint (e.g. a shipped float model)")

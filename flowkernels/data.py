@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from ._deprecation import renamed_keywords
 from ._optional import require
 
 __all__ = [
@@ -78,19 +79,20 @@ def _digits_images() -> np.ndarray:
     return images.astype(np.int64)[:, None]
 
 
-def load_digits(split: str = "train", *, levels: int = DIGITS_LEVELS) -> torch.Tensor:
-    """scikit-learn's 8x8 digits as an int64 tensor ``[N, 1, 8, 8]`` with values in ``0 .. levels - 1``.
+@renamed_keywords(levels="data_levels")  # the README used load_digits(..., levels=2)
+def load_digits(split: str = "train", *, data_levels: int = DIGITS_LEVELS) -> torch.Tensor:
+    """scikit-learn's 8x8 digits as an int64 tensor ``[N, 1, 8, 8]`` with values in ``0 .. data_levels - 1``.
 
     ``split`` is "train" (1497 images) or "test" (300 images); see :data:`DIGITS_SPLIT_SEED` for how the
-    fixed split is drawn. ``levels`` (2..17) re-quantises the 17 native grey levels into ``levels`` equal
-    bins (``x * levels // 17``); the default keeps the data as is. Needs scikit-learn.
+    fixed split is drawn. ``data_levels`` (2..17) re-quantises the 17 native grey levels into ``data_levels`` equal
+    bins (``x * data_levels // 17``); the default keeps the data as is. Needs scikit-learn.
     """
-    if not 2 <= levels <= DIGITS_LEVELS:
-        raise ValueError(f"load_digits: levels must be in 2..{DIGITS_LEVELS}, got {levels}")
+    if not 2 <= data_levels <= DIGITS_LEVELS:
+        raise ValueError(f"load_digits: data_levels must be in 2..{DIGITS_LEVELS}, got {data_levels}")
     images = _digits_images()
     chosen = images[fixed_split(len(images), DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED, split)]
-    if levels != DIGITS_LEVELS:
-        chosen = chosen * levels // DIGITS_LEVELS
+    if data_levels != DIGITS_LEVELS:
+        chosen = chosen * data_levels // DIGITS_LEVELS
     # A copy, so that callers may modify the tensor without touching the cached array.
     return torch.from_numpy(chosen.copy())
 

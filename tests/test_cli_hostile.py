@@ -167,11 +167,11 @@ def test_a_codec_file_claiming_too_many_pixels_is_refused_before_decoding(monkey
         ({"in_channels": -1}, r"in_channels must be in \[1, 64\]"),
         ({"hidden": 10**6}, r"hidden must be in \[1, 1024\]"),
         ({"coding_batch": 2**62}, r"coding_batch must be in"),
-        ({"levels": 60}, r"levels must be in \[1, 8\]"),
-        ({"depth": 10**6}, r"depth must be in \[1, 64\]"),
+        ({"levels": 60}, r"num_scales \('levels' in a stored config\) must be in \[1, 8\]"),
+        ({"depth": 10**6}, r"steps_per_scale \('depth' in a stored config\) must be in \[1, 64\]"),
         ({"depth": 64, "hidden": 1024, "blocks": 16}, "parameters, more than"),
         ({"hidden": "64"}, "hidden must be a whole number"),
-        ({"levels": True}, "levels must be a whole number"),
+        ({"levels": True}, r"num_scales \('levels' in a stored config\) must be a whole number"),
     ],
 )
 def test_hostile_checkpoint_configs_are_refused_before_building(tmp_path, change, message):

@@ -678,7 +678,7 @@ def idf_model():
     # no skip: an import error or a changed constructor is an API break, and must fail here
     from flowkernels.models import idf
 
-    model = idf.IDF(1, 8, 8, levels=2, depth=2, hidden=8, n_mixtures=3, coding_batch=4)
+    model = idf.IDF(1, 8, 8, num_scales=2, steps_per_scale=2, hidden=8, num_mixtures=3, coding_batch=4)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # the couplings start as the identity: make them do something
         for parameter in model.parameters():

@@ -42,10 +42,10 @@ def test_digits_split_is_a_disjoint_cover_of_the_sklearn_digits():
 @needs_sklearn
 def test_digits_requantised_levels():
     full = data.load_digits("test")
-    binary = data.load_digits("test", levels=2)
+    binary = data.load_digits("test", data_levels=2)
     assert set(binary.unique().tolist()) == {0, 1}
     assert torch.equal(binary, (full >= 9).long())  # 0..8 -> 0, 9..16 -> 1
-    assert data.load_digits("test", levels=5).max() == 4
+    assert data.load_digits("test", data_levels=5).max() == 4
 
 
 @needs_sklearn
@@ -60,8 +60,8 @@ def test_load_dataset_by_name():
     ("kwargs", "message"),
     [
         ({"split": "valid"}, "split must be one of"),
-        ({"levels": 1}, "levels must be in 2..17"),
-        ({"levels": 18}, "levels must be in 2..17"),
+        ({"data_levels": 1}, "data_levels must be in 2..17"),
+        ({"data_levels": 18}, "data_levels must be in 2..17"),
     ],
 )
 def test_digits_bad_arguments(kwargs, message):

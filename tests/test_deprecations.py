@@ -60,3 +60,43 @@ def test_conditional_flows_old_keywords_tau_and_samples_still_work_with_a_warnin
         old = binary.log_prob_bound(y, x, torch.Generator().manual_seed(2), samples=4)
     new = binary.log_prob_bound(y, x, torch.Generator().manual_seed(2), num_samples=4)
     assert torch.equal(old, new)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_the_glossarys_old_keywords_of_the_readme_examples_still_work_with_a_warning():
+    from flowkernels.data import load_digits
+    from flowkernels.models.conditional import ConditionalFlow, ConditionNet
+    from flowkernels.models.dequantization import AutoregressiveDequantizer
+    from flowkernels.models.glow import Glow
+
+    def built(factory, **kwargs):
+        torch.manual_seed(0)
+        return factory(**kwargs)
+
+    with pytest.warns(DeprecationWarning, match="Glow: levels= is deprecated, use num_scales="):
+        old = built(Glow, in_channels=1, levels=2, steps_per_scale=1, hidden=4)
+    assert old.num_scales == 2 and _same_weights(
+        old, built(Glow, in_channels=1, num_scales=2, steps_per_scale=1, hidden=4)
+    )
+    with pytest.warns(DeprecationWarning, match="Glow: steps_per_level= is deprecated, use steps_per_scale="):
+        old = built(Glow, in_channels=1, num_scales=2, steps_per_level=3, hidden=4)
+    assert old.config["steps_per_scale"] == 3
+    with pytest.raises(ValueError, match="Glow: give num_scales= or its old name levels=, not both"):
+        Glow(1, num_scales=2, levels=2, steps_per_scale=1)
+
+    with (
+        pytest.warns(DeprecationWarning, match="ConditionalFlow: levels= is deprecated, use num_scales="),
+        pytest.warns(DeprecationWarning, match="ConditionalFlow: steps= is deprecated, use steps_per_scale="),
+    ):
+        flow = ConditionalFlow(ConditionNet(1, 4), levels=2, steps=1, upscale=2)
+    assert flow.num_scales == 2
+
+    with pytest.warns(DeprecationWarning, match="AutoregressiveDequantizer: levels= is deprecated, use data_levels="):
+        assert AutoregressiveDequantizer(channels=1, levels=17, hidden=4, steps=1).data_levels == 17
+
+    with pytest.warns(DeprecationWarning, match="load_digits: levels= is deprecated, use data_levels="):
+        old = load_digits("test", levels=2)
+    assert torch.equal(old, load_digits("test", data_levels=2))

@@ -33,7 +33,7 @@ DRIVER = textwrap.dedent(
     out = sys.argv[1]
     model, history = train_idf(
         "digits", epochs=1, batch_size=32, lr=1e-2, seed=0, progress=False, checkpoint=os.path.join(out, "idf.pt"),
-        depth=1, hidden=8, max_train=192, warmup_steps=2,
+        steps_per_scale=1, hidden=8, max_train=192, warmup_steps=2,
     )
     rank = int(os.environ["RANK"])
     torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
@@ -67,7 +67,9 @@ def test_two_process_training_writes_one_checkpoint_and_keeps_ranks_identical(tm
     model = IDF.from_checkpoint(tmp_path / "idf.pt")  # only rank 0 wrote it, and it is the trained model
     # The ranks trained on different halves of each batch, so agreeing means the gradients were averaged;
     # and they did train: the zero-initialised last convs of the couplings have moved.
-    zero_initialised = [key for key, value in IDF(**model.config).state_dict().items() if not value.any()]
+    zero_initialised = [
+        key for key, value in IDF(**IDF.arguments_from_config(model.config)).state_dict().items() if not value.any()
+    ]
     assert any(key.endswith(".weight") and key.startswith("blocks.") for key in zero_initialised)
     assert all(states[0][key].any() for key in zero_initialised if key.endswith(".weight"))
     assert all(torch.equal(value, states[0][key]) for key, value in model.state_dict().items())

@@ -40,12 +40,19 @@ def perturb(model: nn.Module, seed: int, scale: float = 0.05) -> None:
 
 
 def make_flow(
-    kind: str = "1x1", dtype: torch.dtype = torch.float32, *, levels: int = 2, steps: int = 2, upscale: int = 2
+    kind: str = "1x1",
+    dtype: torch.dtype = torch.float32,
+    *,
+    num_scales: int = 2,
+    steps_per_scale: int = 2,
+    upscale: int = 2,
 ) -> ConditionalFlow:
     """A small x2 super-resolution flow, ActNorm-initialised on data and then perturbed."""
     torch.manual_seed(0)
-    flow = ConditionalFlow(ConditionNet(1, 6, 8, 1), levels, steps, hidden=8, conv=kind, upscale=upscale).to(dtype)
-    size = 2**levels * 2
+    flow = ConditionalFlow(
+        ConditionNet(1, 6, 8, 1), num_scales, steps_per_scale, hidden=8, conv=kind, upscale=upscale
+    ).to(dtype)
+    size = 2**num_scales * 2
     with torch.no_grad():
         flow.log_prob(rand(8, 1, size, size, dtype, 1), rand(8, 1, size // upscale, size // upscale, dtype, 2))
     perturb(flow, 3)
@@ -61,7 +68,7 @@ def rand(*shape: int | torch.dtype) -> torch.Tensor:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_round_trip(kind, dtype):
-    flow = make_flow(kind, dtype, levels=3)
+    flow = make_flow(kind, dtype, num_scales=3)
     y, x = rand(3, 1, 16, 16, dtype, 4), rand(3, 1, 8, 8, dtype, 5)
     with torch.no_grad():
         zs, logdet = flow(y, x)
@@ -79,7 +86,7 @@ def test_round_trip(kind, dtype):
 @pytest.mark.parametrize("kind", KINDS)
 def test_log_prob_is_change_of_variables(kind):
     """log p(y | x) = log N(z; 0, I) + log|det dz/dy| with the Jacobian of the whole flow (x fixed) from autograd."""
-    flow = make_flow(kind, torch.float64, steps=1)
+    flow = make_flow(kind, torch.float64, steps_per_scale=1)
     y, x = rand(2, 1, 4, 4, torch.float64, 6), rand(2, 1, 2, 2, torch.float64, 7)
     log_prob = flow.log_prob(y, x)
     assert log_prob.shape == (2,) and torch.isfinite(log_prob).all()

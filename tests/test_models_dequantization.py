@@ -23,7 +23,7 @@ from flowkernels.models.dequantization import (
 from flowkernels.models.dequantization_training import train_dequantized
 
 LEVELS = 4
-# The dequantizers whose q factorises in the raster order, with conditional_log_probs.
+# The dequantizers whose q factorises in the raster order, with conditional_log_prob.
 TRIANGULAR = ("arconv", "autoregressive")
 
 
@@ -324,14 +324,14 @@ def test_autoregressive_conditionals_depend_only_on_earlier_dimensions(kind):
     shape = (2, 4, 4)
     x = torch.randint(0, LEVELS, (3, *shape))
     u = torch.rand(3, *shape, dtype=torch.float64)
-    terms = dequantizer.conditional_log_probs(u, x)
+    terms = dequantizer.conditional_log_prob(u, x)
     torch.testing.assert_close(terms.flatten(1).sum(1), dequantizer.log_prob(u, x))
     order = [raster_index(shape, d) for d in range(math.prod(shape))]
     for d in (0, 5, 13, 31):
         perturbed = u.clone()
         for c, i, j in order[d + 1 :]:
             perturbed[:, c, i, j] = torch.rand(3, dtype=torch.float64)
-        new_terms = dequantizer.conditional_log_probs(perturbed, x)
+        new_terms = dequantizer.conditional_log_prob(perturbed, x)
         for c, i, j in order[: d + 1]:
             torch.testing.assert_close(new_terms[:, c, i, j], terms[:, c, i, j], rtol=0, atol=1e-12)
         if d + 1 < len(order):
@@ -349,7 +349,7 @@ def test_autoregressive_conditional_is_a_normalised_density(kind):
     def log_conditional(u_d):
         grid = u.repeat(len(u_d), 1, 1, 1)
         grid[:, c, i, j] = u_d[:, 0]
-        return dequantizer.conditional_log_probs(grid, x.expand(len(u_d), -1, -1, -1))[:, c, i, j]
+        return dequantizer.conditional_log_prob(grid, x.expand(len(u_d), -1, -1, -1))[:, c, i, j]
 
     mass = integrate_over_unit_cube(log_conditional, 1, 1000)
     torch.testing.assert_close(mass, torch.tensor(1.0, dtype=torch.float64), atol=1e-6, rtol=0)
@@ -436,7 +436,7 @@ def test_train_dequantized_runs_and_is_deterministic():
             num_samples=2,
             epochs=1,
             batch_size=500,
-            steps_per_level=1,
+            steps_per_scale=1,
             hidden=8,
             dequantizer_hidden=8,
             dequantizer_steps=1,

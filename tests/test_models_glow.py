@@ -107,7 +107,7 @@ def test_unknown_conv_kind_raises():
         Glow(1, 2, 1, 8, conv="3x3")
 
 
-TINY = {"epochs": 3, "batch_size": 128, "lr": 5e-3, "progress": False, "steps_per_level": 1, "hidden": 16}
+TINY = {"epochs": 3, "batch_size": 128, "lr": 5e-3, "progress": False, "steps_per_scale": 1, "hidden": 16}
 
 
 @needs_sklearn
@@ -177,13 +177,13 @@ def test_cli_train_glow_writes_a_loadable_checkpoint_and_a_grid(tmp_path):
     import sys
 
     command = [sys.executable, "-m", "flowkernels.cli", "train-glow", "--conv", "emerging", "--epochs", "1"]
-    command += ["--hidden", "8", "--steps-per-level", "1", "--out", str(tmp_path), "--no-progress"]
+    command += ["--hidden", "8", "--steps-per-scale", "1", "--out", str(tmp_path), "--no-progress"]
     proc = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "bits/dim" in proc.stdout
     assert (tmp_path / "glow_emerging_samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = torch.load(tmp_path / "glow_emerging.pt", weights_only=True)
     config = saved["config"]
-    model = Glow(1, 2, config["steps_per_level"], config["hidden"], conv="emerging", kernel_size=config["kernel_size"])
+    model = Glow(1, 2, config["steps_per_scale"], config["hidden"], conv="emerging", kernel_size=config["kernel_size"])
     model.load_state_dict(saved["state_dict"])
     model.eval()
     # The restored model scores the test split exactly as the trained one did (ActNorm's

@@ -34,7 +34,15 @@ def perturb(module: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn.M
 
 
 def random_model(dtype=torch.float32, seed=0, **kwargs) -> IDF:
-    config = {"in_channels": 3, "height": 8, "width": 8, "levels": 2, "depth": 2, "hidden": 16, "n_mixtures": 3}
+    config = {
+        "in_channels": 3,
+        "height": 8,
+        "width": 8,
+        "num_scales": 2,
+        "steps_per_scale": 2,
+        "hidden": 16,
+        "num_mixtures": 3,
+    }
     config.update(kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -123,12 +131,12 @@ def test_bad_inputs_and_arguments_raise():
         model.log_prob(torch.zeros(2, 3, 16, 16))
     with pytest.raises(ValueError, match="expected 2 latents"):
         model.inverse([torch.zeros(1, 24, 2, 2)])
-    with pytest.raises(ValueError, match="divisible by 2\\*\\*levels = 4"):
-        IDF(1, 6, 8, levels=2)
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*num_scales = 4"):
+        IDF(1, 6, 8, num_scales=2)
     with pytest.raises(ValueError, match="net must be one of"):
         IDF(1, 8, 8, net="unet")
-    with pytest.raises(ValueError, match="n_mixtures"):
-        IDF(1, 8, 8, n_mixtures=17)
+    with pytest.raises(ValueError, match="num_mixtures"):
+        IDF(1, 8, 8, num_mixtures=17)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -181,12 +189,12 @@ def _checking_pop(steps: list[LatentStep], rows: torch.Tensor, calls: list[int])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("levels", [2, 3])
-def test_decode_latents_reproduces_x_with_the_encoders_exact_parameters(dtype, levels):
-    model = random_model(dtype, levels=levels, in_channels=1, coding_batch=16).eval()
+@pytest.mark.parametrize("num_scales", [2, 3])
+def test_decode_latents_reproduces_x_with_the_encoders_exact_parameters(dtype, num_scales):
+    model = random_model(dtype, num_scales=num_scales, in_channels=1, coding_batch=16).eval()
     x = random_integers((64, 1, 8, 8), 0, 256, dtype)
     steps = model.encode_latents(x)
-    assert len(steps) == levels
+    assert len(steps) == num_scales
     cases = {
         "batch 64, same order": torch.arange(64),
         "batch 64, reversed": torch.arange(63, -1, -1),
@@ -197,7 +205,7 @@ def test_decode_latents_reproduces_x_with_the_encoders_exact_parameters(dtype, l
     for name, rows in cases.items():
         calls: list[int] = []
         decoded = model.decode_latents(len(rows), _checking_pop(steps, rows, calls))
-        assert len(calls) == levels, name
+        assert len(calls) == num_scales, name
         assert decoded.dtype == dtype and torch.equal(decoded, x[rows]), name
     # And the other way round: one image encoded alone decodes inside a batch of 64.
     alone = model.encode_latents(x[9:10])
@@ -219,10 +227,10 @@ def test_decode_latents_checks_what_pop_returns():
 
 
 def test_patch_shape_and_config_rebuild_the_model():
-    model = random_model(levels=2, net="densenet", permutation="reverse", data_levels=17)
+    model = random_model(num_scales=2, net="densenet", permutation="reverse", data_levels=17)
     assert model.patch_shape == (3, 8, 8)
     assert all(isinstance(value, (int, float, str)) for value in model.config.values())
-    rebuilt = IDF(**model.config)
+    rebuilt = IDF(**IDF.arguments_from_config(model.config))
     rebuilt.load_state_dict(model.state_dict())
     x = random_integers((4, 3, 8, 8), 0, 17, torch.float32)
     assert torch.equal(rebuilt.eval().log_prob(x), model.eval().log_prob(x))
@@ -242,7 +250,7 @@ def test_training_lowers_bits_per_dim_and_is_deterministic(tmp_path):
         "seed": 3,
         "progress": False,
         "distributed": False,
-        "depth": 2,
+        "steps_per_scale": 2,
         "hidden": 16,
         "max_train": 480,
         "warmup_steps": 5,
@@ -282,7 +290,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         "seed": 5,
         "progress": False,
         "distributed": False,
-        "depth": 1,
+        "steps_per_scale": 1,
         "hidden": 8,
         "max_train": 256,
         "warmup_steps": 2,
@@ -356,7 +364,7 @@ def test_cli_train_idf_writes_a_loadable_checkpoint(tmp_path, capsys):
 
     out = tmp_path / "run" / "digits.pt"
     argv = ["train-idf", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--no-progress"]
-    argv += ["--depth", "1", "--hidden", "8", "--max-train", "128", "--batch-size", "64"]
+    argv += ["--steps-per-scale", "1", "--hidden", "8", "--max-train", "128", "--batch-size", "64"]
     assert main(argv) == 0
     model = IDF.from_checkpoint(out)
     assert model.patch_shape == (1, 8, 8) and model.config["hidden"] == 8 and model.config["data_levels"] == 17

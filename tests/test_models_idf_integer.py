@@ -168,9 +168,9 @@ def test_integer_model_codes_portable_files(tmp_path):
 
 def test_integer_arithmetic_errors():
     with pytest.raises(ValueError, match="integer arithmetic needs net='resnet'"):
-        IDF(3, 8, 8, levels=2, net="densenet", arithmetic="integer")
+        IDF(3, 8, 8, num_scales=2, net="densenet", arithmetic="integer")
     with pytest.raises(ValueError, match="arithmetic must be one of"):
-        IDF(3, 8, 8, levels=2, arithmetic="fixed")
+        IDF(3, 8, 8, num_scales=2, arithmetic="fixed")
     model = random_model()
     with pytest.raises(ValueError, match="call calibrate"):
         model.to_integer()

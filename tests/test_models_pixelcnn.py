@@ -45,7 +45,7 @@ def make_arm(kind: str, image_size=(4, 5), seed: int = 0, **options) -> PixelCNN
 
 def random_images(arm: PixelCNN, batch: int, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, arm.distribution.levels, (batch, *arm.event_shape), generator=generator)
+    return torch.randint(0, arm.distribution.data_levels, (batch, *arm.event_shape), generator=generator)
 
 
 @pytest.mark.parametrize("kind", ARM_KINDS)
@@ -59,14 +59,14 @@ def test_causal_and_no_blind_spot(kind):
     """
     arm = make_arm(kind)
     x = random_images(arm, 1)
-    levels, dims = arm.distribution.levels, arm.dims
+    data_levels, dims = arm.distribution.data_levels, arm.dims
     with torch.no_grad():
         params, features = arm.predict(x)
         params_changed = torch.zeros(dims, dims, dtype=torch.bool)
         features_changed = torch.zeros(dims, dims, dtype=torch.bool)
         for j in range(dims):
             y = x.clone()
-            y.view(-1)[j] = (y.view(-1)[j] + levels // 2) % levels
+            y.view(-1)[j] = (y.view(-1)[j] + data_levels // 2) % data_levels
             new_params, new_features = arm.predict(y)
             params_changed[j] = (new_params != params).any(-1).view(-1)
             features_changed[j] = (new_features != features).any(1).view(-1)
@@ -94,8 +94,8 @@ def test_probabilities_of_all_images_sum_to_one(kind):
     distribution, embedding, _ = (DiscretizedLogisticMixture(3, 2), None, 1) if kind == "logistic" else ARM_KINDS[kind]
     torch.manual_seed(0)
     arm = PixelCNN(distribution, image_size=(2, 2), hidden=8, layers=1, input_kernel=3, embedding=embedding).double()
-    levels = distribution.levels
-    images = torch.tensor(list(itertools.product(range(levels), repeat=4))).view(-1, 1, 2, 2)
+    data_levels = distribution.data_levels
+    images = torch.tensor(list(itertools.product(range(data_levels), repeat=4))).view(-1, 1, 2, 2)
     with torch.no_grad():
         total = arm.log_prob(images).exp().sum()
     torch.testing.assert_close(total, torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-10)
@@ -148,9 +148,9 @@ def test_bad_inputs_raise():
         PixelCNN(Categorical(2), kernel_size=2)
     with pytest.raises(ValueError, match="Distribution"):
         PixelCNN("categorical")
-    with pytest.raises(ValueError, match="levels must be an integer >= 2"):
+    with pytest.raises(ValueError, match="data_levels must be an integer >= 2"):
         Categorical(1)
-    with pytest.raises(ValueError, match="mixtures must be a positive integer"):
+    with pytest.raises(ValueError, match="num_mixtures must be a positive integer"):
         DiscretizedLogisticMixture(256, 0)
     with pytest.raises(ValueError, match="horizon must be a positive integer"):
         ForecastingModules(8, Categorical(2), 0)
@@ -185,7 +185,7 @@ def test_logistic_inverse_cdf_frequencies_match_the_likelihood_op():
     """Gumbel-max over components + inverse CDF + binning samples exactly ``exp(discretized_logistic_logp)``."""
     distribution = DiscretizedLogisticMixture(8, 3)
     params = torch.tensor([0.3, -0.4, 0.1, -0.6, 0.2, 0.7, -1.2, -0.8, -1.5], dtype=torch.float64)
-    probs = distribution.log_probs(params).exp()
+    probs = distribution.log_prob_table(params).exp()
     torch.testing.assert_close(probs.sum(), torch.tensor(1.0, dtype=torch.float64))
     n = 60_000
     noise = torch.rand(n, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64).clamp(1e-300, 1 - 1e-16)
@@ -227,7 +227,9 @@ def test_logistic_kl_estimate_is_unbiased():
     generator = torch.Generator().manual_seed(0)
     p = torch.randn(6, distribution.params_per_dim, generator=generator, dtype=torch.float64)
     q = p + 0.5 * torch.randn(p.shape, generator=generator, dtype=torch.float64)
-    exact = Categorical.kl(distribution, p, q, None)  # the base class's exact sum, on this distribution's log_probs
+    exact = Categorical.kl(
+        distribution, p, q, None
+    )  # the base class's exact sum, on this distribution's log_prob_table
     n = 40_000
     noise = torch.rand(n, 6, 3, generator=generator, dtype=torch.float64).clamp(1e-300, 1 - 1e-16)
     estimate = distribution.kl(p.expand(n, 6, -1), q.expand(n, 6, -1), noise).mean(0)
@@ -239,7 +241,7 @@ def test_logistic_kl_estimate_is_unbiased():
 def test_training_lowers_bits_and_is_deterministic():
     from flowkernels.data import load_digits
 
-    train, test = load_digits("train", levels=2)[:256], load_digits("test", levels=2)[:64]
+    train, test = load_digits("train", data_levels=2)[:256], load_digits("test", data_levels=2)[:64]
     options = {"epochs": 2, "batch_size": 32, "hidden": 8, "layers": 1, "progress": False}
     arm, history = train_pixelcnn(train, test, Categorical(2), **options)
     again, _ = train_pixelcnn(train, test, Categorical(2), **options)
@@ -302,10 +304,10 @@ def test_vq_reconstruction_bpd_is_minus_log2_of_the_logistic_bins_per_dim():
     independent float64 computation from the logistic CDF (edge bins open to +-infinity)."""
     from flowkernels.models.vq import VQAutoencoder
 
-    levels = 16
-    model = VQAutoencoder(levels=levels, codes=4, dim=4, hidden=8).double()
+    data_levels = 16
+    model = VQAutoencoder(data_levels=data_levels, codes=4, dim=4, hidden=8).double()
     generator = torch.Generator().manual_seed(0)
-    x = torch.randint(0, levels, (3, 1, 8, 8), generator=generator)
+    x = torch.randint(0, data_levels, (3, 1, 8, 8), generator=generator)
     mu = torch.rand(3, 1, 8, 8, generator=generator, dtype=torch.float64) * 2.4 - 1.2
     # scales 0.14..1: no bin underflows in float64
     log_scale = torch.rand(3, 1, 8, 8, generator=generator, dtype=torch.float64) * 2 - 2
@@ -317,10 +319,10 @@ def test_vq_reconstruction_bpd_is_minus_log2_of_the_logistic_bins_per_dim():
     model.decoder = FixedOutput()
     bits = model.reconstruction_bpd(x, quantized=torch.zeros(3, 4, 2, 2, dtype=torch.float64))
 
-    width = 2.0 / (levels - 1)
+    width = 2.0 / (data_levels - 1)
     centre = x.double() * width - 1.0
     scale = log_scale.exp()
-    upper = torch.where(x == levels - 1, 1.0, torch.sigmoid((centre + width / 2 - mu) / scale))
+    upper = torch.where(x == data_levels - 1, 1.0, torch.sigmoid((centre + width / 2 - mu) / scale))
     lower = torch.where(x == 0, 0.0, torch.sigmoid((centre - width / 2 - mu) / scale))
     expected = -torch.log2(upper - lower).flatten(1).sum(1) / 64
     torch.testing.assert_close(bits, expected, rtol=1e-9, atol=1e-9)

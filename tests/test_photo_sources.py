@@ -104,7 +104,7 @@ def test_image_rows_are_checked_files_and_judge_decides_on_the_numbers():
     from flowkernels.models.idf import IDF
 
     torch.manual_seed(0)
-    gray_flow = IDF(1, 8, 8, data_levels=256, levels=2, depth=1, hidden=8, blocks=1).eval()
+    gray_flow = IDF(1, 8, 8, data_levels=256, num_scales=2, steps_per_scale=1, hidden=8, blocks=1).eval()
     rows = heldout.heldout_rows([photo], flows={"IDF tiny": {1: LosslessImageCodec(gray_flow)}})
     assert [r["label"] for r in rows] == ["skimage/coffee (gray)", "skimage/coffee (RGB)"]
     assert rows[0]["flows"]["IDF tiny"] > 0 and rows[1]["flows"] == {"IDF tiny": None}  # no RGB model

@@ -97,7 +97,7 @@ def _glow_document(stds: tuple) -> dict:
             ("1x1", "emerging", "periodic"), (100, 120, 110), (2.34, 2.30, 2.35), stds, strict=True
         )
     ]
-    budget = {"epochs": 60, "steps_per_level": 4, "hidden": 64}
+    budget = {"epochs": 60, "steps_per_scale": 4, "hidden": 64}
     return {"budget": budget, "batch_size": 64, "seeds": [0, 1, 2], "summary": summary}
 
 

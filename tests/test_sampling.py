@@ -63,7 +63,7 @@ def trained():
     from flowkernels.data import load_digits
     from flowkernels.models.pixelcnn import train_forecaster, train_pixelcnn
 
-    train, test = load_digits("train", levels=2)[:512], load_digits("test", levels=2)[:100]
+    train, test = load_digits("train", data_levels=2)[:512], load_digits("test", data_levels=2)[:100]
     arm, _ = train_pixelcnn(train, test, Categorical(2), epochs=3, batch_size=32, hidden=16, layers=3, progress=False)
     forecaster, _ = train_forecaster(arm, train, test, horizon=4, epochs=2, batch_size=32, hidden=16, progress=False)
     return arm, forecaster
@@ -156,12 +156,12 @@ class InputBlindARM(nn.Module):
     """An ARM whose distributions ignore the input: fixed logits per dimension. Its features at a
     dimension are the one-hot code of that dimension, so that :class:`OracleForecaster` can read them."""
 
-    def __init__(self, levels: int = 4, image_size=(3, 5)) -> None:
+    def __init__(self, data_levels: int = 4, image_size=(3, 5)) -> None:
         super().__init__()
-        self.distribution = Categorical(levels)
+        self.distribution = Categorical(data_levels)
         self.event_shape = (1, *image_size)
         self.logits = nn.Parameter(
-            torch.randn(1, *self.event_shape, levels, generator=torch.Generator().manual_seed(0))
+            torch.randn(1, *self.event_shape, data_levels, generator=torch.Generator().manual_seed(0))
         )
 
     @property

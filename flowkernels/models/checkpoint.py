@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -58,6 +58,15 @@ class Checkpointable:
     """Saving and loading in the one checkpoint format (module doc), for an ``nn.Module`` with a ``config``."""
 
     config: dict[str, Any]
+    #: constructor argument -> its key in the stored config, for the names a file format froze (an IDF's config is
+    #: hashed into every codec file's model fingerprint); every other argument is stored under its own name
+    STORED_NAMES: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def arguments_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments of a stored ``config`` (:attr:`STORED_NAMES` mapped back)."""
+        argument_of = {stored: argument for argument, stored in cls.STORED_NAMES.items()}
+        return {argument_of.get(key, key): value for key, value in config.items()}
 
     def save(self, path: str | os.PathLike, **extra: Any) -> Path:
         """Write the checkpoint ``{"config", "state_dict", **extra}`` (weights moved to the CPU) to ``path``."""
@@ -70,12 +79,13 @@ class Checkpointable:
 
     @classmethod
     def from_state(cls: type[Model], config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Model:
-        """``cls(**config)`` in the dtype of the floating-point weights (float32 or float64), with ``state_dict``
-        loaded, in eval mode; a ValueError if the config or the weights do not describe one."""
+        """``cls(**cls.arguments_from_config(config))`` in the dtype of the floating-point weights (float32 or
+        float64), with ``state_dict`` loaded, in eval mode; a ValueError if the config or the weights do not
+        describe one."""
         name = cls.__name__
         article = "an" if name[0] in "AEFHILMNORSX" else "a"  # as the letters are spoken: an IDF, a Glow
         try:
-            model = cls(**config)
+            model = cls(**cls.arguments_from_config(config))
         except (TypeError, ValueError) as error:
             raise ValueError(f"the checkpoint's config does not describe {article} {name} ({error})") from None
         dtypes = {value.dtype for value in state_dict.values() if value.is_floating_point()}

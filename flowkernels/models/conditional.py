@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._deprecation import renamed_argument
+from .._deprecation import renamed_keywords
 from ..nn import ActNorm, FlowSequential, Squeeze
 from ..nn.flow import soft_clamp, zero_conv
 from .bounds import iw_bound
@@ -91,17 +91,17 @@ def resize_features(features: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return F.interpolate(features, size=size, mode="bilinear", align_corners=False)
 
 
-def downsample(y_int: torch.Tensor, scale: int, levels: int = 256) -> torch.Tensor:
+def downsample(y_int: torch.Tensor, scale: int, data_levels: int = 256) -> torch.Tensor:
     """The low-resolution input of super-resolution: ``y_int`` averaged over ``scale x scale`` blocks, rounded.
 
-    Area down-sampling followed by quantisation to ``levels`` integer levels (``torch.round``, half to even),
+    Area down-sampling followed by quantisation to ``data_levels`` integer levels (``torch.round``, half to even),
     so the input is itself an 8-bit image. Returns int64 ``[B, C, H / scale, W / scale]``.
     """
     if y_int.dim() != 4 or y_int.shape[2] % scale or y_int.shape[3] % scale:
         raise ValueError(
             f"downsample: y must be [B, C, H, W] with H and W divisible by {scale}, got {list(y_int.shape)}"
         )
-    return torch.round(F.avg_pool2d(y_int.double(), scale)).clamp(0, levels - 1).long()
+    return torch.round(F.avg_pool2d(y_int.double(), scale)).clamp(0, data_levels - 1).long()
 
 
 class ConditionNet(nn.Module):
@@ -411,8 +411,8 @@ class ConditionalFlow(ConditionalModel):
     Args:
         condition_net: maps ``x`` to features ``[B, feature_channels, h, w]`` (any ``h, w``: the flow resizes
             them to each level with :func:`resize_features`). :class:`ConditionNet` is the default choice.
-        levels: squeeze levels; the height and width of ``y`` must be divisible by ``2 ** levels``.
-        steps: flow steps per level (ActNorm, invertible conv, conditional coupling).
+        num_scales: squeeze-and-split scales; the height and width of ``y`` must be divisible by ``2 ** num_scales``.
+        steps_per_scale: flow steps per scale (ActNorm, invertible conv, conditional coupling).
         in_channels: channels of ``y``.
         hidden: channels of the coupling and prior networks.
         conv: the invertible conv of every step, one of :data:`~flowkernels.models.glow.CONV_KINDS`.
@@ -428,11 +428,12 @@ class ConditionalFlow(ConditionalModel):
     ``y`` is continuous here; :meth:`bits_per_dim` handles integer images by uniform dequantization.
     """
 
+    @renamed_keywords(levels="num_scales", steps="steps_per_scale")  # the README used the old names
     def __init__(
         self,
         condition_net: nn.Module,
-        levels: int,
-        steps: int,
+        num_scales: int,
+        steps_per_scale: int,
         *,
         in_channels: int = 1,
         hidden: int = 64,
@@ -443,8 +444,10 @@ class ConditionalFlow(ConditionalModel):
         base: nn.Module | None = None,
     ) -> None:
         super().__init__(condition_net, in_channels, upscale, feature_channels, base)
-        if levels < 1 or steps < 1:
-            raise ValueError(f"ConditionalFlow: levels and steps must be positive, got {levels}, {steps}")
+        if num_scales < 1 or steps_per_scale < 1:
+            raise ValueError(
+                f"ConditionalFlow: num_scales and steps_per_scale must be positive, got {num_scales}, {steps_per_scale}"
+            )
         if conv not in CONV_KINDS:
             raise ValueError(f"ConditionalFlow: conv must be one of {CONV_KINDS}, got {conv!r}")
         self.conv_kind = conv
@@ -452,28 +455,29 @@ class ConditionalFlow(ConditionalModel):
         self.blocks = nn.ModuleList()
         self.splits = nn.ModuleList()
         channels = in_channels
-        for level in range(levels):
+        for level in range(num_scales):
             channels *= 4
             self.blocks.append(
                 nn.ModuleList(
-                    ConditionalStep(channels, self.feature_channels, hidden, conv, kernel_size) for _ in range(steps)
+                    ConditionalStep(channels, self.feature_channels, hidden, conv, kernel_size)
+                    for _ in range(steps_per_scale)
                 )
             )
-            if level < levels - 1:
+            if level < num_scales - 1:
                 self.splits.append(ConditionalSplitPrior(channels, self.feature_channels, hidden))
                 channels //= 2
         self.top = ConditionalTopPrior(channels, self.feature_channels, hidden)
 
     @property
-    def levels(self) -> int:
+    def num_scales(self) -> int:
         return len(self.blocks)
 
     def _check_y(self, y: torch.Tensor, x: torch.Tensor) -> None:
         self.check_pair(y, x)
-        multiple = 2**self.levels
+        multiple = 2**self.num_scales
         if y.shape[2] % multiple or y.shape[3] % multiple:
             raise ValueError(
-                f"ConditionalFlow: height and width of y must be divisible by 2**levels = {multiple}, "
+                f"ConditionalFlow: height and width of y must be divisible by 2**num_scales = {multiple}, "
                 f"got {list(y.shape)}"
             )
 
@@ -481,7 +485,8 @@ class ConditionalFlow(ConditionalModel):
         """The features of ``x`` resized to each level of an output of height and width ``size``."""
         features = self.condition(x)
         return [
-            resize_features(features, (size[0] >> (level + 1), size[1] >> (level + 1))) for level in range(self.levels)
+            resize_features(features, (size[0] >> (level + 1), size[1] >> (level + 1)))
+            for level in range(self.num_scales)
         ]
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -508,14 +513,14 @@ class ConditionalFlow(ConditionalModel):
 
     def latent_shapes(self, n: int, size: tuple[int, int]) -> list[tuple[int, ...]]:
         """Shapes of the latents :meth:`forward` returns for ``n`` outputs of height and width ``size``."""
-        return multiscale_latent_shapes(n, self.in_channels, size, self.levels)
+        return multiscale_latent_shapes(n, self.in_channels, size, self.num_scales)
 
     def inverse(self, zs: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Map the latents of :meth:`forward` back to ``y`` (given the same ``x``)."""
-        if len(zs) != self.levels:
-            raise ValueError(f"ConditionalFlow.inverse: expected {self.levels} latents, got {len(zs)}")
+        if len(zs) != self.num_scales:
+            raise ValueError(f"ConditionalFlow.inverse: expected {self.num_scales} latents, got {len(zs)}")
         top = zs[-1]
-        size = (top.shape[2] << self.levels, top.shape[3] << self.levels)
+        size = (top.shape[2] << self.num_scales, top.shape[3] << self.num_scales)
         expected = self.latent_shapes(top.shape[0], size)
         if [tuple(z.shape) for z in zs] != expected:
             raise ValueError(
@@ -524,7 +529,7 @@ class ConditionalFlow(ConditionalModel):
         self.check_condition(x, size, top.shape[0])
         features = self.level_features(x, size)
         y = self.top.inverse(top, features[-1])
-        for level in reversed(range(self.levels)):
+        for level in reversed(range(self.num_scales)):
             if level < len(self.splits):
                 y = self.splits[level].inverse(y, zs[level], features[level])
             for step in reversed(self.blocks[level]):
@@ -539,20 +544,22 @@ class ConditionalFlow(ConditionalModel):
         return logdet + sum(standard_normal_log_prob(z) for z in zs)
 
     def bits_per_dim(
-        self, y_int: torch.Tensor, x: torch.Tensor, levels: int, generator: torch.Generator | None = None
+        self, y_int: torch.Tensor, x: torch.Tensor, data_levels: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Bits per dimension of integer ``y_int`` (values ``0 .. levels - 1``) given ``x``, by uniform dequantization.
+        """Bits per dimension of integer ``y_int`` (values ``0 .. L - 1``, ``L = data_levels``) given ``x``, by
+        uniform dequantization.
 
-        ``y = (y_int + u) / levels`` with ``u ~ U[0, 1)``, so ``log P(y_int | x) >= E_u[log p(y | x)] - D log(levels)``:
-        the ``- D log(levels)`` (``D = C H W``) is the Jacobian of the division by ``levels`` and is what makes the
+        ``y = (y_int + u) / L`` with ``u ~ U[0, 1)``, so ``log P(y_int | x) >= E_u[log p(y | x)] - D log(L)``:
+        the ``- D log(L)`` (``D = C H W``) is the Jacobian of the division by ``L`` and is what makes the
         number a code length of the 8-bit image rather than a density of a rescaled one. One draw of ``u`` gives
         an unbiased estimate of this upper bound on the bits/dim. Returns one value per image, shape ``[B]``.
         """
         dims = y_int[0].numel()
-        uniform = UniformDequantizer(self.in_channels, levels).to(next(self.parameters()).dtype)
+        uniform = UniformDequantizer(self.in_channels, data_levels).to(next(self.parameters()).dtype)
         y, _ = uniform.dequantize(y_int, generator)
-        return -(self.log_prob(y, x) - dims * math.log(levels)) / (dims * math.log(2))
+        return -(self.log_prob(y, x) - dims * math.log(data_levels)) / (dims * math.log(2))
 
+    @renamed_keywords(tau="temperature", samples="num_samples")  # the README's examples used the old names
     def sample(
         self,
         x: torch.Tensor,
@@ -560,8 +567,6 @@ class ConditionalFlow(ConditionalModel):
         generator: torch.Generator | None = None,
         *,
         num_samples: int = 1,
-        tau: float | None = None,
-        samples: int | None = None,
     ) -> torch.Tensor:
         """Draw ``y ~ p(y | x)`` at ``temperature`` (the paper's tau): latents from ``N(0, temperature^2 I)`` mapped
         through :meth:`inverse`.
@@ -572,8 +577,7 @@ class ConditionalFlow(ConditionalModel):
         drawn on the generator's device so a seeded generator gives the same samples on any device. Runs without
         autograd. ``tau=`` and ``samples=`` are the deprecated names of ``temperature=`` and ``num_samples=``.
         """
-        tau = renamed_argument("ConditionalFlow.sample", "temperature", temperature, 1.0, "tau", tau)
-        samples = renamed_argument("ConditionalFlow.sample", "num_samples", num_samples, 1, "samples", samples)
+        tau, samples = temperature, num_samples
         if tau < 0:
             raise ValueError(f"ConditionalFlow.sample: temperature must be non-negative, got {tau}")
         if samples < 1:
@@ -679,6 +683,7 @@ class BinaryDequantizer(nn.Module):
         log_q = standard_normal_log_prob(eps) - log_scale.flatten(1).sum(1) - F.logsigmoid(r).flatten(1).sum(1)
         return v, log_q
 
+    @renamed_keywords(samples="num_samples")  # the README's example used samples=
     def log_prob_bound(
         self,
         y: torch.Tensor,
@@ -686,7 +691,6 @@ class BinaryDequantizer(nn.Module):
         generator: torch.Generator | None = None,
         *,
         num_samples: int = 1,
-        samples: int | None = None,
     ) -> torch.Tensor:
         """A lower bound on ``log P(y | x)`` (natural log), shape ``[B]``, from ``num_samples`` draws of ``q``.
 
@@ -695,8 +699,7 @@ class BinaryDequantizer(nn.Module):
         ``log mean_k exp(log p(v_k | x) - log q(v_k | y, x))``, tighter and still <= log P in expectation.
         ``samples=`` is the deprecated name of ``num_samples=``.
         """
-        owner = "BinaryDequantizer.log_prob_bound"
-        samples = renamed_argument(owner, "num_samples", num_samples, 1, "samples", samples)
+        owner, samples = "BinaryDequantizer.log_prob_bound", num_samples
         if samples < 1:
             raise ValueError(f"{owner}: num_samples must be positive, got {samples}")
         y_k, x_k = y.repeat_interleave(samples, dim=0), x.repeat_interleave(samples, dim=0)

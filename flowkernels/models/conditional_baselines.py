@@ -72,7 +72,7 @@ class FactorizedLogistic(_PixelHead):
         in_channels: int = 1,
         upscale: int = 1,
         hidden: int = 64,
-        levels: int = 256,
+        data_levels: int = 256,
         feature_channels: int | None = None,
         base: nn.Module | None = None,
     ) -> None:
@@ -85,27 +85,27 @@ class FactorizedLogistic(_PixelHead):
             feature_channels=feature_channels,
             base=base,
         )
-        if levels < 2:
-            raise ValueError(f"FactorizedLogistic: levels must be at least 2, got {levels}")
-        self.levels = levels
+        if data_levels < 2:
+            raise ValueError(f"FactorizedLogistic: data_levels must be at least 2, got {data_levels}")
+        self.data_levels = data_levels
 
     def _mu_log_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw_mu, raw_log_scale = self.pixel_parameters(x)
         base = self.base_of(x, raw_mu)
         # Centred on the base, or on mid-grey with a scale of about 1/8 (the spread of a photograph's grey
-        # levels), so the first steps are not spent moving the distribution to the data.
+        # data_levels), so the first steps are not spent moving the distribution to the data.
         return (0.5 if base is None else base) + raw_mu, raw_log_scale - math.log(8.0)
 
     def bits_per_dim(
         self, y_int: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Bits per dimension of integer ``y_int`` (``0 .. levels - 1``) given ``x``: exact, no dequantization.
+        """Bits per dimension of integer ``y_int`` (``0 .. data_levels - 1``) given ``x``: exact, no dequantization.
 
         ``generator`` is unused (it keeps the signature of the flow's losses)."""
         del generator
         self.check_pair(y_int, x)
         mu, log_scale = self._mu_log_scale(x)
-        width = 1.0 / self.levels
+        width = 1.0 / self.data_levels
         centres = (y_int.to(mu.dtype) + 0.5) * width
         log_p = ops.discretized_logistic_logp(
             centres, mu, log_scale, bin_width=width, lower=0.5 * width, upper=1.0 - 0.5 * width
@@ -115,8 +115,8 @@ class FactorizedLogistic(_PixelHead):
     def sample(
         self, x: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Integer samples ``0 .. levels - 1``: ``mu + temperature * s * logistic noise``, binned (values beyond the
-        edges go to the edge bins). ``temperature = 0`` gives the bin of each pixel's ``mu``, the mode of its
+        """Integer samples ``0 .. data_levels - 1``: ``mu + temperature * s * logistic noise``, binned (values
+        beyond the edges go to the edge bins). ``temperature = 0`` gives the bin of each pixel's ``mu``, the mode of its
         continuous logistic (an edge bin, which also holds a tail, can have more mass)."""
         tau = temperature
         if tau < 0:
@@ -127,7 +127,7 @@ class FactorizedLogistic(_PixelHead):
             if tau > 0:
                 u = portable_rand(mu.shape, generator, dtype=mu.dtype, device=mu.device).clamp(1e-6, 1 - 1e-6)
                 value = mu + tau * torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-            return torch.floor(value * self.levels).clamp(0, self.levels - 1).long()
+            return torch.floor(value * self.data_levels).clamp(0, self.data_levels - 1).long()
 
 
 class FactorizedBernoulli(_PixelHead):

@@ -1,6 +1,6 @@
 """Dequantization: continuous flows as models of discrete data, with the bounds of arXiv:2001.11235.
 
-A flow has a density ``p(v)`` on continuous ``v``; a discrete ``x`` (integers ``0 .. levels - 1``) gets
+A flow has a density ``p(v)`` on continuous ``v``; a discrete ``x`` (integers ``0 .. data_levels - 1``) gets
 the probability of its bin, ``P(x) = integral over u in [0, 1)^D of p(x + u) du``. With a dequantizer
 ``q(u | x)`` whose support is exactly that unit cube, the log weights ``log w = log p(x + u) - log q(u | x)``
 (``u ~ q``) have ``E[w] = P(x)``, which gives a family of lower bounds on ``log P(x)`` ("Learning Discrete
@@ -18,7 +18,7 @@ convolutions) with a dequantizer and an objective; :mod:`flowkernels.models.dequ
 one to the digits.
 
 Data are images ``[B, C, H, W]`` (a vector of D values is ``[B, D, 1, 1]``). The flow sees
-``(x + u) / levels`` in ``[0, 1)``, so ``log p(x + u) = log p_flow((x + u) / levels) - D log(levels)``.
+``(x + u) / data_levels`` in ``[0, 1)``, so ``log p(x + u) = log p_flow((x + u) / data_levels) - D log(data_levels)``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .._deprecation import renamed_keywords
 from ..data import iterate_minibatches
 from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv, MaskedConv2d
 from ..nn.flow import check_image, soft_clamp, zero_conv
@@ -100,12 +101,12 @@ class Dequantizer(nn.Module):
     ``log_prob(u, x) -> [B]``.
     """
 
-    def __init__(self, channels: int, levels: int) -> None:
+    def __init__(self, channels: int, data_levels: int) -> None:
         super().__init__()
-        if levels < 2:
-            raise ValueError(f"{type(self).__name__}: levels must be at least 2, got {levels}")
+        if data_levels < 2:
+            raise ValueError(f"{type(self).__name__}: data_levels must be at least 2, got {data_levels}")
         self.channels = channels
-        self.levels = levels
+        self.data_levels = data_levels
 
     def _check_x(self, x: torch.Tensor) -> None:
         check_image(type(self).__name__, x, self.channels)
@@ -124,18 +125,18 @@ class Dequantizer(nn.Module):
         u, log_q = self._sample(x, k, generator)
         # x + u must stay in the bin of x in floating point too: where u is within rounding of 1 (a sigmoid
         # of a large logit, or a uniform draw next to 1), x + u could round up to x + 1. Clamping u to
-        # 1 - levels * eps keeps every x + u < levels below the next integer. It moves only the draws in
-        # the last levels * eps of the bin (3e-5 of it for 256 levels in float32) and leaves their log q.
-        u = u.clamp(max=1.0 - self.levels * torch.finfo(u.dtype).eps)
+        # 1 - data_levels * eps keeps every x + u < data_levels below the next integer. It moves only the draws in
+        # the last data_levels * eps of the bin (3e-5 of it for 256 levels in float32) and leaves their log q.
+        u = u.clamp(max=1.0 - self.data_levels * torch.finfo(u.dtype).eps)
         return u.view(k, *x.shape), log_q.view(k, batch)
 
     def dequantize(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One draw per example: the continuous ``(x + u) / levels`` in ``[0, 1)`` with ``u ~ q(. | x)``, and
+        """One draw per example: the continuous ``(x + u) / data_levels`` in ``[0, 1)`` with ``u ~ q(. | x)``, and
         ``log q(u | x)`` ``[B]``. :func:`quantize` maps it back to ``x``."""
         u, log_q = self.sample(x, 1, generator)
-        return to_unit_interval(x, u[0], self.levels), log_q[0]
+        return to_unit_interval(x, u[0], self.data_levels), log_q[0]
 
     def _sample(
         self, x: torch.Tensor, num_samples: int, generator: torch.Generator | None
@@ -154,14 +155,15 @@ class Dequantizer(nn.Module):
             )
 
 
-def to_unit_interval(x: torch.Tensor, u: torch.Tensor, levels: int) -> torch.Tensor:
-    """The dequantized point ``(x + u) / levels`` in ``[0, 1)`` of integers ``x`` (``0 .. levels - 1``) and noise
-    ``u`` in ``[0, 1)``, in ``u``'s dtype."""
-    return (x.to(u.dtype) + u) / levels
+def to_unit_interval(x: torch.Tensor, u: torch.Tensor, data_levels: int) -> torch.Tensor:
+    """The dequantized point ``(x + u) / data_levels`` in ``[0, 1)`` of integers ``x`` (``0 .. data_levels - 1``)
+    and noise ``u`` in ``[0, 1)``, in ``u``'s dtype."""
+    return (x.to(u.dtype) + u) / data_levels
 
 
-def quantize(x_cont: torch.Tensor, levels: int) -> torch.Tensor:
-    """Back from ``[0, 1)`` to integers ``0 .. levels - 1``: the bin ``[k, k + 1) / levels`` that ``x_cont`` is in.
+def quantize(x_cont: torch.Tensor, data_levels: int) -> torch.Tensor:
+    """Back from ``[0, 1)`` to integers ``0 .. data_levels - 1``: the bin ``[k, k + 1) / data_levels`` that
+    ``x_cont`` is in.
 
     ``floor`` rather than ``round`` because dequantization adds noise in ``[0, 1)``; values a sample puts
     outside ``[0, 1)`` are clamped.
@@ -171,14 +173,14 @@ def quantize(x_cont: torch.Tensor, levels: int) -> torch.Tensor:
     >>> bool(((y >= 0) & (y < 1)).all()), torch.equal(quantize(y, 17), x), log_q.tolist()
     (True, True, [0.0])
     """
-    return torch.floor(x_cont * levels).clamp(0, levels - 1).long()
+    return torch.floor(x_cont * data_levels).clamp(0, data_levels - 1).long()
 
 
 class UniformDequantizer(Dequantizer):
     """``u ~ U[0, 1)^D`` whatever ``x``: ``log q = 0``. No parameters."""
 
-    def __init__(self, channels: int, levels: int) -> None:
-        super().__init__(channels, levels)
+    def __init__(self, channels: int, data_levels: int) -> None:
+        super().__init__(channels, data_levels)
         # Carries the dtype and device of the samples through .to(), .double() and the like.
         self.register_buffer("_like", torch.empty(0), persistent=False)
 
@@ -199,9 +201,9 @@ class ImageFeatures(nn.Module):
     """Features of the integer image ``x`` for a dequantizer: two 3x3 convs with ReLUs, ``hidden`` channels.
     (The conditional flows' conditioning network is :class:`flowkernels.models.conditional.ConditionNet`.)"""
 
-    def __init__(self, channels: int, levels: int, hidden: int) -> None:
+    def __init__(self, channels: int, data_levels: int, hidden: int) -> None:
         super().__init__()
-        self.levels = levels
+        self.data_levels = data_levels
         self.net = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1),
             nn.ReLU(),
@@ -211,7 +213,7 @@ class ImageFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.net[0].weight.dtype
-        return self.net(x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0)
+        return self.net(x.to(dtype) * (2.0 / (self.data_levels - 1)) - 1.0)
 
 
 def _logistic_log_density(eps: torch.Tensor) -> torch.Tensor:
@@ -298,10 +300,12 @@ class _FlowDequantizer(Dequantizer):
     given ``u`` runs it backwards from ``logit(u)``.
     """
 
-    def __init__(self, channels: int, levels: int, hidden: int, make_transforms: Callable[[], list[nn.Module]]) -> None:
-        super().__init__(channels, levels)
+    def __init__(
+        self, channels: int, data_levels: int, hidden: int, make_transforms: Callable[[], list[nn.Module]]
+    ) -> None:
+        super().__init__(channels, data_levels)
         # Built in this order (conditioning net, base, transforms) so that a seed gives the same weights.
-        self.condition = ImageFeatures(channels, levels, hidden)
+        self.condition = ImageFeatures(channels, data_levels, hidden)
         self.base = _ConditionalLogistic(channels, hidden)
         self.transforms = nn.ModuleList(make_transforms())
 
@@ -341,9 +345,12 @@ class VariationalDequantizer(_FlowDequantizer):
     ``log q(u | x) = log Logistic(eps) - sum of the log-derivatives``.
     """
 
-    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4) -> None:
+    def __init__(self, channels: int, data_levels: int, *, hidden: int = 32, steps: int = 4) -> None:
         super().__init__(
-            channels, levels, hidden, lambda: [_MaskedCoupling(channels, hidden, parity=i % 2) for i in range(steps)]
+            channels,
+            data_levels,
+            hidden,
+            lambda: [_MaskedCoupling(channels, hidden, parity=i % 2) for i in range(steps)],
         )
 
 
@@ -407,9 +414,9 @@ class _ARStep(nn.Module):
 
 
 class _ConditionalLogProbs:
-    """``conditional_log_probs`` of the dequantizers whose flow is triangular in the raster order."""
+    """``conditional_log_prob`` of the dequantizers whose flow is triangular in the raster order."""
 
-    def conditional_log_probs(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def conditional_log_prob(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``log q(u_d | u_<d, x)`` for every element ``d``: ``[B, C, H, W]``, summing to :meth:`log_prob`.
 
         Each factor is the base density of the element's ``eps`` plus the element's own log-derivatives,
@@ -432,11 +439,13 @@ class ARConvDequantizer(_ConditionalLogProbs, _FlowDequantizer):
     ``u_<d``, is :class:`AutoregressiveDequantizer`.
     """
 
-    def __init__(self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, kernel_size: int = 3) -> None:
+    def __init__(
+        self, channels: int, data_levels: int, *, hidden: int = 32, steps: int = 4, kernel_size: int = 3
+    ) -> None:
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"ARConvDequantizer: kernel_size must be odd and positive, got {kernel_size}")
         super().__init__(
-            channels, levels, hidden, lambda: [_ARStep(channels, hidden, kernel_size) for _ in range(steps)]
+            channels, data_levels, hidden, lambda: [_ARStep(channels, hidden, kernel_size) for _ in range(steps)]
         )
 
 
@@ -516,12 +525,20 @@ class AutoregressiveDequantizer(_ConditionalLogProbs, _FlowDequantizer):
 
     Sampling ``u`` with its ``log q`` is one pass of each step's network, which is all that training and the
     bounds need (they score q's own samples). Scoring a given ``u`` (:meth:`log_prob`,
-    :meth:`conditional_log_probs`) inverts each step by fixed-point iteration: at most ``C H W`` passes,
+    :meth:`conditional_log_prob`) inverts each step by fixed-point iteration: at most ``C H W`` passes,
     usually far fewer. An untrained one is uniform dequantization (zero-initialised outputs).
     """
 
+    @renamed_keywords(levels="data_levels")  # the README's example passed levels=17
     def __init__(
-        self, channels: int, levels: int, *, hidden: int = 32, steps: int = 4, layers: int = 1, kernel_size: int = 3
+        self,
+        channels: int,
+        data_levels: int,
+        *,
+        hidden: int = 32,
+        steps: int = 4,
+        layers: int = 1,
+        kernel_size: int = 3,
     ) -> None:
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"AutoregressiveDequantizer: kernel_size must be odd and positive, got {kernel_size}")
@@ -529,7 +546,7 @@ class AutoregressiveDequantizer(_ConditionalLogProbs, _FlowDequantizer):
             raise ValueError(f"AutoregressiveDequantizer: need steps >= 1 and layers >= 0, got {steps}, {layers}")
         super().__init__(
             channels,
-            levels,
+            data_levels,
             hidden,
             lambda: [_AutoregressiveStep(channels, hidden, layers, kernel_size) for _ in range(steps)],
         )
@@ -542,13 +559,13 @@ _DEQUANTIZER_CLASSES = {
 }
 
 
-def make_dequantizer(kind: str, channels: int, levels: int, **kwargs) -> Dequantizer:
+def make_dequantizer(kind: str, channels: int, data_levels: int, **kwargs) -> Dequantizer:
     """One of :data:`DEQUANTIZERS` (``kwargs``: hidden, steps, ... of the flow dequantizers)."""
     if kind == "uniform":
-        return UniformDequantizer(channels, levels)
+        return UniformDequantizer(channels, data_levels)
     if kind not in _DEQUANTIZER_CLASSES:
         raise ValueError(f"make_dequantizer: kind must be one of {DEQUANTIZERS}, got {kind!r}")
-    return _DEQUANTIZER_CLASSES[kind](channels, levels, **kwargs)
+    return _DEQUANTIZER_CLASSES[kind](channels, data_levels, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -575,8 +592,8 @@ class DequantizedFlow(nn.Module):
     """A flow (anything with ``log_prob(y) -> [B]``) trained on discrete data through a dequantizer.
 
     Args:
-        flow: density of the continuous ``y = (x + u) / levels``, e.g. a :class:`Glow`.
-        dequantizer: the ``q(u | x)``; its ``levels`` is the data's.
+        flow: density of the continuous ``y = (x + u) / data_levels``, e.g. a :class:`Glow`.
+        dequantizer: the ``q(u | x)``; its ``data_levels`` is the data's.
         objective: the training bound: "elbo", "iw" or "renyi".
         num_samples: K, the samples of ``u`` per example for the bound.
         alpha: the Renyi order (used by "renyi").
@@ -605,23 +622,25 @@ class DequantizedFlow(nn.Module):
         self.alpha = check_alpha("DequantizedFlow", alpha)
 
     @property
-    def levels(self) -> int:
-        return self.dequantizer.levels
+    def data_levels(self) -> int:
+        return self.dequantizer.data_levels
 
     def _check_data(self, x: torch.Tensor) -> None:
         self.dequantizer._check_x(x)
         if x.is_floating_point() or x.is_complex():
             raise ValueError(f"DequantizedFlow: x must be an integer tensor, got {x.dtype}")
-        if x.numel() and (x.min() < 0 or x.max() >= self.levels):
+        if x.numel() and (x.min() < 0 or x.max() >= self.data_levels):
             low, high = x.min().item(), x.max().item()
-            raise ValueError(f"DequantizedFlow: x must lie in 0 .. {self.levels - 1}, got values in {low} .. {high}")
+            raise ValueError(
+                f"DequantizedFlow: x must lie in 0 .. {self.data_levels - 1}, got values in {low} .. {high}"
+            )
 
     def log_joint(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``log p(x + u)`` (density of the dequantized data, scale included): ``u`` ``[..., B, C, H, W]``."""
         dims = x[0].numel()
-        y = to_unit_interval(x, u, self.levels)
+        y = to_unit_interval(x, u, self.data_levels)
         log_p = self.flow.log_prob(y.reshape(-1, *x.shape[1:])).view(u.shape[:-3])
-        return log_p - dims * math.log(self.levels)
+        return log_p - dims * math.log(self.data_levels)
 
     def log_weights(
         self, x: torch.Tensor, num_samples: int | None = None, generator: torch.Generator | None = None

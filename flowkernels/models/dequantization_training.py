@@ -23,7 +23,7 @@ def train_dequantized(
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
-    steps_per_level: int = 4,
+    steps_per_scale: int = 4,
     hidden: int = 64,
     dequantizer_hidden: int = 32,
     dequantizer_steps: int = 4,
@@ -44,7 +44,7 @@ def train_dequantized(
     """
     if conv not in CONV_KINDS:
         raise ValueError(f"train_dequantized: conv must be one of {CONV_KINDS}, got {conv!r}")
-    levels = DIGITS_LEVELS
+    data_levels = DIGITS_LEVELS
     device = torch.device(device)
     train = load_digits("train").to(device)
     test = load_digits("test").to(device)
@@ -58,7 +58,7 @@ def train_dequantized(
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "steps_per_level": steps_per_level,
+        "steps_per_scale": steps_per_scale,
         "hidden": hidden,
         "dequantizer_hidden": dequantizer_hidden,
         "dequantizer_steps": dequantizer_steps,
@@ -66,10 +66,10 @@ def train_dequantized(
     deq_kwargs = {} if dequantizer == "uniform" else {"hidden": dequantizer_hidden, "steps": dequantizer_steps}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        flow = Glow(1, 2, steps_per_level, hidden, conv=conv)
+        flow = Glow(1, 2, steps_per_scale, hidden, conv=conv)
         model = DequantizedFlow(
             flow,
-            make_dequantizer(dequantizer, 1, levels, **deq_kwargs),
+            make_dequantizer(dequantizer, 1, data_levels, **deq_kwargs),
             objective=objective,
             num_samples=num_samples,
             alpha=alpha,

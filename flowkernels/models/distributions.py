@@ -54,20 +54,20 @@ def _gumbel(uniform: torch.Tensor) -> torch.Tensor:
 
 
 class Distribution(ABC):
-    """The distribution of one discrete dimension with values ``0 .. levels - 1``.
+    """The distribution of one discrete dimension with values ``0 .. data_levels - 1``.
 
     Parameters come as a tensor ``[..., params_per_dim]``; noise as uniforms in (0, 1), ``[..., noise_size]``.
     :meth:`sample` is a deterministic function of ``(params, noise)`` whose output, for noise drawn
     uniformly, is distributed as the model says: the reparametrisation predictive sampling needs.
     """
 
-    levels: int
+    data_levels: int
     params_per_dim: int
     noise_size: int
 
     @abstractmethod
-    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
-        """Natural-log probabilities of every value: ``[..., levels]``."""
+    def log_prob_table(self, params: torch.Tensor) -> torch.Tensor:
+        """Natural-log probabilities of every value: ``[..., data_levels]``."""
 
     @abstractmethod
     def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -79,14 +79,14 @@ class Distribution(ABC):
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Natural-log probability of the integer values ``x`` ``[...]``: ``[...]``."""
-        return self.log_probs(params).gather(-1, x.unsqueeze(-1)).squeeze(-1)
+        return self.log_prob_table(params).gather(-1, x.unsqueeze(-1)).squeeze(-1)
 
     def kl(self, p_params: torch.Tensor, q_params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``KL(p || q)`` in nats, ``[...]``: exact, a sum over the ``levels`` values (``noise`` is unused).
+        """``KL(p || q)`` in nats, ``[...]``: exact, a sum over the ``data_levels`` values (``noise`` is unused).
 
         Subclasses whose sum is costly estimate it from the sample that ``noise`` selects under ``p``.
         """
-        log_p, log_q = self.log_probs(p_params), self.log_probs(q_params)
+        log_p, log_q = self.log_prob_table(p_params), self.log_prob_table(q_params)
         return (log_p.exp() * (log_p - log_q)).sum(-1)
 
     def check_noise(self, noise: torch.Tensor, shape: tuple[int, ...], op: str) -> None:
@@ -101,27 +101,27 @@ class Distribution(ABC):
                 f"dimension of {self!r}]), got {list(noise.shape)}"
             )
 
-    def _check_levels(self, levels: int) -> None:
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"{type(self).__name__}: levels must be an integer >= 2, got {levels!r}")
+    def _check_levels(self, data_levels: int) -> None:
+        if isinstance(data_levels, bool) or not isinstance(data_levels, int) or data_levels < 2:
+            raise ValueError(f"{type(self).__name__}: data_levels must be an integer >= 2, got {data_levels!r}")
 
 
 class Categorical(Distribution):
-    """A categorical over ``levels`` values, parametrised by logits (``params_per_dim = levels``).
+    """A categorical over ``data_levels`` values, parametrised by logits (``params_per_dim = data_levels``).
 
     Sampling is Gumbel-max: ``argmax(logits + g)`` with ``g = -log(-log u)``, one uniform per value
-    (``noise_size = levels``); ``argmax`` picks the first maximum, so ties (of probability zero) are
+    (``noise_size = data_levels``); ``argmax`` picks the first maximum, so ties (of probability zero) are
     broken the same way every time.
     """
 
-    def __init__(self, levels: int) -> None:
-        self._check_levels(levels)
-        self.levels = self.params_per_dim = self.noise_size = levels
+    def __init__(self, data_levels: int) -> None:
+        self._check_levels(data_levels)
+        self.data_levels = self.params_per_dim = self.noise_size = data_levels
 
     def __repr__(self) -> str:
-        return f"Categorical({self.levels})"
+        return f"Categorical({self.data_levels})"
 
-    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
+    def log_prob_table(self, params: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(params, dim=-1)
 
     def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -129,73 +129,75 @@ class Categorical(Distribution):
 
 
 class DiscretizedLogisticMixture(Distribution):
-    """PixelCNN++'s head: a mixture of ``mixtures`` logistics, discretized to ``levels`` bins with open edges.
+    """PixelCNN++'s head: a mixture of ``num_mixtures`` logistics, discretized to ``data_levels`` bins with open edges.
 
-    Values ``k`` live at ``-1 + 2k / (levels - 1)`` in [-1, 1] (bin width ``2 / (levels - 1)``); the
+    Values ``k`` live at ``-1 + 2k / (data_levels - 1)`` in [-1, 1] (bin width ``2 / (data_levels - 1)``); the
     lowest and highest bins take the mass of the tails. ``params = [logit_pi, mu, raw_log_scale]`` each
-    ``[..., mixtures]`` (``log_scale`` is floored at -7, as in PixelCNN++). Likelihoods come from
-    ``flowkernels.ops.discretized_logistic_logp``. Sampling uses ``mixtures + 1`` uniforms: Gumbel-max over
-    the components with the first ``mixtures``, then the inverse CDF ``mu + s * logit(u)`` of the chosen
+    ``[..., num_mixtures]`` (``log_scale`` is floored at -7, as in PixelCNN++). Likelihoods come from
+    ``flowkernels.ops.discretized_logistic_logp``. Sampling uses ``num_mixtures + 1`` uniforms: Gumbel-max over
+    the components with the first ``num_mixtures``, then the inverse CDF ``mu + s * logit(u)`` of the chosen
     logistic with the last, quantized to its bin; that gives exactly the discretized distribution.
     """
 
-    def __init__(self, levels: int, mixtures: int = 5) -> None:
-        self._check_levels(levels)
-        if isinstance(mixtures, bool) or not isinstance(mixtures, int) or mixtures < 1:
-            raise ValueError(f"DiscretizedLogisticMixture: mixtures must be a positive integer, got {mixtures!r}")
-        self.levels, self.mixtures = levels, mixtures
-        self.params_per_dim = 3 * mixtures
-        self.noise_size = mixtures + 1
-        self.bin_width = 2.0 / (levels - 1)
+    def __init__(self, data_levels: int, num_mixtures: int = 5) -> None:
+        self._check_levels(data_levels)
+        if isinstance(num_mixtures, bool) or not isinstance(num_mixtures, int) or num_mixtures < 1:
+            raise ValueError(
+                f"DiscretizedLogisticMixture: num_mixtures must be a positive integer, got {num_mixtures!r}"
+            )
+        self.data_levels, self.num_mixtures = data_levels, num_mixtures
+        self.params_per_dim = 3 * num_mixtures
+        self.noise_size = num_mixtures + 1
+        self.bin_width = 2.0 / (data_levels - 1)
 
     def __repr__(self) -> str:
-        return f"DiscretizedLogisticMixture({self.levels}, mixtures={self.mixtures})"
+        return f"DiscretizedLogisticMixture({self.data_levels}, num_mixtures={self.num_mixtures})"
 
     def initial_bias(self) -> torch.Tensor:
         """Components spread over [-0.5, 0.5] with a scale of 1/8 of the range: identical components would get
         identical gradients and never separate, and narrow ones start closer to a trained model."""
-        mu = torch.linspace(-0.5, 0.5, self.mixtures) if self.mixtures > 1 else torch.zeros(1)
-        return torch.cat([torch.zeros(self.mixtures), mu, torch.full((self.mixtures,), _INITIAL_LOG_SCALE)])
+        mu = torch.linspace(-0.5, 0.5, self.num_mixtures) if self.num_mixtures > 1 else torch.zeros(1)
+        return torch.cat([torch.zeros(self.num_mixtures), mu, torch.full((self.num_mixtures,), _INITIAL_LOG_SCALE)])
 
     def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(logit_pi, mu, log_scale)``, each ``[..., mixtures]``, from ``params`` ``[..., 3 * mixtures]``."""
-        logit_pi, mu, log_scale = params.unflatten(-1, (3, self.mixtures)).unbind(-2)
+        """``(logit_pi, mu, log_scale)``, each ``[..., num_mixtures]``, from ``params`` ``[..., 3 * num_mixtures]``."""
+        logit_pi, mu, log_scale = params.unflatten(-1, (3, self.num_mixtures)).unbind(-2)
         return logit_pi, mu, log_scale.clamp(min=_MIN_LOG_SCALE)
 
     def to_unit(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Integer values ``0 .. levels - 1`` to their bin centres in [-1, 1]."""
+        """Integer values ``0 .. data_levels - 1`` to their bin centres in [-1, 1]."""
         return x.to(dtype) * self.bin_width - 1.0
 
-    def _logp(self, x_unit: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def _log_prob_at(self, x_unit: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         logit_pi, mu, log_scale = self.split(params)
         return discretized_logistic_logp(
             x_unit, mu, log_scale, logit_pi, bin_width=self.bin_width, lower=-1.0, upper=1.0
         )
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self._logp(self.to_unit(x, params.dtype), params)
+        return self._log_prob_at(self.to_unit(x, params.dtype), params)
 
     def kl(self, p_params: torch.Tensor, q_params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """A one-sample estimate of ``KL(p || q)``: ``log p(x) - log q(x)`` with ``x = sample(p_params, noise)``.
 
         Unbiased, and so is its gradient with respect to ``q`` (``-grad log q(x)``, maximum likelihood on
-        samples of ``p``). The exact sum over 256 values costs ``256 * mixtures`` likelihood evaluations
+        samples of ``p``). The exact sum over 256 values costs ``256 * num_mixtures`` likelihood evaluations
         per dimension, which made training forecasting modules for 8-bit data 50 times slower.
         """
         x = self.sample(p_params.detach(), noise)
         return self.log_prob(x, p_params) - self.log_prob(x, q_params)
 
-    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
-        grid = self.to_unit(torch.arange(self.levels, device=params.device), params.dtype)
+    def log_prob_table(self, params: torch.Tensor) -> torch.Tensor:
+        grid = self.to_unit(torch.arange(self.data_levels, device=params.device), params.dtype)
         batch = params.shape[:-1]
-        x_unit = grid.expand(*batch, self.levels)
-        return self._logp(x_unit, params.unsqueeze(-2).expand(*batch, self.levels, self.params_per_dim))
+        x_unit = grid.expand(*batch, self.data_levels)
+        return self._log_prob_at(x_unit, params.unsqueeze(-2).expand(*batch, self.data_levels, self.params_per_dim))
 
     def sample(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         logit_pi, mu, log_scale = self.split(params)
-        component = torch.argmax(logit_pi + _gumbel(noise[..., : self.mixtures]), dim=-1, keepdim=True)
+        component = torch.argmax(logit_pi + _gumbel(noise[..., : self.num_mixtures]), dim=-1, keepdim=True)
         mu, log_scale = mu.gather(-1, component).squeeze(-1), log_scale.gather(-1, component).squeeze(-1)
-        u = noise[..., self.mixtures]
+        u = noise[..., self.num_mixtures]
         value = mu + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
         # Bin k is [c_k - w/2, c_k + w/2) around its centre c_k = -1 + k w, as in the likelihood op.
-        return torch.floor((value + 1.0) / self.bin_width + 0.5).clamp(0, self.levels - 1).long()
+        return torch.floor((value + 1.0) / self.bin_width + 0.5).clamp(0, self.data_levels - 1).long()

@@ -15,13 +15,13 @@ __all__ = ["save_image_grid"]
 def save_image_grid(
     images: torch.Tensor,
     path: str | Path,
-    levels: int,
+    data_levels: int,
     *,
     upscale: int = 4,
     cmap: str = "gray",
     frame: float | None = None,
 ) -> Path:
-    """Write integer images ``[N, C, H, W]`` (values ``0 .. levels - 1``; C = 1, or 3 for RGB) as one PNG grid.
+    """Write integer images ``[N, C, H, W]`` (values ``0 .. data_levels - 1``; C = 1, or 3 for RGB) as one PNG grid.
 
     ``ceil(sqrt(N))`` images per row with a one-pixel frame of value ``frame`` (default mid-grey),
     upscaled ``upscale`` times (8x8 images are otherwise too small to see); ``cmap="gray_r"`` draws dark
@@ -36,7 +36,7 @@ def save_image_grid(
     rows = math.ceil(n / columns)
     grid = torch.full(
         (channels, rows * (height + 1) + 1, columns * (width + 1) + 1),
-        (levels - 1) / 2 if frame is None else frame,
+        (data_levels - 1) / 2 if frame is None else frame,
         dtype=torch.float64,
     )
     for index in range(n):
@@ -46,7 +46,7 @@ def save_image_grid(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if channels == 1:
-        image.imsave(path, grid[0].numpy(), cmap=cmap, vmin=0, vmax=levels - 1, format="png")
+        image.imsave(path, grid[0].numpy(), cmap=cmap, vmin=0, vmax=data_levels - 1, format="png")
     else:
-        image.imsave(path, (grid / (levels - 1)).clamp(0, 1).permute(1, 2, 0).numpy(), format="png")
+        image.imsave(path, (grid / (data_levels - 1)).clamp(0, 1).permute(1, 2, 0).numpy(), format="png")
     return path

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._deprecation import renamed_keywords
 from ..data import DIGITS_LEVELS, load_digits
 from ..nn import (
     ActNorm,
@@ -65,13 +66,13 @@ def make_invertible_conv(kind: str, channels: int, kernel_size: int) -> FlowLaye
     raise ValueError(f"Glow: conv must be one of {CONV_KINDS}, got {kind!r}")
 
 
-def multiscale_latent_shapes(n: int, channels: int, size: tuple[int, int], levels: int) -> list[tuple[int, ...]]:
+def multiscale_latent_shapes(n: int, channels: int, size: tuple[int, int], num_scales: int) -> list[tuple[int, ...]]:
     """Latent shapes of a multi-scale flow: per level a squeeze (4x channels, half the size), then a split
     that factors out half of the channels, except at the top level, which keeps them all."""
     (height, width), shapes = size, []
-    for level in range(levels):
+    for level in range(num_scales):
         channels, height, width = channels * 4, height // 2, width // 2
-        if level < levels - 1:
+        if level < num_scales - 1:
             channels //= 2
         shapes.append((n, channels, height, width))
     return shapes
@@ -111,25 +112,26 @@ _TEST_NOISE_SEED = 2019
 
 
 class Glow(Checkpointable, nn.Module):
-    """A multi-scale Glow: ``levels`` x (Squeeze, ``steps_per_level`` flow steps, Split), see the module doc.
+    """A multi-scale Glow: ``num_scales`` x (Squeeze, ``steps_per_scale`` flow steps, Split), see the module doc.
 
     Args:
         in_channels: channels of the data (1 for the digits).
-        levels: number of squeeze levels; H and W must be divisible by ``2 ** levels``.
-        steps_per_level: flow steps (ActNorm, invertible conv, affine coupling) per level.
+        num_scales: number of squeeze-and-split scales; H and W must be divisible by ``2 ** num_scales``.
+        steps_per_scale: flow steps (ActNorm, invertible conv, affine coupling) per scale.
         hidden: channels of the coupling networks.
         conv: the invertible conv of every step: "1x1", "emerging" or "periodic".
         kernel_size: kernel size of the emerging/periodic convs (odd).
         image_size: the (H, W) that :meth:`sample` draws; other sizes work for ``forward``/``log_prob``.
 
-    For 8x8x1 digits with ``levels=2``: 8x8x1 -> squeeze 4x4x4 -> split 2 channels off -> squeeze 2x2x8.
+    For 8x8x1 digits with ``num_scales=2``: 8x8x1 -> squeeze 4x4x4 -> split 2 channels off -> squeeze 2x2x8.
     """
 
+    @renamed_keywords(levels="num_scales", steps_per_level="steps_per_scale")  # the README used the old names
     def __init__(
         self,
         in_channels: int,
-        levels: int,
-        steps_per_level: int,
+        num_scales: int,
+        steps_per_scale: int,
         hidden: int,
         conv: str = "1x1",
         kernel_size: int = 3,
@@ -137,16 +139,18 @@ class Glow(Checkpointable, nn.Module):
         image_size: tuple[int, int] = (8, 8),
     ) -> None:
         super().__init__()
-        if levels < 1 or steps_per_level < 1:
-            raise ValueError(f"Glow: levels and steps_per_level must be positive, got {levels}, {steps_per_level}")
+        if num_scales < 1 or steps_per_scale < 1:
+            raise ValueError(
+                f"Glow: num_scales and steps_per_scale must be positive, got {num_scales}, {steps_per_scale}"
+            )
         self.in_channels = in_channels
         self.image_size = tuple(image_size)
         self.conv_kind = conv
         # The constructor's arguments: what a checkpoint needs to rebuild the model (Checkpointable).
         self.config = {
             "in_channels": in_channels,
-            "levels": levels,
-            "steps_per_level": steps_per_level,
+            "num_scales": num_scales,
+            "steps_per_scale": steps_per_scale,
             "hidden": hidden,
             "conv": conv,
             "kernel_size": kernel_size,
@@ -155,7 +159,7 @@ class Glow(Checkpointable, nn.Module):
         self.blocks = nn.ModuleList()
         self.splits = nn.ModuleList()
         channels = in_channels
-        for level in range(levels):
+        for level in range(num_scales):
             channels *= 4
             steps = [
                 FlowSequential(
@@ -163,17 +167,17 @@ class Glow(Checkpointable, nn.Module):
                     make_invertible_conv(conv, channels, kernel_size),
                     AffineCoupling(channels, hidden),
                 )
-                for _ in range(steps_per_level)
+                for _ in range(steps_per_scale)
             ]
             self.blocks.append(FlowSequential(Squeeze(), *steps))
-            if level < levels - 1:
+            if level < num_scales - 1:
                 self.splits.append(SplitPrior(channels))
                 channels //= 2
         # The top prior: a learned per-channel Gaussian, i.e. a standard normal behind a per-channel affine map.
         self.top = ActNorm(channels, data_init=False)
 
     @property
-    def levels(self) -> int:
+    def num_scales(self) -> int:
         return len(self.blocks)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -193,10 +197,10 @@ class Glow(Checkpointable, nn.Module):
 
     def inverse(self, zs: list[torch.Tensor]) -> torch.Tensor:
         """Map the latents of :meth:`forward` back to data."""
-        if len(zs) != self.levels:
-            raise ValueError(f"Glow.inverse: expected {self.levels} latents, got {len(zs)}")
+        if len(zs) != self.num_scales:
+            raise ValueError(f"Glow.inverse: expected {self.num_scales} latents, got {len(zs)}")
         x = self.top.inverse(zs[-1])
-        for level in reversed(range(self.levels)):
+        for level in reversed(range(self.num_scales)):
             if level < len(self.splits):
                 x = self.splits[level].inverse(x, zs[level])
             x = self.blocks[level].inverse(x)
@@ -209,7 +213,7 @@ class Glow(Checkpointable, nn.Module):
 
     def latent_shapes(self, n: int, image_size: tuple[int, int] | None = None) -> list[tuple[int, ...]]:
         """Shapes of the latents :meth:`forward` returns for ``n`` images of ``image_size``."""
-        return multiscale_latent_shapes(n, self.in_channels, image_size or self.image_size, self.levels)
+        return multiscale_latent_shapes(n, self.in_channels, image_size or self.image_size, self.num_scales)
 
     def sample(
         self,
@@ -233,29 +237,33 @@ class Glow(Checkpointable, nn.Module):
         with torch.no_grad():
             return self.inverse(zs)
 
-    def _uniform(self, levels: int) -> UniformDequantizer:
+    def _uniform(self, data_levels: int) -> UniformDequantizer:
         """The uniform dequantizer of the data, in the flow's dtype."""
-        return UniformDequantizer(self.in_channels, levels).to(next(self.parameters()).dtype)
+        return UniformDequantizer(self.in_channels, data_levels).to(next(self.parameters()).dtype)
 
-    def bits_per_dim(self, x_int: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Bits per dimension of integer data ``x_int`` (values ``0 .. levels - 1``) by uniform dequantization.
+    def bits_per_dim(
+        self, x_int: torch.Tensor, data_levels: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Bits per dimension of integer data ``x_int`` (values ``0 .. L - 1``, ``L = data_levels``) by uniform
+        dequantization.
 
-        With ``x_cont = (x_int + u) / levels``, ``u ~ U[0, 1)``: ``log P(x_int) >= E_u[log p(x_cont)] - D log(levels)``
-        (D = C*H*W; the ``- D log(levels)`` is the Jacobian of the division), so one draw of ``u`` gives an
-        unbiased estimate of an upper bound on the bits/dim, ``-(log p(x_cont) - D log(levels)) / (D ln 2)``.
+        With ``x_cont = (x_int + u) / L``, ``u ~ U[0, 1)``: ``log P(x_int) >= E_u[log p(x_cont)] - D log(L)``
+        (D = C*H*W; the ``- D log(L)`` is the Jacobian of the division), so one draw of ``u`` gives an
+        unbiased estimate of an upper bound on the bits/dim, ``-(log p(x_cont) - D log(L)) / (D ln 2)``.
         Returns one value per image, shape ``[B]``.
         """
         dims = x_int[0].numel()
-        x_cont, _ = self._uniform(levels).dequantize(x_int, generator)
-        log_p = self.log_prob(x_cont) - dims * math.log(levels)
+        x_cont, _ = self._uniform(data_levels).dequantize(x_int, generator)
+        log_p = self.log_prob(x_cont) - dims * math.log(data_levels)
         return -log_p / (dims * math.log(2))
 
-    def evaluate_bpd(self, x_int: torch.Tensor, levels: int, *, batch_size: int = 500) -> float:
-        """Mean bits/dim of ``x_int`` (values ``0 .. levels - 1``), in eval mode, with the fixed test dequantization
-        noise (seed ``2019`` whatever the training seed, so every run and epoch is scored on the same points)."""
+    def evaluate_bpd(self, x_int: torch.Tensor, data_levels: int, *, batch_size: int = 500) -> float:
+        """Mean bits/dim of ``x_int`` (values ``0 .. data_levels - 1``), in eval mode, with the fixed test
+        dequantization noise (seed ``2019`` whatever the training seed, so every run and epoch is scored on the
+        same points)."""
         generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
         with evaluating(self):
-            return mean_over(x_int, lambda batch: self.bits_per_dim(batch, levels, generator), batch_size)
+            return mean_over(x_int, lambda batch: self.bits_per_dim(batch, data_levels, generator), batch_size)
 
 
 def train_glow(
@@ -267,7 +275,7 @@ def train_glow(
     seed: int,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    steps_per_level: int = 4,
+    steps_per_scale: int = 4,
     hidden: int = 64,
     kernel_size: int = 3,
     eval_every: int | None = None,
@@ -287,7 +295,7 @@ def train_glow(
 
     Returns the trained model (in eval mode) and a :class:`TrainHistory`.
     """
-    levels = DIGITS_LEVELS
+    data_levels = DIGITS_LEVELS
     device = torch.device(device)
     train = load_digits("train").to(device)
     test = load_digits("test").to(device)
@@ -297,26 +305,26 @@ def train_glow(
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "steps_per_level": steps_per_level,
+        "steps_per_scale": steps_per_scale,
         "hidden": hidden,
         "kernel_size": kernel_size,
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Glow(1, 2, steps_per_level, hidden, conv=conv, kernel_size=kernel_size).to(device)
+        model = Glow(1, 2, steps_per_scale, hidden, conv=conv, kernel_size=kernel_size).to(device)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         # ActNorm's data-dependent initialisation, on a larger batch than one step sees for stabler statistics.
         init_batch = train[torch.randperm(len(train), generator=generator)[:512]]
-        model.log_prob(model._uniform(levels).dequantize(init_batch, generator)[0])
+        model.log_prob(model._uniform(data_levels).dequantize(init_batch, generator)[0])
 
     history = TrainHistory(config)
-    history.test_bpd.append((0, model.evaluate_bpd(test, levels)))
+    history.test_bpd.append((0, model.evaluate_bpd(test, data_levels)))
     fit(
         model,
         train,
-        lambda batch: model.bits_per_dim(batch, levels, generator).mean(),
-        lambda: model.evaluate_bpd(test, levels),
+        lambda batch: model.bits_per_dim(batch, data_levels, generator).mean(),
+        lambda: model.evaluate_bpd(test, data_levels),
         history,
         epochs=epochs,
         batch_size=batch_size,
@@ -338,10 +346,10 @@ def save_sample_grid(
     temperature: float = 0.7,
     seed: int = 0,
     *,
-    levels: int = DIGITS_LEVELS,
+    data_levels: int = DIGITS_LEVELS,
     upscale: int = 4,
 ) -> torch.Tensor:
-    """Draw ``n`` samples, quantize them to ``0 .. levels - 1`` and write them as a PNG grid to ``path``.
+    """Draw ``n`` samples, quantize them to ``0 .. data_levels - 1`` and write them as a PNG grid to ``path``.
 
     Images are tiled ``ceil(sqrt(n))`` per row with a one-pixel border, upscaled ``upscale`` times (8x8
     digits are otherwise too small to see) and drawn dark on light like the scikit-learn digits. Written
@@ -350,9 +358,9 @@ def save_sample_grid(
     """
     generator = torch.Generator().manual_seed(seed)
     with evaluating(model):
-        samples = quantize(model.sample(n, temperature, generator), levels).cpu()
+        samples = quantize(model.sample(n, temperature, generator), data_levels).cpu()
     if samples.shape[1] != 1:
         raise ValueError(f"save_sample_grid: grey-level samples expected, got {samples.shape[1]} channels")
     # A light-grey frame separates the digits, whose own background is 0 (white).
-    save_image_grid(samples, path, levels, upscale=upscale, cmap="gray_r", frame=levels // 4)
+    save_image_grid(samples, path, data_levels, upscale=upscale, cmap="gray_r", frame=data_levels // 4)
     return samples

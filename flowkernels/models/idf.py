@@ -4,7 +4,7 @@ A flow on the integer lattice: every layer maps integers to integers bijectively
 likelihood of an image is the likelihood of its latents, and those latents can be entropy coded
 (rANS) for lossless compression. The architecture of the paper, scaled down for a CPU::
 
-    x - shift  ->  per level:  Squeeze -> depth x (channel permutation -> integer coupling)
+    x - shift  ->  per scale:  Squeeze -> steps_per_scale x (channel permutation -> integer coupling)
                                -> factor out half the channels (not at the top), with a split prior
                ->  top prior on what is left
 
@@ -17,7 +17,7 @@ likelihood of an image is the likelihood of its latents, and those latents can b
   :class:`flowkernels.nn.Squeeze`. Permutations and the squeeze move entries around, couplings add
   integers: the whole map is volume preserving on ``Z^d``, so ``log P(x) = sum log P(latents)`` with no
   Jacobian term.
-* Priors: each latent has a mixture of ``n_mixtures`` discretized logistics per element
+* Priors: each latent has a mixture of ``num_mixtures`` discretized logistics per element
   (``flowkernels.ops.discretized_logistic_logp`` with ``bin_width=1``). A factored-out latent's
   ``(mu, log_scale, logit_pi)`` come from a conv net on the kept channels (:class:`MixtureSplitPrior`); the
   top latent's are learned per channel and position (:class:`TopPrior`).
@@ -257,11 +257,11 @@ class ChannelPermutation(FlowLayer):
 # Priors
 
 
-def _mixture_bias(factor: int, n_mixtures: int) -> torch.Tensor:
+def _mixture_bias(factor: int, num_mixtures: int) -> torch.Tensor:
     """Initial raw (mu, log_scale, logit_pi) per (channel, component): components spread apart, since
     identical components would get identical gradients and never separate."""
-    offsets = _MU_SPREAD * (torch.arange(n_mixtures, dtype=torch.float64) - (n_mixtures - 1) / 2)
-    bias = torch.zeros(3, factor, n_mixtures, dtype=torch.float64)
+    offsets = _MU_SPREAD * (torch.arange(num_mixtures, dtype=torch.float64) - (num_mixtures - 1) / 2)
+    bias = torch.zeros(3, factor, num_mixtures, dtype=torch.float64)
     bias[0] = offsets
     return bias
 
@@ -285,7 +285,7 @@ class MixtureSplitPrior(_Chunked):
         hidden: int,
         blocks: int,
         net: str,
-        n_mixtures: int,
+        num_mixtures: int,
         data_levels: int,
         arithmetic: str = "float",
     ) -> None:
@@ -294,14 +294,14 @@ class MixtureSplitPrior(_Chunked):
             raise ValueError(f"MixtureSplitPrior: needs at least 2 channels to split, got {channels}")
         self.keep = channels // 2
         self.factor = channels - self.keep
-        self.n_mixtures = n_mixtures
+        self.num_mixtures = num_mixtures
         self.data_levels = data_levels
         self.integer = arithmetic == "integer"
-        c_out = 3 * self.factor * n_mixtures
+        c_out = 3 * self.factor * num_mixtures
         self.net = _make_net(net, self.keep, c_out, hidden, blocks, arithmetic, idf_integer.FIXED_POINT_LIMIT)
         if not self.integer:
             with torch.no_grad():
-                self.net[-1].bias.copy_(_mixture_bias(self.factor, n_mixtures).flatten())
+                self.net[-1].bias.copy_(_mixture_bias(self.factor, num_mixtures).flatten())
 
     def params(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.integer:  # fixed-point (mu, log_scale, logit_pi), exactly as floats
@@ -310,7 +310,7 @@ class MixtureSplitPrior(_Chunked):
             out = self.run_float_net(self.net, kept * (1.0 / self.data_levels))
         n, _, height, width = out.shape
         # [N, 3 * F * K, h, w] -> [3, N, F, h, w, K]
-        raw = out.reshape(n, 3, self.factor, self.n_mixtures, height, width).permute(1, 0, 2, 4, 5, 3)
+        raw = out.reshape(n, 3, self.factor, self.num_mixtures, height, width).permute(1, 0, 2, 4, 5, 3)
         params = raw if self.integer else _to_params(raw, self.data_levels)
         return tuple(p.contiguous() for p in params)
 
@@ -318,7 +318,7 @@ class MixtureSplitPrior(_Chunked):
     def load_integer(self, source: MixtureSplitPrior) -> None:
         """Quantize ``source``'s float net (calibrated) into this integer prior's net."""
         offset = math.log(self.data_levels) + _LOG_SCALE_OFFSET
-        scale, shift = idf_integer.prior_output_units(self.factor, self.n_mixtures, self.data_levels, offset)
+        scale, shift = idf_integer.prior_output_units(self.factor, self.num_mixtures, self.data_levels, offset)
         self.net.load_float(
             source.net, source.ranges, input_scale=1.0 / self.data_levels, output_scale=scale, output_offset=shift
         )
@@ -328,12 +328,12 @@ class TopPrior(nn.Module):
     """The prior of the top latent ``[C, h, w]``: a mixture of ``K`` discretized logistics with learned
     parameters per channel and position (the same for every image)."""
 
-    def __init__(self, shape: tuple[int, int, int], n_mixtures: int, data_levels: int) -> None:
+    def __init__(self, shape: tuple[int, int, int], num_mixtures: int, data_levels: int) -> None:
         super().__init__()
         channels, height, width = shape
         self.data_levels = data_levels
-        bias = _mixture_bias(channels, n_mixtures)  # [3, C, K]
-        raw = bias[:, :, None, None, :].expand(3, channels, height, width, n_mixtures)
+        bias = _mixture_bias(channels, num_mixtures)  # [3, C, K]
+        raw = bias[:, :, None, None, :].expand(3, channels, height, width, num_mixtures)
         self.raw = nn.Parameter(raw.to(torch.get_default_dtype()).clone())
 
     def params(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -350,11 +350,11 @@ ARCHITECTURE_LIMITS: dict[str, tuple[int, int]] = {
     "in_channels": (1, 64),
     "height": (1, 4096),
     "width": (1, 4096),
-    "levels": (1, 8),
-    "depth": (1, 64),
+    "num_scales": (1, 8),
+    "steps_per_scale": (1, 64),
     "hidden": (1, 1024),
     "blocks": (0, 16),
-    "n_mixtures": (1, 16),
+    "num_mixtures": (1, 16),
     "data_levels": (2, 1 << 16),
     "coding_batch": (1, 4096),
 }
@@ -362,11 +362,17 @@ ARCHITECTURE_LIMITS: dict[str, tuple[int, int]] = {
 MAX_PARAMETERS = 10**8
 
 
+#: the arguments whose names in a stored config are frozen (the config is hashed into every codec file's fingerprint)
+_STORED_NAMES = {"num_scales": "levels", "steps_per_scale": "depth", "num_mixtures": "n_mixtures"}
+
+
 def _check_architecture(arguments: dict) -> None:
     """ValueError, before any module is built, for an argument of the wrong type or outside
     :data:`ARCHITECTURE_LIMITS`, or an architecture of more than :data:`MAX_PARAMETERS` parameters."""
-    for name, (low, high) in ARCHITECTURE_LIMITS.items():
-        value = arguments[name]
+    for argument, (low, high) in ARCHITECTURE_LIMITS.items():
+        value = arguments[argument]
+        stored = _STORED_NAMES.get(argument)
+        name = argument if stored is None else f"{argument} ({stored!r} in a stored config)"
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"IDF: {name} must be a whole number, got {value!r}")
         if not low <= value <= high:
@@ -377,11 +383,11 @@ def _check_architecture(arguments: dict) -> None:
         return 9 * c_in * hidden + blocks * 10 * (hidden + blocks * hidden) ** 2 + 9 * hidden * c_out + 10 * hidden
 
     channels, total = arguments["in_channels"], 0
-    for level in range(arguments["levels"]):
+    for level in range(arguments["num_scales"]):
         channels *= 4
-        total += arguments["depth"] * net(channels, channels)
-        if level < arguments["levels"] - 1:
-            total += net(channels, 3 * channels * arguments["n_mixtures"])
+        total += arguments["steps_per_scale"] * net(channels, channels)
+        if level < arguments["num_scales"] - 1:
+            total += net(channels, 3 * channels * arguments["num_mixtures"])
             channels -= channels // 2
     if total > MAX_PARAMETERS:
         raise ValueError(f"IDF: this architecture has up to {total} parameters, more than {MAX_PARAMETERS}")
@@ -392,11 +398,11 @@ class IDF(Checkpointable, nn.Module):
 
     Args:
         in_channels, height, width: the patch shape the model is built for (:attr:`patch_shape`); H and W
-            must be divisible by ``2 ** levels``.
-        levels: squeeze levels; a factor-out with a split prior after each but the last.
-        depth: couplings per level (each preceded by a channel permutation).
+            must be divisible by ``2 ** num_scales``.
+        num_scales: squeeze-and-split scales; a factor-out with a split prior after each but the last.
+        steps_per_scale: couplings per scale (each preceded by a channel permutation).
         hidden, blocks: width and number of residual blocks / dense layers of every network.
-        n_mixtures: K, logistic components of every prior (at most 16 for ``flowkernels.ops.rans``).
+        num_mixtures: K, logistic components of every prior (at most 16 for ``flowkernels.ops.rans``).
         net: ``"resnet"`` or ``"densenet"`` (translation and split-prior networks).
         permutation: ``"random"`` or ``"reverse"``.
         data_levels: number of grey levels (256 for 8-bit pixels, 17 for the digits); the data are centred by
@@ -422,7 +428,7 @@ class IDF(Checkpointable, nn.Module):
       in training mode networks see the whole batch, which changes float results in the last bits).
     * ``decode_latents(n, pop) -> x`` ``[n, *patch_shape]`` (integer-valued, model dtype): for each step in
       the same order it computes ``(mu, log_scale, logit_pi)`` ``[n, *S_i, K]`` (the top prior's are
-      constants; a split prior's come from the kept channels that inverting the higher levels produced),
+      constants; a split prior's come from the kept channels that inverting the higher scales produced),
       calls ``z = pop(mu, log_scale, logit_pi)``, which must return the integer latent ``[n, *S_i]`` (any
       float or integer dtype; converted to the model's), and continues.
     * The parameters given to ``pop`` are bit-identical (``torch.equal``) to those ``encode_latents``
@@ -433,13 +439,16 @@ class IDF(Checkpointable, nn.Module):
       or a GPU); an integer model (``arithmetic="integer"``, :mod:`.idf_integer`) computes them in
       integers and holds it everywhere (``portable``, ``batch_invariant``).
     * :attr:`patch_shape` ``(C, H, W)``; :attr:`config`, a dict of plain numbers and strings with
-      ``IDF(**config)`` rebuilding the architecture (then ``load_state_dict`` the weights).
+      ``IDF(**IDF.arguments_from_config(config))`` rebuilding the architecture (then ``load_state_dict`` the
+      weights). Three of its keys keep their first names, ``levels`` (``num_scales``), ``depth``
+      (``steps_per_scale``) and ``n_mixtures`` (``num_mixtures``), because the config is hashed into the model
+      fingerprint of every codec file.
 
     Example (an untrained model: the map to latents is a bijection on integers whatever the weights):
         >>> import torch
         >>> from flowkernels.models.idf import IDF
         >>> _ = torch.manual_seed(0)
-        >>> model = IDF(1, 8, 8, data_levels=256, levels=2, depth=1, hidden=8).eval()
+        >>> model = IDF(1, 8, 8, data_levels=256, num_scales=2, steps_per_scale=1, hidden=8).eval()
         >>> x = torch.randint(0, 256, (2, 1, 8, 8)).float()
         >>> latents = model(x)
         >>> [tuple(z.shape) for z in latents]
@@ -450,17 +459,19 @@ class IDF(Checkpointable, nn.Module):
         torch.Size([2])
     """
 
+    STORED_NAMES = _STORED_NAMES
+
     def __init__(
         self,
         in_channels: int = 1,
         height: int = 8,
         width: int = 8,
         *,
-        levels: int = 2,
-        depth: int = 4,
+        num_scales: int = 2,
+        steps_per_scale: int = 4,
         hidden: int = 64,
         blocks: int = 1,
-        n_mixtures: int = 5,
+        num_mixtures: int = 5,
         net: str = "resnet",
         permutation: str = "random",
         data_levels: int = 256,
@@ -469,9 +480,9 @@ class IDF(Checkpointable, nn.Module):
     ) -> None:
         super().__init__()
         _check_architecture(locals())
-        if height % 2**levels or width % 2**levels:
+        if height % 2**num_scales or width % 2**num_scales:
             raise ValueError(
-                f"IDF: height and width must be divisible by 2**levels = {2**levels}, got {height}x{width}"
+                f"IDF: height and width must be divisible by 2**num_scales = {2**num_scales}, got {height}x{width}"
             )
         if data_levels < 2:
             raise ValueError(f"IDF: data_levels must be at least 2, got {data_levels}")
@@ -487,11 +498,13 @@ class IDF(Checkpointable, nn.Module):
             "in_channels": in_channels,
             "height": height,
             "width": width,
-            "levels": levels,
-            "depth": depth,
+            # num_scales, steps_per_scale and num_mixtures keep their first names here (STORED_NAMES): the config
+            # is hashed into every codec file's model fingerprint.
+            "levels": num_scales,
+            "depth": steps_per_scale,
             "hidden": hidden,
             "blocks": blocks,
-            "n_mixtures": n_mixtures,
+            "n_mixtures": num_mixtures,
             "net": net,
             "permutation": permutation,
             "data_levels": data_levels,
@@ -501,26 +514,26 @@ class IDF(Checkpointable, nn.Module):
             self.config["arithmetic"] = arithmetic
         self.integer = arithmetic == "integer"
         self.shift = data_levels // 2
-        self.n_mixtures = n_mixtures
+        self.num_mixtures = num_mixtures
         self.coding_batch = coding_batch
         self.blocks = nn.ModuleList()
         self.splits = nn.ModuleList()
         channels, h, w = in_channels, height, width
-        for level in range(levels):
+        for level in range(num_scales):
             channels, h, w = channels * 4, h // 2, w // 2
             steps = []
-            for _ in range(depth):
+            for _ in range(steps_per_scale):
                 steps.append(ChannelPermutation(channels, permutation))
                 steps.append(IntegerCoupling(channels, hidden, blocks, net, data_levels, arithmetic))
             self.blocks.append(FlowSequential(Squeeze(), *steps))
-            if level < levels - 1:
-                split = MixtureSplitPrior(channels, hidden, blocks, net, n_mixtures, data_levels, arithmetic)
+            if level < num_scales - 1:
+                split = MixtureSplitPrior(channels, hidden, blocks, net, num_mixtures, data_levels, arithmetic)
                 self.splits.append(split)
                 channels = split.keep
         if self.integer:
-            self.top = IntegerTopPrior((channels, h, w), n_mixtures)
+            self.top = IntegerTopPrior((channels, h, w), num_mixtures)
         else:
-            self.top = TopPrior((channels, h, w), n_mixtures, data_levels)
+            self.top = TopPrior((channels, h, w), num_mixtures, data_levels)
 
     # -- shapes and modes ---------------------------------------------------------------------------
 
@@ -541,14 +554,14 @@ class IDF(Checkpointable, nn.Module):
         return (self.config["in_channels"], self.config["height"], self.config["width"])
 
     @property
-    def levels(self) -> int:
+    def num_scales(self) -> int:
         return len(self.blocks)
 
     def latent_shapes(self) -> list[tuple[int, int, int]]:
         """``S_i`` of each latent, in decode order (top first)."""
         channels, h, w = self.patch_shape
         shapes = []
-        for level in range(self.levels):
+        for level in range(self.num_scales):
             channels, h, w = channels * 4, h // 2, w // 2
             if level < len(self.splits):
                 shapes.append((channels - channels // 2, h, w))
@@ -636,10 +649,10 @@ class IDF(Checkpointable, nn.Module):
 
     def inverse(self, zs: list[torch.Tensor]) -> torch.Tensor:
         """Map the latents of :meth:`forward` back to the images, exactly."""
-        if len(zs) != self.levels:
-            raise ValueError(f"IDF.inverse: expected {self.levels} latents, got {len(zs)}")
+        if len(zs) != self.num_scales:
+            raise ValueError(f"IDF.inverse: expected {self.num_scales} latents, got {len(zs)}")
         x = zs[0]
-        for level in reversed(range(self.levels)):
+        for level in reversed(range(self.num_scales)):
             if level < len(self.splits):
                 x = torch.cat([x, zs[len(self.splits) - level]], dim=1)
             x = self.blocks[level].inverse(x)
@@ -707,7 +720,7 @@ class IDF(Checkpointable, nn.Module):
         on this model's device, whose every network is integer-only (see :mod:`.idf_integer`)."""
         if not self.quantization_aware:
             raise ValueError("IDF.to_integer: call calibrate(training images) first (and fine-tune, ideally)")
-        integer = IDF(**{**self.config, "arithmetic": "integer"}).to(self.device)
+        integer = IDF(**IDF.arguments_from_config({**self.config, "arithmetic": "integer"})).to(self.device)
         kinds = (ChannelPermutation, IntegerCoupling, MixtureSplitPrior)  # the same sequence in both models
         pairs = zip(
             [m for m in self.modules() if isinstance(m, kinds)],
@@ -748,7 +761,7 @@ class IDF(Checkpointable, nn.Module):
 
         with self._coding():
             x = popped(0, self.top.params(n))
-            for level in reversed(range(self.levels)):
+            for level in reversed(range(self.num_scales)):
                 if level < len(self.splits):
                     z = popped(len(self.splits) - level, self.splits[level].params(x))
                     x = torch.cat([x, z], dim=1)

@@ -163,9 +163,9 @@ class IntegerTopPrior(nn.Module):
     """The top prior of an integer IDF: fixed-point ``(mu, log_scale, logit_pi)`` per channel, position
     and component (int32 ``[3, C, h, w, K]``), and ``unit`` = ``2^-FRACTION_BITS`` in the model's dtype."""
 
-    def __init__(self, shape: tuple[int, int, int], n_mixtures: int) -> None:
+    def __init__(self, shape: tuple[int, int, int], num_mixtures: int) -> None:
         super().__init__()
-        self.register_buffer("fixed", torch.zeros(3, *shape, n_mixtures, dtype=torch.int32))
+        self.register_buffer("fixed", torch.zeros(3, *shape, num_mixtures, dtype=torch.int32))
         self.register_buffer("unit", torch.tensor(2.0**-FRACTION_BITS))
 
     def params(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,14 +181,14 @@ class IntegerTopPrior(nn.Module):
         return self
 
 
-def prior_output_units(factor: int, n_mixtures: int, data_levels: int, log_scale_offset: float):
+def prior_output_units(factor: int, num_mixtures: int, data_levels: int, log_scale_offset: float):
     """Output scales and offsets of a split prior's last conv, whose channels are ``[3, F, K]``
     (raw mu, raw log_scale, logit_pi): fixed-point ``mu = data_levels * raw``,
     ``log_scale = raw + log_scale_offset``, ``logit_pi = raw``, all in units of ``2^-FRACTION_BITS``."""
     unit = 2.0**-FRACTION_BITS
     per_kind = torch.tensor([unit / data_levels, unit, unit], dtype=torch.float64)
-    scale = per_kind.repeat_interleave(factor * n_mixtures)
-    offset = torch.zeros(3, factor * n_mixtures, dtype=torch.float64)
+    scale = per_kind.repeat_interleave(factor * num_mixtures)
+    offset = torch.zeros(3, factor * num_mixtures, dtype=torch.float64)
     offset[1] = log_scale_offset
     return scale, offset.flatten()
 

@@ -29,11 +29,11 @@ __all__ = ["IDFHistory", "IDF_DATASETS", "resume_path", "train_idf"]
 
 #: Dataset name -> (loader kwargs, data_levels, default architecture).
 IDF_DATASETS: dict[str, tuple[dict, int, dict]] = {
-    "digits": ({}, DIGITS_LEVELS, {"levels": 3, "depth": 2, "hidden": 64, "blocks": 1}),
-    "photos-gray": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
-    "photos-rgb": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
-    "photos-dev-gray": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
-    "photos-dev-rgb": ({}, PHOTO_LEVELS, {"levels": 3, "depth": 4, "hidden": 64, "blocks": 1}),
+    "digits": ({}, DIGITS_LEVELS, {"num_scales": 3, "steps_per_scale": 2, "hidden": 64, "blocks": 1}),
+    "photos-gray": ({}, PHOTO_LEVELS, {"num_scales": 3, "steps_per_scale": 4, "hidden": 64, "blocks": 1}),
+    "photos-rgb": ({}, PHOTO_LEVELS, {"num_scales": 3, "steps_per_scale": 4, "hidden": 64, "blocks": 1}),
+    "photos-dev-gray": ({}, PHOTO_LEVELS, {"num_scales": 3, "steps_per_scale": 4, "hidden": 64, "blocks": 1}),
+    "photos-dev-rgb": ({}, PHOTO_LEVELS, {"num_scales": 3, "steps_per_scale": 4, "hidden": 64, "blocks": 1}),
 }
 
 
@@ -76,11 +76,11 @@ def train_idf(
     distributed: bool | None = None,
     checkpoint: str | Path | None = None,
     patch_size: int = 32,
-    levels: int | None = None,
-    depth: int | None = None,
+    num_scales: int | None = None,
+    steps_per_scale: int | None = None,
     hidden: int | None = None,
     blocks: int | None = None,
-    n_mixtures: int = 5,
+    num_mixtures: int = 5,
     net: str = "resnet",
     permutation: str = "random",
     eval_every: int | None = None,
@@ -163,11 +163,11 @@ def train_idf(
             checkpoint=checkpoint,
             patch_size=patch_size,
             arch={
-                "levels": levels,
-                "depth": depth,
+                "num_scales": num_scales,
+                "steps_per_scale": steps_per_scale,
                 "hidden": hidden,
                 "blocks": blocks,
-                "n_mixtures": n_mixtures,
+                "num_mixtures": num_mixtures,
                 "net": net,
                 "permutation": permutation,
             },

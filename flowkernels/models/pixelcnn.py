@@ -86,9 +86,9 @@ class DownRightShiftedConv2d(nn.Conv2d):
         return super().forward(F.pad(x, (kw - 1, 0, kh - 1, 0)))
 
 
-def _scaled(x: torch.Tensor, levels: int, dtype: torch.dtype) -> torch.Tensor:
-    """Integer values ``0 .. levels - 1`` mapped linearly onto [-1, 1], as network inputs."""
-    return x.to(dtype) * (2.0 / (levels - 1)) - 1.0
+def _scaled(x: torch.Tensor, data_levels: int, dtype: torch.dtype) -> torch.Tensor:
+    """Integer values ``0 .. data_levels - 1`` mapped linearly onto [-1, 1], as network inputs."""
+    return x.to(dtype) * (2.0 / (data_levels - 1)) - 1.0
 
 
 def _down_shift(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +139,7 @@ class PixelCNN(nn.Module):
 
     Args:
         distribution: the output distribution of every pixel (:class:`Categorical` or
-            :class:`DiscretizedLogisticMixture`); its ``levels`` is the number of values a pixel takes.
+            :class:`DiscretizedLogisticMixture`); its ``data_levels`` is the number of values a pixel takes.
         image_size: the ``(H, W)`` that samplers draw (the network itself is fully convolutional).
         hidden: channels of both stacks, and of the features :meth:`predict` returns.
         layers: gated layers after the input layer.
@@ -181,7 +181,7 @@ class PixelCNN(nn.Module):
         self.distribution = distribution
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.hidden = hidden
-        self.embed = None if embedding is None else nn.Embedding(distribution.levels, embedding)
+        self.embed = None if embedding is None else nn.Embedding(distribution.data_levels, embedding)
         in_channels = (1 if embedding is None else embedding) + 1
         self.v_in = DownShiftedConv2d(in_channels, hidden, (input_kernel // 2 + 1, input_kernel))
         self.h_in = DownRightShiftedConv2d(in_channels, hidden, (1, input_kernel // 2 + 1))
@@ -227,7 +227,7 @@ class PixelCNN(nn.Module):
     def _represent(self, x: torch.Tensor) -> torch.Tensor:
         """Network inputs for the values ``[B, C, H, W]``: ``[B, C, R, H, W]`` (scaled values, or embeddings)."""
         if self.embed is None:
-            return _scaled(x, self.distribution.levels, self.v_in.weight.dtype).unsqueeze(2)
+            return _scaled(x, self.distribution.data_levels, self.v_in.weight.dtype).unsqueeze(2)
         return self.embed(x).permute(0, 1, 4, 2, 3)
 
     def _plane_context(self, represented: torch.Tensor) -> torch.Tensor:
@@ -272,12 +272,12 @@ class PixelCNN(nn.Module):
         return self.predict(x)[0]
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Natural-log probability of the images ``x`` (values ``0 .. levels - 1``), shape ``[B]``."""
+        """Natural-log probability of the images ``x`` (values ``0 .. data_levels - 1``), shape ``[B]``."""
         self._check_input(x, "log_prob")
-        levels = self.distribution.levels
-        if x.numel() and (x.min() < 0 or x.max() >= levels):
+        data_levels = self.distribution.data_levels
+        if x.numel() and (x.min() < 0 or x.max() >= data_levels):
             raise ValueError(
-                f"PixelCNN.log_prob: values must be in 0..{levels - 1}, got {x.min().item()}..{x.max().item()}"
+                f"PixelCNN.log_prob: values must be in 0..{data_levels - 1}, got {x.min().item()}..{x.max().item()}"
             )
         return self.distribution.log_prob(x, self(x)).flatten(1).sum(1)
 
@@ -308,7 +308,7 @@ class ForecastingModules(nn.Module):
             raise ValueError(f"ForecastingModules: horizon must be a positive integer, got {horizon!r}")
         self.distribution = distribution
         self.horizon = horizon
-        self.embed = nn.Embedding(distribution.levels, embedding)
+        self.embed = nn.Embedding(distribution.data_levels, embedding)
         self.net = nn.Sequential(
             nn.Conv2d(features + 1 + embedding, horizon * hidden, 1),
             nn.ReLU(),
@@ -324,7 +324,7 @@ class ForecastingModules(nn.Module):
         inputs = torch.cat(
             [
                 torch.relu(features),
-                _scaled(x, self.distribution.levels, features.dtype),
+                _scaled(x, self.distribution.data_levels, features.dtype),
                 self.embed(x[:, 0]).permute(0, 3, 1, 2),
             ],
             dim=1,

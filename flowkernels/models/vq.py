@@ -88,10 +88,12 @@ class VQAutoencoder(nn.Module):
     :meth:`decode` returns its mode (the rounded mean). ``loss`` adds ``beta`` times the commitment loss.
     """
 
-    def __init__(self, levels: int = 256, codes: int = 32, dim: int = 16, hidden: int = 64, beta: float = 0.25) -> None:
+    def __init__(
+        self, data_levels: int = 256, codes: int = 32, dim: int = 16, hidden: int = 64, beta: float = 0.25
+    ) -> None:
         super().__init__()
-        self.levels, self.beta = levels, beta
-        self.pixel = DiscretizedLogisticMixture(levels, 1)
+        self.data_levels, self.beta = data_levels, beta
+        self.pixel = DiscretizedLogisticMixture(data_levels, 1)
         self.encoder = nn.Sequential(
             nn.Conv2d(1, hidden, 4, stride=2, padding=1),
             nn.ReLU(),
@@ -150,7 +152,7 @@ class VQAutoencoder(nn.Module):
         if codes.dim() != 4 or codes.shape[1] != 1:
             raise ValueError(f"VQAutoencoder.decode: codes must be [B, 1, h, w], got {list(codes.shape)}")
         mu = self._pixel_params(self.quantizer.lookup(codes[:, 0]))[..., 1]
-        return torch.floor((mu + 1.0) / self.pixel.bin_width + 0.5).clamp(0, self.levels - 1).long()
+        return torch.floor((mu + 1.0) / self.pixel.bin_width + 0.5).clamp(0, self.data_levels - 1).long()
 
 
 def train_vq_autoencoder(
