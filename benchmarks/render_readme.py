@@ -6,11 +6,11 @@ Every table of measured numbers in ``README.md`` sits between two markers::
     ...generated: a provenance line, the table, sentences whose numbers come from the same files...
     <!-- end results -->
 
-``FILE`` names a JSON file under ``benchmarks/results/`` written by a script of this folder (every one
-records the machine: CPU model, instruction-set path, threads, torch version, commit, date), and
-``RENDERER`` one of :data:`RENDERERS`. Nothing between the markers is typed by hand: this script
-replaces it, and ``--check`` (run by ``tests/test_readme.py`` in CI) fails where the README and its
-results files disagree.
+``FILE`` names a JSON file under ``benchmarks/results/``, written by a kernel benchmark (``flowkernels bench``)
+or a model experiment (``benchmarks/experiments/``), which records the machine (CPU model, instruction-set
+path, threads, torch version, commit, date); ``RENDERER`` is one of :data:`RENDERERS`. Nothing between the
+markers is typed by hand: this script replaces it, and ``--check`` (run by ``tests/test_readme.py`` in CI)
+fails where the README and its results files disagree.
 
     python benchmarks/render_readme.py            # rewrite the generated blocks of README.md
     python benchmarks/render_readme.py --check    # exit 1 and print a diff if any block is stale
@@ -44,13 +44,13 @@ BLOCK = re.compile(
 
 # Which script writes each results file (named in the provenance line, so a reader can redo it).
 WRITERS = {
-    "glow_results.json": "python benchmarks/glow_results.py",
-    "hexnet_results.json": "python benchmarks/hexnet_results.py",
-    "idf_results.json": "python benchmarks/idf_results.py",
-    "idf_integer.json": "python benchmarks/idf_integer_results.py",
-    "dequantization_results.json": "python benchmarks/dequantization_results.py",
-    "conditional_results.json": "python benchmarks/conditional_results.py",
-    "predictive_sampling.json": "python benchmarks/predictive_sampling_results.py",
+    "glow_results.json": "python benchmarks/experiments/glow_results.py",
+    "hexnet_results.json": "python benchmarks/experiments/hexnet_results.py",
+    "idf_results.json": "python benchmarks/experiments/idf_results.py",
+    "idf_integer.json": "python benchmarks/experiments/idf_integer_results.py",
+    "dequantization_results.json": "python benchmarks/experiments/dequantization_results.py",
+    "conditional_results.json": "python benchmarks/experiments/conditional_results.py",
+    "predictive_sampling.json": "python benchmarks/experiments/predictive_sampling_results.py",
 }
 
 
@@ -63,6 +63,11 @@ def writer(name: str) -> str:
         env = "" if path == "avx2" else f"FLOWKERNELS_CPU_ISA={path} "
         return f"{env}flowkernels bench {family} --json benchmarks/results/{name}"
     return f"the script of benchmarks/ that writes {name} (add it to WRITERS in render_readme.py)"
+
+
+def stale(name: str, what: str) -> ValueError:
+    """The error for a results file written before its script recorded ``what``: it names the command to rerun."""
+    return ValueError(f"{name} predates {what}; rerun `{writer(name)}`")
 
 
 def provenance(documents: Sequence[tuple[str, dict]]) -> str:
@@ -181,7 +186,7 @@ def render_glow(documents: Sequence[tuple[str, dict]]) -> str:
     """Glow's invertible convolutions: mean ± standard deviation over seeds, and each conv against the 1x1."""
     doc = documents[0][1]
     if "summary" not in doc:
-        raise ValueError("glow_results.json predates seeds; rerun `python benchmarks/glow_results.py`")
+        raise stale("glow_results.json", "seeds")
     rows, budget = doc["summary"], doc["budget"]
     bpd = bold_best([r["test_bpd"] for r in rows], [format_mean_std(r["test_bpd"], r["test_bpd_std"]) for r in rows])
     names = {"1x1": "1x1 (Glow)", "emerging": "emerging 3x3", "periodic": "periodic 3x3"}
@@ -232,7 +237,7 @@ def _mean(values: Sequence[float]) -> float:
 def render_hexnet(documents: Sequence[tuple[str, dict]]) -> str:
     doc = documents[0][1]
     if "summary" not in doc:
-        raise ValueError("hexnet_results.json predates seeds and tasks; rerun `python benchmarks/hexnet_results.py`")
+        raise stale("hexnet_results.json", "seeds and tasks")
     names = {"square": "square (3x3 conv2d)", "hex": "hex (planar)"}
 
     def spread(row: dict, name: str) -> str:
@@ -286,8 +291,9 @@ def render_hexnet(documents: Sequence[tuple[str, dict]]) -> str:
 
 
 def _script(name: str):
-    """A script of this folder as a module (its table formatter is the one the README shows)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / f"{name}.py")
+    """An experiment script (``experiments/<name>.py``) as a module: its table formatter is the one the README
+    shows."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -316,7 +322,7 @@ def render_idf_integer(documents: Sequence[tuple[str, dict]]) -> str:
 def render_idf_codec(documents: Sequence[tuple[str, dict]]) -> str:
     doc = documents[0][1]
     if doc.get("quick"):
-        raise ValueError("idf_results.json is a --quick run; rerun `python benchmarks/idf_results.py`")
+        raise ValueError("idf_results.json is a --quick run; rerun `python benchmarks/experiments/idf_results.py`")
     rows = doc["rows"]
     codecs = list(rows[0]["classical"])
     header = [
@@ -371,7 +377,7 @@ def render_codec_heldout(documents: Sequence[tuple[str, dict]]) -> str:
 
     doc = documents[0][1]
     if "heldout" not in doc:
-        raise ValueError("idf_results.json has no held-out rows; rerun `python benchmarks/idf_results.py`")
+        raise ValueError("idf_results.json has no held-out rows; rerun `python benchmarks/experiments/idf_results.py`")
     sources = "\n".join(
         f"- `{name}`: {s['package']} ({s['licence']}), {s['role']}, {s['photographs']} photographs"
         for name, s in doc["sources"].items()
@@ -410,9 +416,7 @@ def render_codec_heldout(documents: Sequence[tuple[str, dict]]) -> str:
 def _seeded_dequantization(documents: Sequence[tuple[str, dict]]) -> dict:
     doc = documents[0][1]
     if "seeds" not in doc:
-        raise ValueError(
-            "dequantization_results.json predates seeds; rerun `python benchmarks/dequantization_results.py`"
-        )
+        raise stale("dequantization_results.json", "seeds")
     return doc
 
 
@@ -452,7 +456,7 @@ def render_dequantization_digits(documents: Sequence[tuple[str, dict]]) -> str:
 def render_conditional(documents: Sequence[tuple[str, dict]], experiment: str) -> str:
     doc = documents[0][1]
     if "seeds" not in doc:
-        raise ValueError("conditional_results.json predates seeds; rerun `python benchmarks/conditional_results.py`")
+        raise stale("conditional_results.json", "seeds")
     result, script = doc[experiment], _script("conditional_results")
     seeds = f"mean ± sample standard deviation over seeds {', '.join(map(str, doc['seeds']))}"
     claims = "Flow against baseline (beyond or within the seeds' spread, the sum of the two standard deviations): "
@@ -482,9 +486,7 @@ def render_conditional(documents: Sequence[tuple[str, dict]], experiment: str) -
 def render_predictive(documents: Sequence[tuple[str, dict]]) -> str:
     doc = documents[0][1]
     if "summary" not in doc:
-        raise ValueError(
-            "predictive_sampling.json predates seeds; rerun `python benchmarks/predictive_sampling_results.py`"
-        )
+        raise stale("predictive_sampling.json", "seeds")
     script = _script("predictive_sampling_results")
     first_seed = [result for result in doc["results"] if result["seed"] == doc["seeds"][0]]
     dims = {result["setting"]: result["dims"] for result in first_seed}

@@ -143,7 +143,8 @@ def _demo(args: argparse.Namespace) -> int:
     summary = (
         f"summary: {len(rows)} data sets compressed and decoded exactly; the IDF file is smaller than PNG on "
         f"{beats_png} of them; {len(results)} kernel benchmarks, {targets}. Every column: `flowkernels bench`; "
-        "the full tables: README.md and benchmarks/results/ (`python benchmarks/idf_results.py` for all codecs)."
+        "the full tables: README.md and benchmarks/results/ "
+        "(`python benchmarks/experiments/idf_results.py` for all codecs)."
     )
     print("\n" + textwrap.fill(summary, _HELP_WIDTH))
     return status

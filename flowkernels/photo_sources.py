@@ -21,7 +21,7 @@ source                    role         what (package; licence)                  
 
 *Development* sources are what the context coder's design was tuned on and what flows train on;
 *held-out* sources are never looked at while developing, only measured
-(``benchmarks/idf_results.py``). A source whose package is not installed yields no photographs, and
+(``benchmarks/experiments/idf_results.py``). A source whose package is not installed yields no photographs, and
 :func:`missing_sources` says how to install it.
 """
 

@@ -217,7 +217,7 @@ def test_cli_demo_compresses_with_the_shipped_model_then_benchmarks():
 
 
 def test_idf_results_script_compares_like_with_like(tmp_path):
-    """benchmarks/idf_results.py (the README's codec table) runs, and its digits rows are honest: a file per
+    """benchmarks/experiments/idf_results.py (the README's codec table) runs, and its digits rows are honest: a file per
     image costs more than payloads sharing one header, which cost more than one stream."""
     from flowkernels import pretrained
 
@@ -226,7 +226,7 @@ def test_idf_results_script_compares_like_with_like(tmp_path):
     pytest.importorskip("imagecodecs")
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "idf_results.py"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "experiments" / "idf_results.py"
     out = tmp_path / "idf.json"
     subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], check=True, capture_output=True)
     record = json.loads(out.read_text())

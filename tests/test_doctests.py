@@ -16,6 +16,8 @@ MODULES = [
     "flowkernels.ops.intconv",
     "flowkernels.ops.context",
     "flowkernels.ops.rans",
+    "flowkernels.nn.flow",
+    "flowkernels.nn.invconv",
     "flowkernels.nn.hex",
     "flowkernels.nn.square",
     "flowkernels.nn.masked",
@@ -23,6 +25,9 @@ MODULES = [
     "flowkernels.codec.image_file",
     "flowkernels.models.idf",
     "flowkernels.models.dequantization",
+    "flowkernels.models.glow",
+    "flowkernels.models.conditional",
+    "flowkernels.models.pixelcnn",
     "flowkernels.models.hexnet",
     "flowkernels.benchmarks.seeds",
 ]

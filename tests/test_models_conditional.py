@@ -192,7 +192,7 @@ def test_mismatched_shapes_raise():
         flow.log_prob(y, torch.rand(2, 3, 4, 4))  # channels of the conditioning net's input
     with pytest.raises(ValueError, match=r"y must be \[B, 1, H, W\], got \[2, 2, 8, 8\]"):
         flow.log_prob(torch.rand(2, 2, 8, 8), x)
-    with pytest.raises(ValueError, match=r"divisible by 2\*\*levels = 4"):
+    with pytest.raises(ValueError, match=r"divisible by 2\*\*num_scales = 4"):
         flow.log_prob(torch.rand(2, 1, 6, 6), torch.rand(2, 1, 3, 3))
     zs = flow(y, x)[0]
     with pytest.raises(ValueError, match="expected 2 latents, got 1"):
@@ -432,8 +432,8 @@ def test_training_lowers_bits_per_dim_deterministically_and_leaves_global_rng_al
 @needs_skimage
 @needs_matplotlib
 def test_benchmark_script_quick(tmp_path, capsys):
-    """benchmarks/conditional_results.py --quick: the CI smoke run of the tables and figures."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "conditional_results.py"
+    """benchmarks/experiments/conditional_results.py --quick: the CI smoke run of the tables and figures."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "conditional_results.py"
     spec = importlib.util.spec_from_file_location("conditional_results", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -456,7 +456,7 @@ def test_the_experiment_script_runs_in_quick_mode(tmp_path, capsys):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dequantization_results.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "dequantization_results.py"
     spec = importlib.util.spec_from_file_location("dequantization_results", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

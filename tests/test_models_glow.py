@@ -157,8 +157,8 @@ def test_sample_grid_is_a_png(tmp_path):
 @needs_sklearn
 @needs_matplotlib
 def test_benchmark_script_quick(tmp_path, capsys):
-    """benchmarks/glow_results.py --quick: the CI smoke run of the comparison table."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "glow_results.py"
+    """benchmarks/experiments/glow_results.py --quick: the CI smoke run of the comparison table."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "glow_results.py"
     spec = importlib.util.spec_from_file_location("glow_results", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -544,8 +544,8 @@ def test_train_hexnet_smoke_and_exact_invariance_of_p6m():
 @needs_sklearn
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 def test_benchmark_script_quick(tmp_path, capsys):
-    """benchmarks/hexnet_results.py --quick: the smoke run of the comparison table and the digit figure."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "hexnet_results.py"
+    """benchmarks/experiments/hexnet_results.py --quick: the smoke run of the comparison table and the digit figure."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "hexnet_results.py"
     spec = importlib.util.spec_from_file_location("hexnet_results", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -131,7 +131,7 @@ def test_render_glow_counts_the_seeds_on_which_each_conv_beats_the_1x1():
 def test_render_glow_refuses_the_layout_before_seeds():
     render = _renderer()
     old = {"budget": {}, "batch_size": 64, "seed": 0, "rows": []}
-    with pytest.raises(ValueError, match="predates seeds; rerun `python benchmarks/glow_results.py`"):
+    with pytest.raises(ValueError, match="predates seeds; rerun `python benchmarks/experiments/glow_results.py`"):
         render.render_glow([("glow_results.json", old)])
 
 
@@ -184,7 +184,8 @@ def test_render_dequantization_shows_the_seeds_spread_and_judges_claims_by_it():
 
 
 def test_render_dequantization_refuses_the_layout_before_seeds():
-    with pytest.raises(ValueError, match="predates seeds; rerun `python benchmarks/dequantization_results.py`"):
+    rerun = "predates seeds; rerun `python benchmarks/experiments/dequantization_results.py`"
+    with pytest.raises(ValueError, match=rerun):
         _renderer().render_dequantization_digits([("dequantization_results.json", {"seed": 0, "digits": []})])
 
 

@@ -266,7 +266,7 @@ def test_compare_samplers_reports_every_sampler_on_the_same_noise():
 @needs_sklearn
 def test_results_script_quick_run(tmp_path):
     """The experiment script runs end to end (one setting, smoke budget) and finds the samples identical."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "predictive_sampling_results.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "predictive_sampling_results.py"
     command = [sys.executable, str(script), "--quick", "--settings", "digits-binary", "--threads", "1"]
     completed = subprocess.run([*command, "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr

@@ -1,5 +1,5 @@
 """Lossless compression with IDF models against classical codecs: the evaluation behind
-``benchmarks/idf_results.py`` and ``flowkernels demo``.
+``benchmarks/experiments/idf_results.py`` and ``flowkernels demo``.
 
 Each row codes held-out images with :class:`flowkernels.codec.LosslessImageCodec`, decodes them
 and checks the pixels, and reports the coded size, the model's ideal code length, throughput and

@@ -124,6 +124,20 @@ class Glow(Checkpointable, nn.Module):
         image_size: the (H, W) that :meth:`sample` draws; other sizes work for ``forward``/``log_prob``.
 
     For 8x8x1 digits with ``num_scales=2``: 8x8x1 -> squeeze 4x4x4 -> split 2 channels off -> squeeze 2x2x8.
+
+    Example (an untrained Glow is already an exact bijection):
+        >>> import torch
+        >>> from flowkernels.models.glow import Glow
+        >>> _ = torch.manual_seed(0)
+        >>> model = Glow(1, num_scales=2, steps_per_scale=1, hidden=8, conv="emerging").eval()
+        >>> x = torch.rand(3, 1, 8, 8)
+        >>> zs, logdet = model(x)
+        >>> [tuple(z.shape) for z in zs]
+        [(3, 2, 4, 4), (3, 8, 2, 2)]
+        >>> torch.allclose(model.inverse(zs), x, atol=1e-5)
+        True
+        >>> model.bits_per_dim(torch.randint(0, 17, (3, 1, 8, 8)), data_levels=17).shape
+        torch.Size([3])
     """
 
     @renamed_keywords(levels="num_scales", steps_per_level="steps_per_scale")  # the README used the old names

@@ -3,6 +3,15 @@
 Every layer follows the convention of docs/architecture.md: ``z, logdet = layer(x)`` maps data to latent and
 returns the log-determinant of the Jacobian per sample (shape ``[B]``); ``x = layer.inverse(z)``
 undoes it. Inputs are images ``[B, C, H, W]``.
+
+>>> import torch
+>>> from flowkernels.nn import ActNorm, AffineCoupling, FlowSequential, Squeeze
+>>> _ = torch.manual_seed(0)
+>>> flow = FlowSequential(Squeeze(), ActNorm(12), AffineCoupling(12, 16)).double()
+>>> x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+>>> z, logdet = flow(x)
+>>> tuple(z.shape), tuple(logdet.shape), torch.allclose(flow.inverse(z), x, atol=1e-10)
+((2, 12, 4, 4), (2,), True)
 """
 
 from __future__ import annotations

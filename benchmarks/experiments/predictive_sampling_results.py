@@ -22,7 +22,7 @@ the tables (mean ± standard deviation over the seeds) to ``--out/predictive_sam
 of each setting's samples (first seed) to ``--out/predictive_sampling_<setting>.png`` (``--out`` defaults to
 benchmarks/results, and with ``--quick`` to a folder in the temporary directory).
 
-    python benchmarks/predictive_sampling_results.py [--quick] [--out benchmarks/results] [--seeds 0 1 2]
+    python benchmarks/experiments/predictive_sampling_results.py [--quick] [--out benchmarks/results] [--seeds 0 1 2]
         [--settings digits ...]
 
 ``--quick`` is a smoke run (tiny models, a few seconds of training each, seed 0); its numbers mean nothing.

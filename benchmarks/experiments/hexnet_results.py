@@ -8,7 +8,7 @@ group lattices can show an advantage). Prints a markdown table per task and latt
 accuracy on the test set rotated by 60..300 degrees and under the six mirrors, as mean ± standard deviation over
 the seeds; seconds per training epoch) and writes a figure of hex-resampled test digits to ``--out``.
 
-    python benchmarks/hexnet_results.py [--quick] [--epochs 15] [--budget 33500] [--seeds 0 1 2]
+    python benchmarks/experiments/hexnet_results.py [--quick] [--epochs 15] [--budget 33500] [--seeds 0 1 2]
         [--tasks digits textures] [--out benchmarks/results/]
 
 What the rotated / mirrored columns measure (no augmentation in training on any lattice):

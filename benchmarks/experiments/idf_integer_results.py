@@ -11,7 +11,7 @@ For each shipped model (digits, photos-gray, photos-rgb) and its float original 
 
 Writes ``benchmarks/results/idf_integer.json`` and ``.md`` (the README's table comes from them).
 
-    python benchmarks/idf_integer_results.py [--rounds 2] [--out benchmarks/results]
+    python benchmarks/experiments/idf_integer_results.py [--rounds 2] [--out benchmarks/results]
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ and on those plus the development wallpapers); on images of other kinds (digits,
 a pixel-doubled image, noise); the encode and decode time of a 768x512 gray photograph; and the issue's
 targets judged on those numbers (:func:`flowkernels.benchmarks.heldout.judge`).
 
-    python benchmarks/idf_results.py [--models DIR] [--out FILE] [--quick]
+    python benchmarks/experiments/idf_results.py [--models DIR] [--out FILE] [--quick]
 
 ``--models``: default the models shipped in flowkernels/pretrained. Writes the rows with the machine to
 ``--out`` (default ``benchmarks/results/idf_results.json``), which the README's table is rendered from.

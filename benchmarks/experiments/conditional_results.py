@@ -22,7 +22,8 @@ baseline, a factorised model on the features of the same conditioning network (:
 Writes the tables to ``--out``/conditional_results.md (and .json) and the figures conditional_sr_x2.png,
 conditional_sr_x4.png and conditional_binary.png; prints the tables.
 
-    python benchmarks/conditional_results.py [--quick] [--out benchmarks/results/] [--threads 2] [--seeds 0 1 2]
+    python benchmarks/experiments/conditional_results.py [--quick] [--out benchmarks/results/] [--threads 2]
+        [--seeds 0 1 2] [--add-seeds]
 
 Every model is trained once per seed (the data and its noise are the same for every seed); the tables give mean
 ± sample standard deviation and judge the flow against its baseline by the seeds' spread. The full run takes

@@ -6,7 +6,8 @@ the seeds) and writes a sample grid per kind (first seed's model) to ``--out``. 
 row per run (``runs``, with its ``seed``) and one per kind (``summary``, from
 :func:`flowkernels.benchmarks.seeds.summarise_seeds`).
 
-    python benchmarks/glow_results.py [--quick] [--out benchmarks/results/] [--epochs 60] [--kinds 1x1 emerging]
+    python benchmarks/experiments/glow_results.py [--quick] [--out benchmarks/results/] [--epochs 60]
+        [--kinds 1x1 emerging]
         [--seeds 0 1 2]
 
 ``--quick`` is a seconds-long smoke run (tiny model, one epoch, seed 0) for CI; its numbers mean nothing.

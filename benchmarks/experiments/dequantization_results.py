@@ -17,7 +17,7 @@ Two experiments, same seed for every objective:
 Every configuration runs once per seed (``--seeds``, default 0 1 2); the tables give mean ± sample standard
 deviation, the figure the first seed.
 
-    python benchmarks/dequantization_results.py [--quick] [--out benchmarks/results] [--seeds 0 1 2]
+    python benchmarks/experiments/dequantization_results.py [--quick] [--out benchmarks/results] [--seeds 0 1 2]
         [--skip-toy] [--skip-digits]
 
 ``--quick`` is a short smoke run (tiny budgets, seed 0) whose numbers mean nothing. The full run takes about
