@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,3 +35,17 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
         return renamed  # type: ignore[return-value]
 
     return decorate
+
+
+def moved_names(module: str, moves: dict[str, str]) -> Callable[[str], Any]:
+    """A module's ``__getattr__`` for names that moved to other modules: ``moves`` maps each old name of
+    ``module`` to its new module, which is imported on first use; the access warns (DeprecationWarning) and
+    names the new home. Only for names a published README example imported from the old place."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in moves:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"{module}.{name} moved: import it from {moves[name]}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(moves[name]), name)
+
+    return __getattr__

@@ -153,7 +153,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _train_glow(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .models.glow import save_sample_grid, train_glow
+    from .models.glow_training import save_sample_grid, train_glow
 
     model, history = train_glow(
         args.conv,

@@ -255,3 +255,21 @@ def test_results_record_the_machine_taken_when_the_run_started(tmp_path):
     assert document["machine"]["commit"] == "abc1234" and document["rows"] == [1]
     now = json.loads(write_results(tmp_path / "now.json", {}).read_text())
     assert now["machine"]["cpu"] == started["cpu"]
+
+
+def test_the_compact_table_fits_its_width_whatever_the_measured_numbers():
+    """The peers' column follows the measured ratios; where the table would be too wide, its parts wrap onto
+    continuation lines, and nothing is dropped."""
+    from flowkernels.benchmarks.harness import _fit_columns
+
+    header = ["op", "mode", "vs peers", "target"]
+    rows = [
+        ["context encode", "fwd", ["JPEG-LS 0.0476x", "PNG 0.0921x", "WebP 0.00813x"], "not judged"],
+        ["round_ste", "fwd+bwd", ["-"], "not judged"],
+    ]
+    wide = _fit_columns(header, rows, wrap=2, width=100).splitlines()
+    assert "  JPEG-LS 0.0476x, PNG 0.0921x, WebP 0.00813x  not judged" in wide[2] and len(wide) == 4
+    narrow = _fit_columns(header, rows, wrap=2, width=60).splitlines()
+    assert max(map(len, narrow)) <= 60
+    assert [line.split()[-1] for line in narrow[3:5]] == ["0.0921x", "0.00813x"]  # continuation lines
+    assert narrow[2].endswith("JPEG-LS 0.0476x  not judged") and narrow[5].startswith("round_ste")

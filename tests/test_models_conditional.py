@@ -447,7 +447,7 @@ def test_benchmark_script_quick(tmp_path, capsys):
     # The README renders the results file the script writes (one seed in a quick run: no spread to judge by).
     import json
 
-    spec = importlib.util.spec_from_file_location("render_readme", script.parent / "render_readme.py")
+    spec = importlib.util.spec_from_file_location("render_readme", script.parents[1] / "render_readme.py")
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
     document = json.loads((tmp_path / "conditional_results.json").read_text())

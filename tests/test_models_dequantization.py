@@ -466,3 +466,37 @@ def test_the_experiment_script_runs_in_quick_mode(tmp_path, capsys):
     assert "| ar_conv2d flow (linear in u_<d) |" in printed and "seeds [0]" in printed
     assert "claim: uniform, iw (K=8) improves on uniform" in printed  # the paper's claim, with uniform q
     assert (tmp_path / "dequantization_toy_gap.png").stat().st_size > 0
+
+
+def test_the_experiment_script_joins_seeds_run_elsewhere(tmp_path):
+    """--add-seeds: each seed's runs come whole from the first results file that has the seed, stamped with the
+    commit and threads they ran at; a smoke run or another budget is refused."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "dequantization_results.py"
+    spec = importlib.util.spec_from_file_location("dequantization_results", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    budget = {"digits_epochs": 40, "toy_eval_k": [1, 8]}
+
+    def results_file(name, seeds, commit, quick=False, budget=budget):
+        runs = [{"seed": seed, "label": label, "test_bpd": seed + 0.5} for seed in seeds for label in ("a", "b")]
+        document = {"machine": {"commit": commit, "threads": 1}, "quick": quick, "budget": budget}
+        document |= {"digits": {"runs": runs}, "toy": {"runs": runs[:1]}}
+        (tmp_path / name).write_text(json.dumps(document))
+        return tmp_path / name
+
+    first, second = results_file("first.json", [0], "aaa"), results_file("second.json", [0, 1], "bbb")
+    kept = script.kept_runs([first, second, tmp_path / "missing.json"], budget)
+    assert sorted(kept["digits"]) == [0, 1] and sorted(kept["toy"]) == [0]
+    assert [run["commit"] for run in kept["digits"][0]] == ["aaa", "aaa"]  # seed 0 whole from the first file
+    assert [(run["label"], run["commit"], run["threads"]) for run in kept["digits"][1]] == [
+        ("a", "bbb", 1),
+        ("b", "bbb", 1),
+    ]
+    with pytest.raises(ValueError, match="another budget"):
+        script.kept_runs([results_file("other.json", [2], "c", budget={"digits_epochs": 5})], budget)
+    with pytest.raises(ValueError, match="smoke run"):
+        script.kept_runs([results_file("quick.json", [2], "c", quick=True)], budget)

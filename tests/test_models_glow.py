@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from flowkernels.models.dequantization import UniformDequantizer, quantize
-from flowkernels.models.glow import CONV_KINDS, Glow, save_sample_grid, train_glow
+from flowkernels.models.glow import CONV_KINDS, Glow
+from flowkernels.models.glow_training import save_sample_grid, train_glow
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 LEVELS = 17

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
+from flowkernels.models.arm_training import train_forecaster, train_pixelcnn, train_vq_autoencoder
 from flowkernels.models.distributions import Categorical, DiscretizedLogisticMixture
 from flowkernels.models.figures import save_image_grid
-from flowkernels.models.pixelcnn import ForecastingModules, PixelCNN, train_forecaster, train_pixelcnn
-from flowkernels.models.vq import train_vq_autoencoder
+from flowkernels.models.pixelcnn import ForecastingModules, PixelCNN
 
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")

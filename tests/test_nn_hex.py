@@ -22,13 +22,15 @@ from flowkernels.models.hexnet import (
     HexNet,
     _expected_parameters,
     count_parameters,
+    width_for_budget,
+)
+from flowkernels.models.hexnet_training import (
     digit_labels,
     hex_digits,
     square_digits,
     square_transform,
     task_data,
     train_hexnet,
-    width_for_budget,
 )
 from flowkernels.nn import (
     GroupPool,

@@ -34,6 +34,7 @@ a smoke run for CI with tiny models, few steps and small test crops; its numbers
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -135,8 +136,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--add-seeds",
-        action="store_true",
-        help="keep the runs that OUT/conditional_results.json has for these seeds (same budget) and run the others",
+        nargs="*",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keep the runs (same budget) that OUT/conditional_results.json and any FILE hold for the seeds asked, "
+        "run only the others, and keep OUT's experiments that this run does not do; lets seeds and experiments "
+        "run in separate processes (each with its own --out) and be joined",
     )
     return parser.parse_args(argv)
 
@@ -551,18 +557,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"standard deviation, torch {torch.__version__}, {torch.get_num_threads()} threads)"
     )
     earlier = args.out / "conditional_results.json"
+    files = [] if args.add_seeds is None else [earlier, *args.add_seeds]
+    if files and earlier.exists():  # the experiments this run does not do stay as they are
+        previous = json.loads(earlier.read_text())
+        results.update({name: previous[name] for name in ("sr2", "sr4", "binary") if name in previous})
     stamp = {"commit": started.get("commit"), "threads": torch.get_num_threads()}
     for experiment in args.experiments:
         budget = budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
+        kept: dict[int, dict] = {}
         try:
-            kept = earlier_runs(earlier, experiment, budget) if args.add_seeds else {}
+            for path in files:  # the first file that has a seed's run gives it
+                kept = earlier_runs(path, experiment, budget) | kept
         except ValueError as error:
             print(f"conditional_results: {error}", file=sys.stderr)
             return 2
         runs = []
         for index, seed in enumerate(seeds):
             if seed in kept:
-                print(f"{experiment}, seed {seed}: kept from {earlier} (commit {kept[seed]['commit']})", flush=True)
+                print(f"{experiment}, seed {seed}: kept (commit {kept[seed]['commit']})", flush=True)
                 runs.append(kept[seed])
                 continue
             if experiment.startswith("sr"):
@@ -580,14 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sr_table(results[experiment]) if experiment.startswith("sr") else binary_table(results[experiment])
         )
         print(sections[-1] + "\n", flush=True)
-    total = time.perf_counter() - start
-    footer = f"Total time {total:.0f} s."
-    markdown = "\n\n".join([header, *sections, footer]) + "\n"
-    (args.out / "conditional_results.md").write_text(markdown)
-    results["total_time_s"] = total
-    results["quick"] = args.quick
-    results["seeds"] = seeds
-    write_results(args.out / "conditional_results.json", results, machine=started)
+        # Written after every experiment, so that a stopped run keeps the experiments it finished.
+        footer = f"Total time {time.perf_counter() - start:.0f} s."
+        (args.out / "conditional_results.md").write_text("\n\n".join([header, *sections, footer]) + "\n")
+        results |= {"total_time_s": time.perf_counter() - start, "quick": args.quick, "seeds": seeds}
+        write_results(args.out / "conditional_results.json", results, machine=started)
     print(footer)
     print(f"tables in {args.out}/conditional_results.md, figures conditional_*.png")
     return 0

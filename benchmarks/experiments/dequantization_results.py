@@ -86,6 +86,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--digits-epochs", type=int, default=None, help="override the digits budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (--quick: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--add-seeds",
+        nargs="*",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keep the runs (same budget) that OUT/dequantization_results.json and any FILE hold for the seeds "
+        "asked and run only the others; lets seeds run in separate processes (each with its own --out) and be "
+        "joined",
+    )
     return parser.parse_args(argv)
 
 
@@ -148,19 +158,48 @@ def train_toy(
     return model.eval()
 
 
-def toy_experiment(args: argparse.Namespace, budget: dict, seeds: Sequence[int], tqdm) -> dict:
-    """Every configuration of :data:`CONFIGS` trained on the toy once per seed: one row per run."""
+def kept_runs(files: Sequence[Path], budget: dict) -> dict[str, dict[int, list[dict]]]:
+    """Per section ("toy", "digits") and seed, the runs that earlier results ``files`` hold at the same budget
+    (files that do not exist are skipped; the first file with a seed gives it), each with the commit and
+    threads it ran at. A ValueError for a quick smoke run or another budget."""
+    kept: dict[str, dict[int, list[dict]]] = {"toy": {}, "digits": {}}
+    for path in files:
+        if not path.exists():
+            continue
+        document = json.loads(path.read_text())
+        if document.get("quick") or document.get("budget") != json.loads(json.dumps(budget)):
+            raise ValueError(f"{path} is a smoke run or ran at another budget; rerun every seed")
+        stamp = {"commit": document["machine"].get("commit"), "threads": document["machine"].get("threads")}
+        for section, by_seed in kept.items():
+            mine: dict[int, list[dict]] = {}
+            for run in document.get(section, {}).get("runs", []):
+                mine.setdefault(run["seed"], []).append(stamp | run)
+            for seed, runs in mine.items():
+                by_seed.setdefault(seed, runs)
+    return kept
+
+
+def toy_experiment(
+    args: argparse.Namespace, budget: dict, seeds: Sequence[int], tqdm, kept: dict[int, list[dict]]
+) -> dict:
+    """Every configuration of :data:`CONFIGS` trained on the toy once per seed (``kept`` seeds' runs are
+    reused): one row per run."""
     cells, probabilities = toy_distribution()
     entropy_bpd = -(probabilities * probabilities.log()).sum().item() / (2 * math.log(2))
     total = budget["toy_steps"] * len(CONFIGS) * len(seeds)
     bar = tqdm(total=total, desc="toy", disable=args.no_progress, leave=False)
     runs = []
+    stamp = {"commit": args.commit, "threads": torch.get_num_threads()}
     for seed in seeds:
+        if seed in kept:
+            runs += kept[seed]
+            bar.update(budget["toy_steps"] * len(CONFIGS))
+            continue
         for label, dequantizer, objective, k in CONFIGS:
             start = time.perf_counter()
             model = train_toy(dequantizer, objective, k, cells, probabilities, budget["toy_steps"], seed, bar)
             train_time = time.perf_counter() - start
-            run = {"label": label, "dequantizer": dequantizer, "objective": objective, "k": k, "seed": seed}
+            run = {"label": label, "dequantizer": dequantizer, "objective": objective, "k": k, "seed": seed} | stamp
             runs.append(
                 run | evaluate_toy(model.double(), cells, probabilities, budget, seed) | {"train_time_s": train_time}
             )
@@ -284,11 +323,18 @@ def plot_toy(result: dict, path: Path) -> None:
 # The digits.
 
 
-def digits_experiment(args: argparse.Namespace, budget: dict, seeds: Sequence[int], tqdm) -> dict:
-    """Every configuration of :data:`CONFIGS` trained on the digits once per seed; runs and their summary."""
+def digits_experiment(
+    args: argparse.Namespace, budget: dict, seeds: Sequence[int], tqdm, kept: dict[int, list[dict]]
+) -> dict:
+    """Every configuration of :data:`CONFIGS` trained on the digits once per seed (``kept`` seeds' runs are
+    reused); runs and their summary."""
     test = load_digits("test")
     runs = []
+    stamp = {"commit": args.commit, "threads": torch.get_num_threads()}
     for seed in seeds:
+        if seed in kept:
+            runs += kept[seed]
+            continue
         for label, dequantizer, objective, k in CONFIGS:
             model, history = train_dequantized(
                 dequantizer,
@@ -312,6 +358,7 @@ def digits_experiment(args: argparse.Namespace, budget: dict, seeds: Sequence[in
                     "objective": objective,
                     "k": k,
                     "seed": seed,
+                    **stamp,
                     "train_bpd": history.train_bpd[-1],
                     "test_bpd": test_bpd,
                     "train_time_s": history.train_time_s,
@@ -405,13 +452,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     tqdm = require("tqdm", "tqdm", "the progress bars").tqdm
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, seeds {seeds}, budget {budget}")
     results: dict = {"machine": machine.describe(), "budget": budget, "seeds": seeds, "quick": args.quick}
+    args.commit = results["machine"].get("commit")
+    kept: dict[str, dict[int, list[dict]]] = {"toy": {}, "digits": {}}
+    if args.add_seeds is not None:
+        try:
+            kept = kept_runs([args.out / "dequantization_results.json", *args.add_seeds], budget)
+        except ValueError as error:
+            print(f"dequantization_results: {error}", file=sys.stderr)
+            return 2
     start = time.perf_counter()
     if not args.skip_toy:
-        results["toy"] = toy_experiment(args, budget, seeds, tqdm)
+        results["toy"] = toy_experiment(args, budget, seeds, tqdm, kept["toy"])
         results["toy_checks_pass"] = print_toy(results["toy"])
         plot_toy(results["toy"], args.out / "dequantization_toy_gap.png")
     if not args.skip_digits:
-        results["digits"] = digits_experiment(args, budget, seeds, tqdm)
+        results["digits"] = digits_experiment(args, budget, seeds, tqdm, kept["digits"])
         results["digits_claims"] = print_digits(results["digits"], budget)
     results["total_time_s"] = time.perf_counter() - start
     print(f"\ntotal {results['total_time_s'] / 60:.1f} min")

@@ -25,7 +25,8 @@ import torch
 
 from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import format_mean_std, summarise_seeds
-from flowkernels.models.glow import CONV_KINDS, save_sample_grid, train_glow
+from flowkernels.models.glow import CONV_KINDS
+from flowkernels.models.glow_training import save_sample_grid, train_glow
 
 # The default budget: about half a minute per kind and seed on 2 CPU cores (emerging somewhat more), so about
 # 8 minutes for 3 kinds x 3 seeds.

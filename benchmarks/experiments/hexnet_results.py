@@ -2,7 +2,7 @@
 miniature), on two tasks and several seeds.
 
 Every lattice gets the same seeds, schedule and parameter budget (free parameters: the dead corners of hexagonal
-filters are not counted). Tasks (:func:`flowkernels.models.hexnet.task_data`): the upright digits, and crops of
+filters are not counted). Tasks (:func:`flowkernels.models.hexnet_training.task_data`): the upright digits, and crops of
 six scikit-image textures rotated by random angles (a task whose labels are rotation invariant, where the
 group lattices can show an advantage). Prints a markdown table per task and lattice (parameters; test accuracy,
 accuracy on the test set rotated by 60..300 degrees and under the six mirrors, as mean ± standard deviation over
@@ -42,7 +42,8 @@ from flowkernels import hex as hexlib
 from flowkernels._optional import require
 from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import format_mean_std, mean_std, summarise_seeds
-from flowkernels.models.hexnet import HEX_SIZE, LATTICES, TASKS, digit_labels, hex_digits, train_hexnet
+from flowkernels.models.hexnet import HEX_SIZE, LATTICES, TASKS
+from flowkernels.models.hexnet_training import digit_labels, hex_digits, train_hexnet
 
 # The default budget: 33,500 parameters, where square, hex, p6 and p6m land within 1.2% (widths 30, 34, 14,
 # 10) and p4, p4m within 5% (p4m's widths step by 288 (2 w + 1) parameters); 15 epochs (30 before the

@@ -43,11 +43,10 @@ import torch
 from flowkernels.benchmarks.machine import describe, write_results
 from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
 from flowkernels.data import DIGITS_LEVELS, PHOTO_LEVELS, load_digits, load_photo_patches
+from flowkernels.models.arm_training import train_forecaster, train_pixelcnn, train_vq_autoencoder
 from flowkernels.models.distributions import Categorical, DiscretizedLogisticMixture
 from flowkernels.models.figures import save_image_grid
-from flowkernels.models.pixelcnn import train_forecaster, train_pixelcnn
 from flowkernels.models.training import evaluating
-from flowkernels.models.vq import train_vq_autoencoder
 from flowkernels.sampling import REPORTED_OFFSETS, compare_samplers, draw_noise, sample_arm
 
 SETTINGS = ("digits-binary", "digits", "photos", "photos-rgb", "vq-latents")

@@ -294,13 +294,37 @@ def format_compact_table(results: Sequence[Result], *, judge: bool = True) -> st
     for r in results:
         rate = 1.0 / r.per_item(r.kernel_s) / 1e6
         kernel = f"{rate:.3g} M/s" if r.case.items else f"{r.kernel_s * 1e3:.2g} ms"
-        # peers by the first word of their name ("square conv2d" -> "square"): the columns fit 100 characters
-        peers = ", ".join(f"{name.split()[0][:8]} {r.peer_speedup(name):.3g}x" for name in r.peer_s)
+        # peers by the first word of their name ("square conv2d" -> "square")
+        peers = [f"{name.split()[0][:8]} {r.peer_speedup(name):.3g}x" for name in r.peer_s]
         met = r.target_met()
         verdict = "-" if met is None else (("met" if met else "NOT MET") if judge else "not judged")
         threads = str(r.case.threads or torch.get_num_threads())
         ratio = f"{r.speedup:.0f}x" if r.speedup >= 100 else f"{r.speedup:.3g}x"
-        rows.append([r.case.op[:25], r.case.mode, threads, kernel, ratio, peers or "-", verdict])
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])
+        rows.append([r.case.op[:25], r.case.mode, threads, kernel, ratio, peers or ["-"], verdict])
+    return _fit_columns(header, rows, wrap=5, width=_COMPACT_WIDTH)
+
+
+#: the compact table's width: a 100-column terminal
+_COMPACT_WIDTH = 100
+
+
+def _fit_columns(header: list[str], rows: list[list], *, wrap: int, width: int) -> str:
+    """A plain-text table whose cells are strings, except column ``wrap``, a list of parts joined by ", ". Where
+    the table would be wider than ``width`` (the parts' lengths follow the measured numbers), that column's
+    parts go on continuation lines, so every line fits whatever was measured."""
+    others = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header)) if i != wrap]
+    room = max(width - sum(others) - 2 * (len(header) - 1), max(len(p) for row in rows for p in row[wrap]))
+    lines_of = []
+    for row in rows:
+        chunks: list[str] = []
+        for part in row[wrap]:
+            if chunks and len(chunks[-1]) + 2 + len(part) <= room:
+                chunks[-1] += ", " + part
+            else:
+                chunks.append(part)
+        lines_of.append([row[:wrap] + [chunks[0]] + row[wrap + 1 :]])
+        lines_of[-1] += [[""] * wrap + [chunk] + [""] * (len(header) - wrap - 1) for chunk in chunks[1:]]
+    cells = [header, *(line for lines in lines_of for line in lines)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(c) for c in cells[1:]])

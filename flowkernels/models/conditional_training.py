@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from .conditional import ConditionalLoss
-from .glow import TrainHistory
-from .training import evaluating, fit, mean_over
+from .training import TrainHistory, evaluating, fit, mean_over
 
 __all__ = ["evaluate_conditional", "train_conditional"]
 
@@ -64,7 +63,7 @@ def train_conditional(
     in a forked RNG state (the caller's global RNG is left alone) and batch order and noise come from a seeded
     generator. With ``test`` pairs the test bits/dim (fixed noise) is measured before training, every
     ``eval_every`` epochs (default: only at the end) and at the end. Returns the model in eval mode and a
-    :class:`~flowkernels.models.glow.TrainHistory` (``train_time_s`` excludes evaluation).
+    :class:`~flowkernels.models.training.TrainHistory` (``train_time_s`` excludes evaluation).
     """
     y_train, x_train = train
     if len(y_train) != len(x_train) or len(y_train) == 0:

@@ -13,11 +13,10 @@ arXiv:2002.09928), scaled down for a CPU. :mod:`flowkernels.sampling` samples th
   output distribution per dimension is one of :mod:`flowkernels.models.distributions`.
 * :class:`ForecastingModules`: ``T`` small heads on the ARM's features at dimension ``i`` (and the value
   ``x_i``) that predict the distributions of dimensions ``i + 1 .. i + T``, trained by KL to the frozen
-  ARM, or on its own draws (:func:`train_forecaster`).
+  ARM, or on its own draws (:func:`~flowkernels.models.arm_training.train_forecaster`).
 
-The discrete latents of the second setting come from :mod:`flowkernels.models.vq`. All training runs through
-:func:`flowkernels.models.training.fit` (Adam, warm-up, cosine decay, clipping, progress bar) and is seeded:
-models are built under ``torch.manual_seed(seed)`` in a forked RNG state.
+The discrete latents of the second setting come from :mod:`flowkernels.models.vq`. Training (seeded, in
+:func:`flowkernels.models.training.fit`) is in :mod:`flowkernels.models.arm_training`.
 """
 
 from __future__ import annotations
@@ -28,40 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._deprecation import moved_names
 from .distributions import Distribution, uniform_noise
-from .training import TrainHistory, evaluating, fit, fit_options, mean_over, seeded
 
-__all__ = [
-    "FORECAST_OBJECTIVES",
-    "ForecastingModules",
-    "GatedLayer",
-    "PixelCNN",
-    "train_forecaster",
-    "train_pixelcnn",
-]
+__all__ = ["ForecastingModules", "GatedLayer", "PixelCNN"]
 
 
-#: What :func:`train_forecaster` can minimise.
-FORECAST_OBJECTIVES = ("kl", "draws")
-#: The seed of the noise of test KL estimates: fixed, so that runs and epochs are compared on the same draws.
-_TEST_NOISE_SEED = 2020
-
-
-def __getattr__(name: str):
-    """``Categorical`` moved to :mod:`flowkernels.models.distributions`; the README's first examples imported
-    it from here, so that import still works, with a DeprecationWarning."""
-    if name == "Categorical":
-        import warnings
-
-        from .distributions import Categorical
-
-        warnings.warn(
-            "flowkernels.models.pixelcnn.Categorical moved: import it from flowkernels.models.distributions",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return Categorical
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Categorical moved to distributions and the trainers to arm_training; the README's examples imported them from
+# here, so those imports still work, with a DeprecationWarning.
+__getattr__ = moved_names(
+    __name__,
+    {
+        "Categorical": "flowkernels.models.distributions",
+        "train_pixelcnn": "flowkernels.models.arm_training",
+        "train_forecaster": "flowkernels.models.arm_training",
+    },
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -386,104 +367,3 @@ class ForecastingModules(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------
 # Training
-
-
-def train_pixelcnn(
-    train: torch.Tensor,
-    test: torch.Tensor,
-    distribution: Distribution,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "pixelcnn",
-    **model_options,
-) -> tuple[PixelCNN, TrainHistory]:
-    """Fit a :class:`PixelCNN` with ``distribution`` to the integer images ``train`` ``[N, 1, H, W]``.
-
-    Maximum likelihood (bits/dim) in the loop of :func:`~flowkernels.models.training.fit`; ``test`` is
-    evaluated 5 times and at the end (``history.test_bpd``). ``model_options`` go to :class:`PixelCNN`
-    (``image_size`` defaults to the data's). Deterministic for a given ``seed`` on a given machine.
-    Returns the model in eval mode and its :class:`~flowkernels.models.training.TrainHistory`.
-    """
-    model_options.setdefault("image_size", tuple(train.shape[-2:]))
-    model = seeded(seed, lambda: PixelCNN(distribution, **model_options))
-    config = {"distribution": repr(distribution), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    history = TrainHistory({**config, **model_options})
-
-    def evaluate() -> float:
-        with evaluating(model):
-            return mean_over(test, model.bits_per_dim)
-
-    history.test_bpd.append((0, evaluate()))
-    options = fit_options(train, epochs, batch_size, lr, seed, progress, desc)
-    fit(model, train, lambda batch: model.bits_per_dim(batch).mean(), evaluate, history, **options)
-    return model, history
-
-
-def train_forecaster(
-    arm: PixelCNN,
-    train: torch.Tensor,
-    test: torch.Tensor,
-    *,
-    horizon: int,
-    epochs: int,
-    hidden: int = 64,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "forecast",
-    objective: str = "kl",
-) -> tuple[ForecastingModules, TrainHistory]:
-    """Train :class:`ForecastingModules` on the frozen ``arm``, on the images ``train`` (data, or the ARM's samples).
-
-    One ARM call per batch gives the ARM's distributions of every dimension and its features; the modules
-    forecast from the features. ``objective``:
-
-    * ``"kl"``: minimise ``sum_t KL(ARM_{i+t} || module_t at i)``, averaged over dimensions (each module's
-      KL is its own term: the modules share no weights); for logistic mixtures a one-sample estimate of it
-      (:meth:`DiscretizedLogisticMixture.kl`). On the data this is teacher forcing, as the ARM was trained.
-    * ``"draws"``: ``train`` and ``test`` are samples of the ARM (e.g. :func:`flowkernels.sampling.sample_arm`),
-      and module ``t`` at ``i`` is scored by the log-probability it gives the ARM's own draw ``x_{i+t}``:
-      what sampling with the same noise will check it against. (In expectation over the draws this is the
-      KL plus the ARM's entropy, so the optimum is the same; the inputs are what sampling feeds the modules.)
-
-    Losses are in bits. The ARM is not changed. ``history.test_bpd`` holds the test loss in bits (summed over
-    modules) where the ARMs hold bits/dim.
-    """
-    if objective not in FORECAST_OBJECTIVES:
-        raise ValueError(f"train_forecaster: objective must be one of {FORECAST_OBJECTIVES}, got {objective!r}")
-    forecaster = seeded(seed, lambda: ForecastingModules(arm.hidden, arm.distribution, horizon, hidden))
-    arm.eval()
-    for parameter in arm.parameters():
-        parameter.requires_grad_(False)
-
-    def loss_bits(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        with torch.no_grad():
-            params, features = arm.predict(batch)
-        forecasts = forecaster(features, arm.positions(batch))
-        if objective == "draws":
-            return forecaster.draws_nll(batch, forecasts).sum() / math.log(2)
-        return forecaster.kl_to(params, forecasts, generator).sum() / math.log(2)
-
-    # The KL estimates of logistic mixtures draw noise: training noise from the seed, test noise fixed.
-    train_generator = torch.Generator().manual_seed(seed + 1)
-
-    def evaluate() -> float:
-        generator = torch.Generator().manual_seed(_TEST_NOISE_SEED)
-        with evaluating(forecaster):
-            return mean_over(test, lambda batch: loss_bits(batch, generator).expand(batch.shape[0]))
-
-    config = {"horizon": horizon, "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-    history = TrainHistory(config | {"objective": objective})
-    history.test_bpd.append((0, evaluate()))
-    options = fit_options(train, epochs, batch_size, lr, seed, progress, desc)
-    try:
-        fit(forecaster, train, lambda batch: loss_bits(batch, train_generator), evaluate, history, **options)
-    finally:
-        for parameter in arm.parameters():
-            parameter.requires_grad_(True)
-    return forecaster, history

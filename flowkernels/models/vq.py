@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributions import DiscretizedLogisticMixture
-from .training import TrainHistory, evaluating, fit, fit_options, mean_over, seeded
 
-__all__ = ["VQAutoencoder", "VectorQuantizer", "train_vq_autoencoder"]
+__all__ = ["VQAutoencoder", "VectorQuantizer"]
 
 
 class VectorQuantizer(nn.Module):
@@ -153,30 +152,3 @@ class VQAutoencoder(nn.Module):
             raise ValueError(f"VQAutoencoder.decode: codes must be [B, 1, h, w], got {list(codes.shape)}")
         mu = self._pixel_params(self.quantizer.lookup(codes[:, 0]))[..., 1]
         return torch.floor((mu + 1.0) / self.pixel.bin_width + 0.5).clamp(0, self.data_levels - 1).long()
-
-
-def train_vq_autoencoder(
-    train: torch.Tensor,
-    test: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "vq-ae",
-    **model_options,
-) -> tuple[VQAutoencoder, TrainHistory]:
-    """Fit a :class:`VQAutoencoder` to 8-bit images ``[N, 1, H, W]``; ``history.test_bpd`` is the test
-    reconstruction bits/dim (given the codes, so not a likelihood of the images)."""
-    model = seeded(seed, lambda: VQAutoencoder(**model_options))
-    history = TrainHistory({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, **model_options})
-
-    def evaluate() -> float:
-        with evaluating(model):
-            return mean_over(test, model.reconstruction_bpd)
-
-    history.test_bpd.append((0, evaluate()))
-    options = fit_options(train, epochs, batch_size, lr, seed, progress, desc)
-    fit(model, train, model.loss, evaluate, history, **options)
-    return model, history
