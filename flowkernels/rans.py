@@ -6,17 +6,9 @@ resolves, with a DeprecationWarning.
 
 from __future__ import annotations
 
-import warnings
-
+from ._deprecation import moved_names
 from .ops import rans as _rans
 
 __all__ = list(_rans.__all__)
 
-
-def __getattr__(name: str):
-    if name in _rans.__all__ or name == "STATE_LOWER":
-        warnings.warn(
-            f"flowkernels.rans.{name} moved: import it from flowkernels.ops.rans", DeprecationWarning, stacklevel=2
-        )
-        return getattr(_rans, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, dict.fromkeys([*_rans.__all__, "STATE_LOWER"], "flowkernels.ops.rans"))
