@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from flowkernels.benchmarks.seeds import compare, earlier_runs, format_mean_std, mean_std, summarise_seeds
+from flowkernels.benchmarks.seeds import compare, format_mean_std, mean_std, runs_by_seed, summarise_seeds
 
 
 def test_mean_std_is_the_mean_and_the_sample_standard_deviation():
@@ -126,34 +126,49 @@ def test_summarise_seeds_keeps_a_metric_that_a_configuration_lacks_as_none():
     assert row["psnr"] == 30.5
 
 
-
-def _results_file(tmp_path, budget, quick=False, runs=None):
+def _results_file(tmp_path, budget, quick=False, runs=None, name="results.json"):
     runs = runs if runs is not None else [{"seed": 0, "bpd": 2.5}, {"seed": 3, "bpd": 2.6, "commit": "b", "threads": 2}]
     document = {"machine": {"commit": "a", "threads": 1}, "quick": quick, "sr2": {"runs": runs, "budget": budget}}
-    path = tmp_path / "results.json"
+    path = tmp_path / name
     path.write_text(json.dumps(document))
     return path
 
 
-def test_earlier_runs_keeps_each_seed_with_the_commit_and_threads_it_ran_at(tmp_path):
+def _sr2(document):
+    return document.get("sr2")
+
+
+def test_runs_by_seed_keeps_each_seed_with_the_commit_and_threads_it_ran_at(tmp_path):
     budget = {"epochs": 4, "net": {"hidden": 8}, "shape": (2, 3)}  # a tuple is written as a list
     path = _results_file(tmp_path, json.loads(json.dumps(budget)))
-    kept = earlier_runs(path, "sr2", budget)
+    kept = runs_by_seed([path, tmp_path / "missing.json"], budget, _sr2)
     assert kept == {
-        0: {"seed": 0, "bpd": 2.5, "commit": "a", "threads": 1},  # from the file's machine entry
-        3: {"seed": 3, "bpd": 2.6, "commit": "b", "threads": 2},  # its own
+        0: [{"seed": 0, "bpd": 2.5, "commit": "a", "threads": 1}],  # from the file's machine entry
+        3: [{"seed": 3, "bpd": 2.6, "commit": "b", "threads": 2}],  # its own
     }
-    assert earlier_runs(path, "binary", budget) == {}  # a section the file lacks
-    assert earlier_runs(tmp_path / "missing.json", "sr2", budget) == {}
+    assert runs_by_seed([path], budget, lambda document: document.get("binary")) == {}  # a section it lacks
 
 
-def test_earlier_runs_refuses_another_budget_a_smoke_run_and_a_broken_file(tmp_path):
+def test_runs_by_seed_takes_a_seed_whole_from_the_first_file_that_has_it(tmp_path):
+    budget = {"epochs": 4}
+    first = _results_file(tmp_path, budget, runs=[{"seed": 1, "bpd": 1.0}], name="first.json")
+    second = _results_file(
+        tmp_path,
+        budget,
+        runs=[{"seed": 1, "bpd": 9.0}, {"seed": 1, "bpd": 9.5}, {"seed": 2, "bpd": 2.0}],
+        name="2.json",
+    )
+    kept = runs_by_seed([first, second], budget, _sr2)
+    assert [run["bpd"] for run in kept[1]] == [1.0] and [run["bpd"] for run in kept[2]] == [2.0]
+
+
+def test_runs_by_seed_refuses_another_budget_a_smoke_run_and_a_broken_file(tmp_path):
     path = _results_file(tmp_path, {"epochs": 4})
     with pytest.raises(ValueError, match="another budget"):
-        earlier_runs(path, "sr2", {"epochs": 5})
+        runs_by_seed([path], {"epochs": 5}, _sr2)
     path = _results_file(tmp_path, {"epochs": 4}, quick=True)
     with pytest.raises(ValueError, match="quick smoke run"):
-        earlier_runs(path, "sr2", {"epochs": 4})
+        runs_by_seed([path], {"epochs": 4}, _sr2)
     path.write_text('{"sr2": ')
     with pytest.raises(ValueError, match="cannot read"):
-        earlier_runs(path, "sr2", {"epochs": 4})
+        runs_by_seed([path], {"epochs": 4}, _sr2)

@@ -475,6 +475,8 @@ def test_the_experiment_script_joins_seeds_run_elsewhere(tmp_path):
     import json
     from pathlib import Path
 
+    from flowkernels.benchmarks.seeds import runs_by_seed
+
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "dequantization_results.py"
     spec = importlib.util.spec_from_file_location("dequantization_results", path)
     script = importlib.util.module_from_spec(spec)
@@ -489,14 +491,18 @@ def test_the_experiment_script_joins_seeds_run_elsewhere(tmp_path):
         return tmp_path / name
 
     first, second = results_file("first.json", [0], "aaa"), results_file("second.json", [0, 1], "bbb")
-    kept = script.kept_runs([first, second, tmp_path / "missing.json"], budget)
+    files = [first, second, tmp_path / "missing.json"]
+    kept = {
+        name: runs_by_seed(files, budget, lambda d, name=name: script._section(d, name)) for name in ("toy", "digits")
+    }
     assert sorted(kept["digits"]) == [0, 1] and sorted(kept["toy"]) == [0]
     assert [run["commit"] for run in kept["digits"][0]] == ["aaa", "aaa"]  # seed 0 whole from the first file
     assert [(run["label"], run["commit"], run["threads"]) for run in kept["digits"][1]] == [
         ("a", "bbb", 1),
         ("b", "bbb", 1),
     ]
+    digits = lambda document: script._section(document, "digits")  # noqa: E731
     with pytest.raises(ValueError, match="another budget"):
-        script.kept_runs([results_file("other.json", [2], "c", budget={"digits_epochs": 5})], budget)
+        runs_by_seed([results_file("other.json", [2], "c", budget={"digits_epochs": 5})], budget, digits)
     with pytest.raises(ValueError, match="smoke run"):
-        script.kept_runs([results_file("quick.json", [2], "c", quick=True)], budget)
+        runs_by_seed([results_file("quick.json", [2], "c", quick=True)], budget, digits)

@@ -46,7 +46,7 @@ import torch
 
 from flowkernels._optional import require
 from flowkernels.benchmarks.machine import describe, write_results
-from flowkernels.benchmarks.seeds import compare, earlier_runs, format_mean_std, summarise_seeds
+from flowkernels.benchmarks.seeds import add_seeds_argument, compare, format_mean_std, runs_by_seed, summarise_seeds
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
 from flowkernels.models.conditional import BinaryDequantizer, ConditionalFlow, ConditionNet, Upsample, downsample
 from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
@@ -134,16 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (--quick: 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--add-seeds",
-        nargs="*",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="keep the runs (same budget) that OUT/conditional_results.json and any FILE hold for the seeds asked, "
-        "run only the others, and keep OUT's experiments that this run does not do; lets seeds and experiments "
-        "run in separate processes (each with its own --out) and be joined",
-    )
+    add_seeds_argument(parser, "conditional_results.json")
     return parser.parse_args(argv)
 
 
@@ -564,18 +555,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = {"commit": started.get("commit"), "threads": torch.get_num_threads()}
     for experiment in args.experiments:
         budget = budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
-        kept: dict[int, dict] = {}
         try:
-            for path in files:  # the first file that has a seed's run gives it
-                kept = earlier_runs(path, experiment, budget) | kept
+            kept = runs_by_seed(files, budget, lambda document, name=experiment: document.get(name))
         except ValueError as error:
             print(f"conditional_results: {error}", file=sys.stderr)
             return 2
         runs = []
         for index, seed in enumerate(seeds):
             if seed in kept:
-                print(f"{experiment}, seed {seed}: kept (commit {kept[seed]['commit']})", flush=True)
-                runs.append(kept[seed])
+                print(f"{experiment}, seed {seed}: kept (commit {kept[seed][0]['commit']})", flush=True)
+                runs += kept[seed]
                 continue
             if experiment.startswith("sr"):
                 result = run_super_resolution(int(experiment[2:]), budget, args, seed)

@@ -38,7 +38,7 @@ import torch
 
 from flowkernels._optional import require
 from flowkernels.benchmarks import machine
-from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
+from flowkernels.benchmarks.seeds import add_seeds_argument, compare, format_mean_std, runs_by_seed, summarise_seeds
 from flowkernels.data import load_digits
 from flowkernels.models.dequantization import DequantizedFlow, make_dequantizer, toy_flow
 from flowkernels.models.dequantization_training import train_dequantized
@@ -86,16 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--digits-epochs", type=int, default=None, help="override the digits budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (--quick: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--add-seeds",
-        nargs="*",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="keep the runs (same budget) that OUT/dequantization_results.json and any FILE hold for the seeds "
-        "asked and run only the others; lets seeds run in separate processes (each with its own --out) and be "
-        "joined",
-    )
+    add_seeds_argument(parser, "dequantization_results.json")
     return parser.parse_args(argv)
 
 
@@ -158,25 +149,9 @@ def train_toy(
     return model.eval()
 
 
-def kept_runs(files: Sequence[Path], budget: dict) -> dict[str, dict[int, list[dict]]]:
-    """Per section ("toy", "digits") and seed, the runs that earlier results ``files`` hold at the same budget
-    (files that do not exist are skipped; the first file with a seed gives it), each with the commit and
-    threads it ran at. A ValueError for a quick smoke run or another budget."""
-    kept: dict[str, dict[int, list[dict]]] = {"toy": {}, "digits": {}}
-    for path in files:
-        if not path.exists():
-            continue
-        document = json.loads(path.read_text())
-        if document.get("quick") or document.get("budget") != json.loads(json.dumps(budget)):
-            raise ValueError(f"{path} is a smoke run or ran at another budget; rerun every seed")
-        stamp = {"commit": document["machine"].get("commit"), "threads": document["machine"].get("threads")}
-        for section, by_seed in kept.items():
-            mine: dict[int, list[dict]] = {}
-            for run in document.get(section, {}).get("runs", []):
-                mine.setdefault(run["seed"], []).append(stamp | run)
-            for seed, runs in mine.items():
-                by_seed.setdefault(seed, runs)
-    return kept
+def _section(document: dict, name: str) -> dict:
+    """The ``name`` ("toy" or "digits") section of a results file, with the file's budget (shared by both)."""
+    return {"runs": document.get(name, {}).get("runs", []), "budget": document.get("budget")}
 
 
 def toy_experiment(
@@ -455,8 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.commit = results["machine"].get("commit")
     kept: dict[str, dict[int, list[dict]]] = {"toy": {}, "digits": {}}
     if args.add_seeds is not None:
+        files = [args.out / "dequantization_results.json", *args.add_seeds]
         try:
-            kept = kept_runs([args.out / "dequantization_results.json", *args.add_seeds], budget)
+            kept = {name: runs_by_seed(files, budget, lambda d, name=name: _section(d, name)) for name in kept}
         except ValueError as error:
             print(f"dequantization_results: {error}", file=sys.stderr)
             return 2

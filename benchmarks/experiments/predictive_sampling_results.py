@@ -31,7 +31,6 @@ benchmarks/results, and with ``--quick`` to a folder in the temporary directory)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from pathlib import Path
 import torch
 
 from flowkernels.benchmarks.machine import describe, write_results
-from flowkernels.benchmarks.seeds import compare, format_mean_std, summarise_seeds
+from flowkernels.benchmarks.seeds import add_seeds_argument, compare, format_mean_std, runs_by_seed, summarise_seeds
 from flowkernels.data import DIGITS_LEVELS, PHOTO_LEVELS, load_digits, load_photo_patches
 from flowkernels.models.arm_training import train_forecaster, train_pixelcnn, train_vq_autoencoder
 from flowkernels.models.distributions import Categorical, DiscretizedLogisticMixture
@@ -94,15 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the issue asks for 2 cores)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per sampler (the best counts)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--add-seeds",
-        nargs="*",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="keep the runs (same budget) that OUT/predictive_sampling.json and any FILE hold for the seeds asked, "
-        "and run only the others; lets seeds run in separate processes and be joined",
-    )
+    add_seeds_argument(parser, "predictive_sampling.json")
     args = parser.parse_args(argv)
     if args.out is None:
         quick_out = Path(tempfile.gettempdir()) / "flowkernels_predictive_sampling_quick"
@@ -322,22 +313,16 @@ def format_hit_rates(summary: list[dict]) -> str:
 
 
 def kept_runs(files: Sequence[Path], budget: dict, settings: Sequence[str]) -> dict[int, list[dict]]:
-    """Per seed, the runs of every setting asked that earlier results ``files`` hold at the same budget (files
-    that do not exist are skipped); each run keeps the commit and threads it ran at. A ValueError for a quick
-    smoke run or another budget."""
-    kept: dict[int, list[dict]] = {}
-    for path in files:
-        if not path.exists():
-            continue
-        document = json.loads(path.read_text())
-        if document.get("quick") or document.get("budget") != json.loads(json.dumps(budget)):
-            raise ValueError(f"{path} is a smoke run or ran at another budget; rerun every seed")
-        stamp = {"commit": document["machine"].get("commit"), "threads": document["machine"].get("threads")}
-        for seed in document["seeds"]:
-            runs = {r["setting"]: stamp | r for r in document["results"] if r["seed"] == seed}
-            if all(name in runs for name in settings):
-                kept.setdefault(seed, [runs[name] for name in settings])
-    return kept
+    """Per seed, the runs of the settings asked that earlier results ``files`` hold at the same budget
+    (:func:`~flowkernels.benchmarks.seeds.runs_by_seed`), for the seeds that have every one of them."""
+    section = lambda document: {"runs": document.get("results", []), "budget": document.get("budget")}  # noqa: E731
+    kept = runs_by_seed(files, budget, section)
+    by_setting = {seed: {run["setting"]: run for run in runs} for seed, runs in kept.items()}
+    return {
+        seed: [runs[name] for name in settings]
+        for seed, runs in by_setting.items()
+        if all(name in runs for name in settings)
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,14 +15,15 @@ configurations' standard deviations, a deliberately plain rule (no test of signi
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["mean_std", "format_mean_std", "compare", "summarise_seeds", "earlier_runs"]
+__all__ = ["mean_std", "format_mean_std", "compare", "summarise_seeds", "runs_by_seed", "add_seeds_argument"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -134,31 +135,54 @@ def summarise_seeds(
     return summary
 
 
-def earlier_runs(path: Path, section: str, budget: Any) -> dict[int, dict[str, Any]]:
-    """The per-seed runs that an earlier results file holds for one experiment, by seed, so that a script can add
-    seeds to it without rerunning those it has (the scripts' ``--add-seeds``).
+def runs_by_seed(
+    files: Sequence[Path], budget: Any, section: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> dict[int, list[dict[str, Any]]]:
+    """The runs that earlier results files hold for one experiment, by seed, so that a script can add seeds to
+    them without rerunning the seeds they have (the experiments' ``--add-seeds``), and join seeds run in
+    separate processes.
 
-    ``path`` is a results file whose ``section`` holds ``"runs"`` (each with its ``"seed"``) and the
-    ``"budget"`` they ran at. The runs are kept only if that budget equals ``budget`` (compared as JSON, the
-    way both were written) and the file is not a quick smoke run; otherwise a ``ValueError`` says why. A
-    missing file or section keeps nothing. Each run is returned with the ``"commit"`` and ``"threads"`` it
-    ran at: its own if it records them, else those of the file's ``machine`` entry.
+    ``section(document)`` picks the experiment out of a results file: a dict with its ``"runs"`` (each with its
+    ``"seed"``) and the ``"budget"`` they ran at, or ``None``. A seed's runs come whole from the first file that
+    has the seed; files that do not exist are skipped. Every run is returned with the ``"commit"`` and
+    ``"threads"`` it ran at (its own, else those of its file's ``machine`` entry). A ``ValueError`` says why a
+    file cannot be used: unreadable, a quick smoke run, or another budget than ``budget`` (compared as JSON,
+    the way both were written).
     """
-    if not path.exists():
-        return {}
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"earlier_runs: cannot read {path}: {error}") from None
-    if document.get("quick"):
-        raise ValueError(f"earlier_runs: {path} is a quick smoke run; its runs are not measurements to keep")
-    entry = document.get(section)
-    if not isinstance(entry, dict) or "runs" not in entry:
-        return {}
-    if entry.get("budget") != json.loads(json.dumps(budget)):
-        raise ValueError(
-            f"earlier_runs: {path} ran {section!r} at another budget ({entry.get('budget')}); rerun every seed"
-        )
-    machine = document.get("machine", {})
-    stamp = {"commit": machine.get("commit"), "threads": machine.get("threads")}
-    return {run["seed"]: stamp | run for run in entry["runs"]}
+    kept: dict[int, list[dict[str, Any]]] = {}
+    for path in files:
+        if not path.exists():
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read {path}: {error}") from None
+        if document.get("quick"):
+            raise ValueError(f"{path} is a quick smoke run; its runs are not measurements to keep")
+        entry = section(document)
+        if not entry or not entry.get("runs"):
+            continue
+        if entry.get("budget") != json.loads(json.dumps(budget)):
+            raise ValueError(f"{path} ran at another budget ({entry.get('budget')}); rerun every seed")
+        machine = document.get("machine", {})
+        stamp = {"commit": machine.get("commit"), "threads": machine.get("threads")}
+        mine: dict[int, list[dict[str, Any]]] = {}
+        for run in entry["runs"]:
+            mine.setdefault(run["seed"], []).append(stamp | run)
+        for seed, runs in mine.items():
+            kept.setdefault(seed, runs)
+    return kept
+
+
+def add_seeds_argument(parser: argparse.ArgumentParser, results_file: str) -> None:
+    """The experiments' ``--add-seeds [FILE ...]``: keep the runs of ``OUT/results_file`` and of each FILE (see
+    :func:`runs_by_seed`) and run only the seeds they lack."""
+    parser.add_argument(
+        "--add-seeds",
+        nargs="*",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"keep the runs (same budget) that OUT/{results_file} and any FILE hold for the seeds asked and run "
+        "only the others; lets seeds run in separate processes (each with its own --out) and be joined",
+    )
