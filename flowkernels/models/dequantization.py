@@ -33,13 +33,12 @@ from torch import nn
 
 from .. import ops
 from .._deprecation import renamed_keywords
-from ..data import iterate_minibatches
 from ..nn import ActNorm, AffineCoupling, FlowSequential, Invertible1x1Conv, MaskedConv2d
 from ..nn.flow import check_image, soft_clamp, zero_conv
 from .bounds import OBJECTIVES, bound, check_alpha
 from .distributions import standard_normal_log_prob
 from .noise import portable_rand
-from .training import evaluating
+from .training import evaluating, mean_over
 
 __all__ = [
     "DEQUANTIZERS",
@@ -725,14 +724,13 @@ class DequantizedFlow(nn.Module):
     ) -> float:
         """Mean test bits/dim by the K-sample importance-weighted bound (fixed noise ``seed``), in eval mode."""
         generator = torch.Generator().manual_seed(seed)
-        total = 0.0
+
+        def bits(batch: torch.Tensor) -> torch.Tensor:
+            log_likelihood = self.iw_log_likelihood(batch, num_samples, chunk=chunk, generator=generator)
+            return -log_likelihood / (batch[0].numel() * _LOG2)
+
         with evaluating(self):
-            for batch in iterate_minibatches(x, batch_size, shuffle=False):
-                log_likelihood = self.iw_log_likelihood(batch, num_samples, chunk=chunk, generator=generator)
-                total += (-log_likelihood / (batch[0].numel() * _LOG2)).sum().item()
-                if progress is not None:
-                    progress(batch.shape[0])
-        return total / x.shape[0]
+            return mean_over(x, bits, batch_size, progress=progress)
 
 
 def toy_flow(channels: int = 2, steps: int = 6, hidden: int = 64) -> NormalPriorFlow:
