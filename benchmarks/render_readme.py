@@ -483,80 +483,43 @@ def render_conditional(documents: Sequence[tuple[str, dict]], experiment: str) -
     )
 
 
-def _fewer(batch: float, fixed_batch: float, example: float, fixed_example: float) -> str:
-    """Which measures a forecast improves on fixed-point iteration in (fewer calls is better)."""
-    wins = [
-        name
-        for name, ours, theirs in (("batch", batch, fixed_batch), ("example", example, fixed_example))
-        if ours < theirs
-    ]
-    if not wins:
-        return "no fewer calls in either measure."
-    return f"fewer calls per {' and per '.join(wins)}."
-
-
 def render_predictive(documents: Sequence[tuple[str, dict]]) -> str:
     doc = documents[0][1]
-    names = {
-        "digits-binary": "digits, binarised",
-        "digits": "digits, 17 levels",
-        "photos": "photo patches 8x8, 8-bit (logistic mixture)",
-        "vq-latents": "VQ latents of 32x32 photo patches",
-    }
-    header = [
-        "setting",
-        "sampler",
-        f"ARM calls, batch of {doc['budget']['batch']} (% of sequential)",
-        "mean calls per example (% of d)",
-        "speed-up",
-        "samples identical",
-    ]
-    body, arms, autoencoders, comparisons = [], [], [], []
-    for result in doc["results"]:
-        first = True
-        for row in result["rows"]:
-            if row["sampler"] == "sequential":
-                continue
-            body.append(
-                [
-                    names.get(result["setting"], result["setting"]) if first else "",
-                    row["sampler"].replace("_", "-"),
-                    f"{row['calls']} ({row['calls_percent']:.1f}%)",
-                    f"{row['mean_calls_per_example_percent']:.1f}%",
-                    f"{row['speedup']:.2f}x",
-                    "yes" if row["identical"] else "**no**",
-                ]
-            )
-            first = False
-        by_sampler = {row["sampler"]: row for row in result["rows"]}
-        forecasts = [row for row in result["rows"] if row["sampler"].startswith("forecast")]
-        if "fixed_point" in by_sampler and forecasts:
-            fixed = by_sampler["fixed_point"]
-            best_batch = min(forecasts, key=lambda row: row["calls"])
-            best_example = min(forecasts, key=lambda row: row["mean_calls_per_example_percent"])
-            comparisons.append(
-                f"- {names.get(result['setting'], result['setting'])}: fixed-point {fixed['calls']} calls per batch "
-                f"and {fixed['mean_calls_per_example_percent']:.1f}% per example; the best forecast "
-                f"{best_batch['calls']} calls per batch ({best_batch['sampler']}) and "
-                f"{best_example['mean_calls_per_example_percent']:.1f}% per example ({best_example['sampler']}): "
-                + _fewer(
-                    best_batch["calls"],
-                    fixed["calls"],
-                    best_example["mean_calls_per_example_percent"],
-                    fixed["mean_calls_per_example_percent"],
-                )
-            )
-        arms.append(f"{result['arm_test_bpd']:.3f} ({names.get(result['setting'], result['setting'])})")
+    if "summary" not in doc:
+        raise stale("predictive_sampling.json", "seeds")
+    script = _script("predictive_sampling_results")
+    first_seed = [result for result in doc["results"] if result["seed"] == doc["seeds"][0]]
+    dims = {result["setting"]: result["dims"] for result in first_seed}
+    text = script.format_calls(doc["summary"], dims, doc["budget"]["batch"])
+    text += (
+        "\n\nHow often the guess t places past the accepted prefix was right (mean over the seeds): for "
+        "fixed-point iteration the ARM's own sample from the call before, for a forecaster its module t.\n\n"
+    )
+    text += script.format_hit_rates(doc["summary"])
+    arms = ", ".join(f"{result['setting']} {result['arm_test_bpd']:.3f}" for result in first_seed)
+    text += f"\n\nARM test bits/dim (seed {doc['seeds'][0]}): {arms}."
+    for result in first_seed:
         if "autoencoder_reconstruction_bpd" in result:
-            autoencoders.append(result)
-    text = table(header, body, "llrrrl")
-    text += "\n\nARM test bits/dim: " + ", ".join(arms) + "."
-    for vq in autoencoders:
-        text += (
-            f" The autoencoder reconstructs the test patches at {vq['autoencoder_reconstruction_bpd']:.2f} bits/dim "
-            f"given the codes and uses {vq['autoencoder_codes_used']} codes."
-        )
-    return text + "\n\nForecasting against fixed-point iteration, per setting:\n\n" + "\n".join(comparisons)
+            text += (
+                f" The autoencoder of the {result['image_size']}x{result['image_size']} patches reconstructs the test "
+                f"patches at {result['autoencoder_reconstruction_bpd']:.2f} bits/dim given the codes and uses "
+                f"{result['autoencoder_codes_used']} codes."
+            )
+    def outcome(claim: dict) -> str:
+        if claim["beats_fixed_point"] is None:  # one seed: no spread to judge by
+            return "not judged (one seed) against"
+        return "**fewer calls** than" if claim["beats_fixed_point"] else "not fewer calls than"
+
+    verdicts = "\n".join(
+        f"- {c['setting']}{' (a target setting)' if c['target'] else ''}: {outcome(c)} fixed-point iteration. "
+        + c["verdict"]
+        for c in doc["claims"]
+    )
+    seeds = ", ".join(map(str, doc["seeds"]))
+    return (
+        text + f"\n\nThe best forecast per setting against fixed-point iteration, in mean calls per example over "
+        f"seeds {seeds} (fewer is better; a win must be beyond the seeds' spread):\n\n" + verdicts
+    )
 
 
 RENDERERS: dict[str, Callable[[Sequence[tuple[str, dict]]], str]] = {

@@ -274,3 +274,34 @@ def test_results_script_quick_run(tmp_path):
     payload = json.loads((tmp_path / "predictive_sampling.json").read_text())
     assert all(row["identical"] for row in payload["results"][0]["rows"])
     assert (tmp_path / "predictive_sampling_digits-binary.png").exists()
+    assert [row["sampler"] for row in payload["summary"]][-1] == "forecast[draws] T=8"
+    # The README renders this results file: both forecasters' hit rates, and the verdict of a single seed.
+    spec = importlib.util.spec_from_file_location("render_readme", script.parents[1] / "render_readme.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    text = render.render_predictive([("predictive_sampling.json", payload)])
+    assert "| digits-binary | forecast[data] T=8 |" in text and "| digits-binary | forecast[draws] T=8 |" in text
+    assert "- digits-binary (a target setting): " in text and "one seed: it cannot tell" in text
+
+
+def test_results_script_goes_on_from_the_settings_it_finished(tmp_path):
+    """--add-seeds keeps each (seed, setting) run that a results file at the same budget holds, so a stopped run
+    goes on from its last finished setting; settings not asked are left out."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "predictive_sampling_results.py"
+    spec = importlib.util.spec_from_file_location("predictive_sampling_results", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = [{"seed": 0, "setting": s, "calls": 1} for s in ("digits", "photos")] + [
+        {"seed": 1, "setting": "digits", "calls": 2}
+    ]
+    document = {"machine": {"commit": "abc", "threads": 1}, "quick": False, "budget": {"batch": 36}}
+    (tmp_path / "a.json").write_text(json.dumps(document | {"seeds": [0, 1], "results": results}))
+    kept = script.kept_runs([tmp_path / "a.json", tmp_path / "missing.json"], {"batch": 36}, ["digits", "photos"])
+    assert {seed: sorted(runs) for seed, runs in kept.items()} == {0: ["digits", "photos"], 1: ["digits"]}
+    assert (kept[0]["photos"]["commit"], kept[0]["photos"]["threads"], kept[1]["digits"]["calls"]) == ("abc", 1, 2)
+    assert script.kept_runs([tmp_path / "a.json"], {"batch": 36}, ["photos"]) == {
+        0: {"photos": kept[0]["photos"]},
+        1: {},
+    }
+    with pytest.raises(ValueError, match="another budget"):
+        script.kept_runs([tmp_path / "a.json"], {"batch": 4}, ["digits"])
