@@ -285,23 +285,36 @@ def test_results_script_quick_run(tmp_path):
 
 
 def test_results_script_goes_on_from_the_settings_it_finished(tmp_path):
-    """--add-seeds keeps each (seed, setting) run that a results file at the same budget holds, so a stopped run
-    goes on from its last finished setting; settings not asked are left out."""
+    """--add-seeds keeps each (seed, setting) run that a results file holds at that setting's budget, so a stopped
+    run goes on from its last finished setting, and one setting's budget can change without rerunning the
+    others; settings not asked are left out."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "predictive_sampling_results.py"
     spec = importlib.util.spec_from_file_location("predictive_sampling_results", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    results = [{"seed": 0, "setting": s, "calls": 1} for s in ("digits", "photos")] + [
+    results = [{"seed": 0, "setting": s, "calls": 1} for s in ("digits", "photos-rgb")] + [
         {"seed": 1, "setting": "digits", "calls": 2}
     ]
-    document = {"machine": {"commit": "abc", "threads": 1}, "quick": False, "budget": {"batch": 36}}
+    document = {"machine": {"commit": "abc", "threads": 1}, "quick": False, "budget": script.FULL}
     (tmp_path / "a.json").write_text(json.dumps(document | {"seeds": [0, 1], "results": results}))
-    kept = script.kept_runs([tmp_path / "a.json", tmp_path / "missing.json"], {"batch": 36}, ["digits", "photos"])
-    assert {seed: sorted(runs) for seed, runs in kept.items()} == {0: ["digits", "photos"], 1: ["digits"]}
-    assert (kept[0]["photos"]["commit"], kept[0]["photos"]["threads"], kept[1]["digits"]["calls"]) == ("abc", 1, 2)
-    assert script.kept_runs([tmp_path / "a.json"], {"batch": 36}, ["photos"]) == {
-        0: {"photos": kept[0]["photos"]},
-        1: {},
+    settings = ["digits", "photos-rgb"]
+    kept = script.kept_runs([tmp_path / "a.json", tmp_path / "missing.json"], script.FULL, settings)
+    assert {seed: sorted(runs) for seed, runs in kept.items()} == {0: settings, 1: ["digits"]}
+    assert (kept[0]["photos-rgb"]["commit"], kept[0]["photos-rgb"]["threads"], kept[1]["digits"]["calls"]) == (
+        "abc",
+        1,
+        2,
+    )
+    assert script.kept_runs([tmp_path / "a.json"], script.FULL, ["photos-rgb"]) == {
+        0: {"photos-rgb": kept[0]["photos-rgb"]}
     }
+    # Another draws budget for photos-rgb: its runs cannot be kept, while those of the digits still can.
+    other = script.FULL | {"draws_by_setting": {"photos-rgb": {"train": 8, "test": 2, "batch": 2}}}
     with pytest.raises(ValueError, match="another budget"):
-        script.kept_runs([tmp_path / "a.json"], {"batch": 4}, ["digits"])
+        script.kept_runs([tmp_path / "a.json"], other, ["photos-rgb"])
+    assert script.kept_runs([tmp_path / "a.json"], other, ["digits"]) == {
+        0: {"digits": kept[0]["digits"]},
+        1: {"digits": kept[1]["digits"]},
+    }
+    # A file written before draws_by_setting existed ran every setting at the common draws budget.
+    assert script.setting_draws({"draws": {"train": 3}}, "vq-latents") == {"train": 3}

@@ -55,6 +55,7 @@ FORECASTERS = {"data": "kl", "draws": "draws"}
 # The settings where the issue asks forecasting to beat fixed-point iteration.
 TARGET_SETTINGS = ("digits-binary", "vq-latents")
 
+DRAWS_LARGE = {"train": 1_000, "test": 200, "batch": 200}
 FULL = {
     "arm": {"hidden": 64, "layers": 5},
     "arm_epochs": {"digits-binary": 20, "digits": 20, "photos": 2, "photos-rgb": 2, "vq-latents": 8},
@@ -63,6 +64,9 @@ FULL = {
     "photo_train_patches": 24_000,
     # ARM samples to train the "draws" modules on, and to test them with.
     "draws": {"train": 4_000, "test": 500, "batch": 500},
+    # Fewer draws where each costs d = 192 or 256 ARM calls on a larger input, so that a seed of those
+    # settings fits in about an hour on one core (the README states it).
+    "draws_by_setting": {"photos-rgb": DRAWS_LARGE, "vq-latents": DRAWS_LARGE},
     "vq": {"patch": 64, "epochs": 5, "codes": 32, "dim": 16, "hidden": 32},
     "batch": 36,
 }
@@ -161,7 +165,7 @@ def run_setting(name: str, budget: dict, args: argparse.Namespace, seed: int, ou
         **budget["arm"],
         **arm_options,
     )
-    draws_budget = budget["draws"]
+    draws_budget = setting_draws(budget, name)
     start = time.perf_counter()
     draws = sample_arm(
         arm,
@@ -312,13 +316,43 @@ def format_hit_rates(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def setting_budget(budget: dict, name: str) -> dict:
+    """The part of ``budget`` that the runs of setting ``name`` depend on. Runs are kept per setting when it is
+    unchanged, so that one setting's budget can change without rerunning the others."""
+    part = {
+        "arm": budget["arm"],
+        "arm_epochs": budget["arm_epochs"][name],
+        "forecast_epochs": budget["forecast_epochs"][name],
+        "forecast_hidden": budget["forecast_hidden"],
+        "draws": setting_draws(budget, name),
+        "batch": budget["batch"],
+    }
+    if name in ("photos", "photos-rgb"):
+        part["photo_train_patches"] = budget["photo_train_patches"]
+    if name == "vq-latents":
+        part["vq"] = budget["vq"]
+    return part
+
+
+def setting_draws(budget: dict, name: str) -> dict:
+    """How many ARM draws setting ``name`` trains and tests its ``draws`` forecasters on, and in what batches."""
+    return budget.get("draws_by_setting", {}).get(name, budget["draws"])
+
+
 def kept_runs(files: Sequence[Path], budget: dict, settings: Sequence[str]) -> dict[int, dict[str, dict]]:
-    """Per seed and setting asked, the runs that earlier results ``files`` hold at the same budget
-    (:func:`~flowkernels.benchmarks.seeds.runs_by_seed`: a seed's runs come from one file), so that a stopped
-    run goes on from its last finished setting."""
-    section = lambda document: {"runs": document.get("results", []), "budget": document.get("budget")}  # noqa: E731
-    kept = runs_by_seed(files, budget, section)
-    return {seed: {run["setting"]: run for run in runs if run["setting"] in settings} for seed, runs in kept.items()}
+    """Per seed and setting asked, the runs that earlier results ``files`` hold at the same budget for that
+    setting (:func:`setting_budget`; :func:`~flowkernels.benchmarks.seeds.runs_by_seed`: a seed's runs of a
+    setting come from one file), so that a stopped run goes on from its last finished setting."""
+    kept: dict[int, dict[str, dict]] = {}
+    for name in settings:
+
+        def section(document: dict, name: str = name) -> dict:
+            runs = [run for run in document.get("results", []) if run["setting"] == name]
+            return {"runs": runs, "budget": runs and setting_budget(document["budget"], name)}
+
+        for seed, runs in runs_by_seed(files, setting_budget(budget, name), section).items():
+            kept.setdefault(seed, {})[name] = runs[0]
+    return kept
 
 
 def main(argv: Sequence[str] | None = None) -> int:
