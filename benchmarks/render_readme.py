@@ -505,6 +505,7 @@ def render_predictive(documents: Sequence[tuple[str, dict]]) -> str:
                 f"patches at {result['autoencoder_reconstruction_bpd']:.2f} bits/dim given the codes and uses "
                 f"{result['autoencoder_codes_used']} codes."
             )
+
     def outcome(claim: dict) -> str:
         if claim["beats_fixed_point"] is None:  # one seed: no spread to judge by
             return "not judged (one seed) against"
@@ -517,8 +518,32 @@ def render_predictive(documents: Sequence[tuple[str, dict]]) -> str:
     )
     seeds = ", ".join(map(str, doc["seeds"]))
     return (
-        text + f"\n\nThe best forecast per setting against fixed-point iteration, in mean calls per example over "
+        text
+        + "\n\n"
+        + predictive_budget(doc, script)
+        + f"\n\nThe best forecast per setting against fixed-point iteration, in mean calls per example over "
         f"seeds {seeds} (fewer is better; a win must be beyond the seeds' spread):\n\n" + verdicts
+    )
+
+
+def predictive_budget(doc: dict, script: Any) -> str:
+    """The predictive-sampling budget in a sentence: what each setting trained on, and the seeds it ran."""
+    budget = doc["budget"]
+    settings = list(dict.fromkeys(result["setting"] for result in doc["results"]))
+    arm = budget["arm"]
+    epochs = ", ".join(f"{name} {budget['arm_epochs'][name]} + {budget['forecast_epochs'][name]}" for name in settings)
+    draws = {}
+    for name in settings:
+        part = script.setting_draws(budget, name)
+        draws.setdefault(f"{part['train']:,} + {part['test']:,}", []).append(name)
+    draw_text = "; ".join(f"{count} for {', '.join(names)}" for count, names in draws.items())
+    seeds = {}
+    for result in doc["results"]:
+        seeds.setdefault(result["setting"], []).append(str(result["seed"]))
+    seed_text = "; ".join(f"{name} {', '.join(seeds[name])}" for name in settings)
+    return (
+        f"Budget: ARMs of {arm['layers']} layers, {arm['hidden']} channels; epochs (ARM + each forecaster) "
+        f"{epochs}; ARM draws to train and test the `draws` forecasters on: {draw_text}. Seeds: {seed_text}."
     )
 
 
