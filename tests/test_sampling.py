@@ -318,3 +318,26 @@ def test_results_script_goes_on_from_the_settings_it_finished(tmp_path):
     }
     # A file written before draws_by_setting existed ran every setting at the common draws budget.
     assert script.setting_draws({"draws": {"train": 3}}, "vq-latents") == {"train": 3}
+
+
+def test_results_script_joins_kept_runs_without_running_any(tmp_path):
+    """--join-only writes the tables of the runs that --add-seeds keeps and trains nothing: a (seed, setting) that
+    no file holds is left out. Joined here: the committed seed-0 run of the binarised digits."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "predictive_sampling_results.py"
+    spec = importlib.util.spec_from_file_location("predictive_sampling_results", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    committed = path.parents[1] / "results" / "predictive_sampling.json"
+    run = next(
+        r for r in json.loads(committed.read_text())["results"] if (r["seed"], r["setting"]) == (0, "digits-binary")
+    )
+    argv = ["--join-only", "--out", str(tmp_path), "--threads", "1", "--settings", "digits-binary", "--seeds", "0", "7"]
+    assert script.main([*argv, "--add-seeds", str(committed)]) == 0
+    joined = json.loads((tmp_path / "predictive_sampling.json").read_text())
+    assert joined["seeds"] == [0] and joined["results"] == [run]
+    assert {row["seeds"][0] for row in joined["summary"]} == {0} and not (
+        tmp_path / "predictive_sampling_digits-binary.png"
+    ).exists()
+    with pytest.raises(SystemExit):
+        script.parse_args(["--join-only"])
+    assert script.main(["--join-only", "--out", str(tmp_path / "none"), "--seeds", "7", "--add-seeds"]) == 2

@@ -98,7 +98,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per sampler (the best counts)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_seeds_argument(parser, "predictive_sampling.json")
+    parser.add_argument(
+        "--join-only",
+        action="store_true",
+        help="with --add-seeds: run nothing, only write the tables of the runs kept (a (seed, setting) that no file "
+        "holds is left out)",
+    )
     args = parser.parse_args(argv)
+    if args.join_only and args.add_seeds is None:
+        parser.error("--join-only needs --add-seeds")
     if args.out is None:
         quick_out = Path(tempfile.gettempdir()) / "flowkernels_predictive_sampling_quick"
         args.out = quick_out if args.quick else Path("benchmarks/results")
@@ -377,9 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"seed {seed}, {name}: kept ({kept[seed][name]['commit']})", flush=True)
                 results.append(kept[seed][name])
                 continue
+            if args.join_only:
+                continue
             # The grids show the first seed's ARMs.
             results.append(stamp | run_setting(name, budget, args, seed, args.out if index == 0 else None))
             write(args, started, budget, results, time.perf_counter() - start)  # a stopped run keeps it
+    if not results:
+        print("predictive_sampling_results: no runs to write (--join-only kept none)", file=sys.stderr)
+        return 2
     return write(args, started, budget, results, time.perf_counter() - start)
 
 
