@@ -485,6 +485,35 @@ def test_benchmark_script_keeps_runs_written_under_the_old_names(tmp_path):
     assert module.with_current_names(None) is None
 
 
+@needs_sklearn
+@needs_skimage
+def test_benchmark_script_keeps_each_runs_commit_when_it_rewrites_the_file(tmp_path):
+    """Runs written without their own commit take their file's; the script rewrites that file after each
+    experiment, so it must read every kept run (and stamp the carried-over ones) before the first rewrite, or
+    the later experiments' seeds would claim the new commit. Joined here: the committed seed-0 runs, nothing
+    trained."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "conditional_results.py"
+    spec = importlib.util.spec_from_file_location("conditional_results", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    document = json.loads((script.parents[1] / "results" / "conditional_results.json").read_text())
+    document["machine"] |= {"commit": "0ld", "threads": 7}
+    for experiment in ("sr2", "sr4", "binary"):
+        section = document[experiment]
+        section["runs"] = [
+            {k: v for k, v in run.items() if k not in ("commit", "threads")}
+            for run in section["runs"]
+            if run["seed"] == 0
+        ]
+    (tmp_path / "conditional_results.json").write_text(json.dumps(document))
+    argv = ["--out", str(tmp_path), "--seeds", "0", "--no-progress", "--add-seeds"]
+    assert module.main([*argv, "--experiments", "sr2", "binary"]) == 0
+    joined = json.loads((tmp_path / "conditional_results.json").read_text())
+    for experiment in ("sr2", "sr4", "binary"):  # sr4: carried over, not asked for
+        assert [(run["commit"], run["threads"]) for run in joined[experiment]["runs"]] == [("0ld", 7)], experiment
+    assert joined["machine"]["commit"] != "0ld"
+
+
 def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():
     """The README's conditional bits/dim come from evaluate_conditional: the mean of the per-pair loss over
     every pair, the same for every batch size, with noise that is seeded and so repeatable."""

@@ -568,6 +568,11 @@ def binary_table(result: dict) -> str:
     )
 
 
+def experiment_budget(budgets: dict, experiment: str) -> dict:
+    """The budget of ``experiment`` ("sr2", "sr4" or "binary") in ``budgets`` (:data:`FULL` or :data:`QUICK`)."""
+    return budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
@@ -587,15 +592,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = [] if args.add_seeds is None else [earlier, *args.add_seeds]
     if files and earlier.exists():  # the experiments this run does not do stay as they are
         previous = json.loads(earlier.read_text())
-        results.update({name: previous[name] for name in ("sr2", "sr4", "binary") if name in previous})
+        # ... with the commit and threads they ran at, which the file's machine entry stops saying once rewritten
+        machine = previous.get("machine", {})
+        origin = {"commit": machine.get("commit"), "threads": machine.get("threads")}
+        for name in ("sr2", "sr4", "binary"):
+            if name in previous:
+                results[name] = previous[name] | {"runs": [origin | run for run in previous[name].get("runs", [])]}
     stamp = {"commit": started.get("commit"), "threads": torch.get_num_threads()}
+    # Every experiment's kept runs are read now, before this run rewrites the files (and their machine entry).
+    kept_by_experiment = {}
     for experiment in args.experiments:
-        budget = budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
+        budget = experiment_budget(budgets, experiment)
         try:
-            kept = runs_by_seed(files, budget, lambda document, name=experiment: with_current_names(document.get(name)))
+            kept_by_experiment[experiment] = runs_by_seed(
+                files, budget, lambda document, name=experiment: with_current_names(document.get(name))
+            )
         except ValueError as error:
             print(f"conditional_results: {error}", file=sys.stderr)
             return 2
+    for experiment in args.experiments:
+        budget, kept = experiment_budget(budgets, experiment), kept_by_experiment[experiment]
         runs = []
         for index, seed in enumerate(seeds):
             if seed in kept:
