@@ -512,6 +512,7 @@ def test_benchmark_script_keeps_each_runs_commit_when_it_rewrites_the_file(tmp_p
     for experiment in ("sr2", "sr4", "binary"):  # sr4: carried over, not asked for
         assert [(run["commit"], run["threads"]) for run in joined[experiment]["runs"]] == [("0ld", 7)], experiment
     assert joined["machine"]["commit"] != "0ld"
+    assert "Nothing trained" in (tmp_path / "conditional_results.md").read_text()
 
 
 def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():

@@ -610,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             print(f"conditional_results: {error}", file=sys.stderr)
             return 2
+    trained = False
     for experiment in args.experiments:
         budget, kept = experiment_budget(budgets, experiment), kept_by_experiment[experiment]
         runs = []
@@ -626,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_binary(budget, args, seed)
                 if index == 0:
                     save_binary_figure(result, args.out / "conditional_binary.png")
+            trained = True
             fields = {key: value for key, value in result.items() if not key.startswith("_")}
             runs.append({"seed": seed} | stamp | fields)
         results[experiment] = summarise(runs, "sr" if experiment.startswith("sr") else "binary")
@@ -634,7 +636,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(sections[-1] + "\n", flush=True)
         # Written after every experiment, so that a stopped run keeps the experiments it finished.
-        footer = f"Total time {time.perf_counter() - start:.0f} s."
+        footer = (
+            f"Total time {time.perf_counter() - start:.0f} s."
+            if trained
+            else "Nothing trained: every run was kept (--add-seeds); the times per seed are above."
+        )
         (args.out / "conditional_results.md").write_text("\n\n".join([header, *sections, footer]) + "\n")
         results |= {"total_time_s": time.perf_counter() - start, "quick": args.quick, "seeds": seeds}
         write_results(args.out / "conditional_results.json", results, machine=started)
