@@ -4,6 +4,7 @@ binary dequantization, the factorised baselines, shape errors, the training loop
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -439,14 +440,13 @@ def test_benchmark_script_quick(tmp_path, capsys):
     spec.loader.exec_module(module)
     assert module.main(["--quick", "--no-progress", "--out", str(tmp_path), "--experiments", "sr2", "binary"]) == 0
     printed = capsys.readouterr().out
-    for row in ("| bicubic |", "| flow tau=0.0 |", "| logistic tau=1.0 |", "| bernoulli argmax |", "| flow tau=0 |"):
+    rows = ("| bicubic |", "| flow temperature=0.0 |", "| logistic temperature=1.0 |", "| bernoulli argmax |")
+    for row in (*rows, "| flow temperature=0 |"):
         assert row in printed
     for name in ("conditional_sr_x2.png", "conditional_binary.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| flow tau=0.5 |" in (tmp_path / "conditional_results.md").read_text()
+    assert "| flow temperature=0.5 |" in (tmp_path / "conditional_results.md").read_text()
     # The README renders the results file the script writes (one seed in a quick run: no spread to judge by).
-    import json
-
     spec = importlib.util.spec_from_file_location("render_readme", script.parents[1] / "render_readme.py")
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
@@ -457,6 +457,62 @@ def test_benchmark_script_quick(tmp_path, capsys):
         assert "Mean ± sample standard deviation over seeds 0." in text
         assert text.count("one seed: it cannot tell the difference from noise") == 2
     assert "| bicubic | — |" in render.render_conditional([("conditional_results.json", document)], "sr2")
+
+
+def test_benchmark_script_keeps_runs_written_under_the_old_names(tmp_path):
+    """Seed 0 of the committed results was written before the glossary renamed the flow's budget keys (levels,
+    steps) and the temperature (tau): --add-seeds reads those runs under today's names, so that they match
+    today's budget and group with new seeds by method."""
+    from flowkernels.benchmarks.seeds import runs_by_seed
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "conditional_results.py"
+    spec = importlib.util.spec_from_file_location("conditional_results", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    budget = module.FULL["sr"][2]
+    old_flow = {"levels": budget["flow"]["num_scales"], "steps": budget["flow"]["steps_per_scale"]}
+    old_budget = budget | {"flow": {**old_flow, "hidden": budget["flow"]["hidden"], "conv": budget["flow"]["conv"]}}
+    rows = [{"method": "flow tau=0.0", "bpd": 2.9}, {"method": "bicubic", "bpd": None}]
+    section = {"budget": old_budget, "runs": [{"seed": 0, "budget": old_budget, "rows": rows}]}
+    document = {"machine": {"commit": "abc", "threads": 1}, "sr2": section}
+    (tmp_path / "old.json").write_text(json.dumps(document))
+    kept = runs_by_seed([tmp_path / "old.json"], budget, lambda doc: module.with_current_names(doc.get("sr2")))
+    assert [row["method"] for row in kept[0][0]["rows"]] == ["flow temperature=0.0", "bicubic"]
+    assert kept[0][0]["budget"] == json.loads(json.dumps(budget)) and kept[0][0]["commit"] == "abc"
+    # Without the renames the budgets differ: the names are what changed, nothing else.
+    with pytest.raises(ValueError, match="another budget"):
+        runs_by_seed([tmp_path / "old.json"], budget, lambda doc: doc.get("sr2"))
+    assert module.with_current_names(None) is None
+
+
+@needs_sklearn
+@needs_skimage
+def test_benchmark_script_keeps_each_runs_commit_when_it_rewrites_the_file(tmp_path):
+    """Runs written without their own commit take their file's; the script rewrites that file after each
+    experiment, so it must read every kept run (and stamp the carried-over ones) before the first rewrite, or
+    the later experiments' seeds would claim the new commit. Joined here: the committed seed-0 runs, nothing
+    trained."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "conditional_results.py"
+    spec = importlib.util.spec_from_file_location("conditional_results", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    document = json.loads((script.parents[1] / "results" / "conditional_results.json").read_text())
+    document["machine"] |= {"commit": "0ld", "threads": 7}
+    for experiment in ("sr2", "sr4", "binary"):
+        section = document[experiment]
+        section["runs"] = [
+            {k: v for k, v in run.items() if k not in ("commit", "threads")}
+            for run in section["runs"]
+            if run["seed"] == 0
+        ]
+    (tmp_path / "conditional_results.json").write_text(json.dumps(document))
+    argv = ["--out", str(tmp_path), "--seeds", "0", "--no-progress", "--add-seeds"]
+    assert module.main([*argv, "--experiments", "sr2", "binary"]) == 0
+    joined = json.loads((tmp_path / "conditional_results.json").read_text())
+    for experiment in ("sr2", "sr4", "binary"):  # sr4: carried over, not asked for
+        assert [(run["commit"], run["threads"]) for run in joined[experiment]["runs"]] == [("0ld", 7)], experiment
+    assert joined["machine"]["commit"] != "0ld"
+    assert "Nothing trained" in (tmp_path / "conditional_results.md").read_text()
 
 
 def test_evaluate_conditional_is_the_mean_per_pair_over_any_batching():

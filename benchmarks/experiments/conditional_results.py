@@ -7,17 +7,17 @@ baseline, a factorised model on the features of the same conditioning network (:
   photographs of the ``photos-gray`` training split (:func:`flowkernels.data.load_photo_patches`); ``x``: ``y``
   area-downsampled and rounded to 8 bits (:func:`~flowkernels.models.conditional.downsample`). Tested on the
   held-out WHOLE photographs (astronaut, camera, coffee as 8-bit luma; cropped to a multiple of the flow's
-  2**levels): test bits/dim (uniform dequantization, the -D log 256 term included, so the flow's number is an
+  2**num_scales): test bits/dim (uniform dequantization, the -D log 256 term included, so the flow's number is an
   upper bound on its code length; the baseline's is exact), PSNR and SSIM of the 8-bit outputs at temperature
-  tau in {0, 0.5, 0.8, 1}, against bicubic up-sampling (``skimage.transform.resize(order=3)``) and the
-  factorised discretized logistic (:class:`FactorizedLogistic`, tau scales its logistic noise).
+  0, 0.5, 0.8 and 1, against bicubic up-sampling (``skimage.transform.resize(order=3)``) and the
+  factorised discretized logistic (:class:`FactorizedLogistic`, the temperature scales its logistic noise).
 * Binary structured prediction with binary dequantization: ``y`` is a scikit-learn digit up-sampled to 16x16
   (bicubic) and thresholded at half intensity; ``x`` is the 8x8 digit plus Gaussian noise (sigma 0.35 of the
   intensity range), four noisy copies of each of the 1497 training digits, one of each of the 300 test digits.
   Flow (:class:`BinaryDequantizer`) against the per-pixel logistic regression (:class:`FactorizedBernoulli`):
   test bits/dim (the flow's as an importance-weighted bound with 16 draws), F1 and IoU of the foreground over
-  all test pixels, for the flow's tau = 0 sample, the majority of 16 samples at tau = 1 and one sample at
-  tau = 1 (the baseline: its per-pixel argmax and one sample).
+  all test pixels, for the flow's temperature-0 sample, the majority of 16 samples at temperature 1 and one
+  sample at temperature 1 (the baseline: its per-pixel argmax and one sample).
 
 Writes the tables to ``--out``/conditional_results.md (and .json) and the figures conditional_sr_x2.png,
 conditional_sr_x4.png and conditional_binary.png; prints the tables.
@@ -54,7 +54,7 @@ from flowkernels.models.conditional_training import evaluate_conditional, train_
 from flowkernels.models.dequantization import quantize
 from flowkernels.models.training import evaluating
 
-TAUS = (0.0, 0.5, 0.8, 1.0)
+TEMPERATURES = (0.0, 0.5, 0.8, 1.0)
 
 # Budgets. "net": the conditioning network (ConditionNet), shared in size by the flow and its baseline.
 # Full: about 10 minutes on 2 cores in all (half of it the x2 flow).
@@ -220,7 +220,11 @@ def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace, see
     )
 
     photos = test_photos(2 ** budget["flow"]["num_scales"] * scale, budget["test_crop"])
-    methods = ["bicubic"] + [f"logistic tau={tau}" for tau in TAUS] + [f"flow tau={tau}" for tau in TAUS]
+    methods = (
+        ["bicubic"]
+        + [f"logistic temperature={t}" for t in TEMPERATURES]
+        + [f"flow temperature={t}" for t in TEMPERATURES]
+    )
     scores: dict[str, list[tuple[float, float]]] = {method: [] for method in methods}
     bits = {"flow": 0.0, "logistic": 0.0}
     dims = 0
@@ -233,12 +237,13 @@ def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace, see
         bits["flow"] += y.numel() * evaluate_conditional(flow_model, sr_flow_loss, y, x)
         bits["logistic"] += y.numel() * evaluate_conditional(logistic_model, exact_loss, y, x)
         predictions = {"low-res": x_int, "bicubic": bicubic(x_int, scale), "ground truth": y}
-        for tau in TAUS:
+        for temperature in TEMPERATURES:
             generator = torch.Generator().manual_seed(seed)
             with evaluating(flow_model):
-                predictions[f"flow tau={tau}"] = quantize(flow_model.sample(x, tau, generator), PHOTO_LEVELS)
+                sample = flow_model.sample(x, temperature, generator)
+                predictions[f"flow temperature={temperature}"] = quantize(sample, PHOTO_LEVELS)
             with evaluating(logistic_model):
-                predictions[f"logistic tau={tau}"] = logistic_model.sample(x, tau, generator)
+                predictions[f"logistic temperature={temperature}"] = logistic_model.sample(x, temperature, generator)
         for method in methods:
             scores[method].append(psnr_ssim(predictions[method], y))
         outputs[name] = predictions
@@ -269,10 +274,11 @@ def run_super_resolution(scale: int, budget: dict, args: argparse.Namespace, see
 
 def save_sr_figure(result: dict, path: Path, quick: bool) -> None:
     """Rows: held-out photographs (a crop); columns: low-res, bicubic, the logistic's mode, flow samples at each
-    tau, ground truth. All 8-bit, shown without interpolation."""
+    temperature (T), ground truth. All 8-bit, shown without interpolation."""
     figure_module = require("matplotlib.figure", "matplotlib", "the super-resolution figure")
-    columns = ["low-res", "bicubic", "logistic tau=0.0"] + [f"flow tau={tau}" for tau in TAUS] + ["ground truth"]
-    titles = ["low-res", "bicubic", "logistic (mode)"] + [f"flow τ={tau:g}" for tau in TAUS] + ["ground truth"]
+    columns = ["low-res", "bicubic", "logistic temperature=0.0"]
+    columns += [f"flow temperature={t}" for t in TEMPERATURES] + ["ground truth"]
+    titles = ["low-res", "bicubic", "logistic (mode)"] + [f"flow T={t:g}" for t in TEMPERATURES] + ["ground truth"]
     names = list(result["_outputs"])
     figure = figure_module.Figure(figsize=(1.6 * len(columns), 1.7 * len(names)), dpi=110)
     axes = figure.subplots(len(names), len(columns), squeeze=False)
@@ -372,12 +378,12 @@ def run_binary(budget: dict, args: argparse.Namespace, seed: int) -> dict:
         predictions = {
             "bernoulli argmax": bernoulli_model.sample(x_test, 0.0),
             "bernoulli sample": bernoulli_model.sample(x_test, 1.0, generator),
-            "flow tau=0": flow_model.predict(x_test, 0.0),
-            f"flow majority of {BINARY_VOTES} (tau=1)": flow_model.predict(
+            "flow temperature=0": flow_model.predict(x_test, 0.0),
+            f"flow majority of {BINARY_VOTES} (temperature=1)": flow_model.predict(
                 x_test, 1.0, generator, num_samples=BINARY_VOTES
             ),
-            "flow sample (tau=1)": flow_model.predict(x_test, 1.0, generator),
-            "flow sample (tau=0.8)": flow_model.predict(x_test, 0.8, generator),
+            "flow sample (temperature=1)": flow_model.predict(x_test, 1.0, generator),
+            "flow sample (temperature=0.8)": flow_model.predict(x_test, 0.8, generator),
         }
         probabilities = torch.sigmoid(bernoulli_model.logits(x_test[:8]))
         figure_samples = flow_model.predict(x_test[:8].repeat_interleave(3, 0), 1.0, generator).view(8, 3, 16, 16)
@@ -402,17 +408,18 @@ def run_binary(budget: dict, args: argparse.Namespace, seed: int) -> dict:
             "y": y_test[:8],
             "probabilities": probabilities,
             "bernoulli sample": predictions["bernoulli sample"][:8],
-            "flow tau=0": predictions["flow tau=0"][:8],
+            "flow temperature=0": predictions["flow temperature=0"][:8],
             "flow samples": figure_samples,
         },
     }
 
 
 def save_binary_figure(result: dict, path: Path) -> None:
-    """Rows: test digits; columns: noisy input, baseline probability and sample, flow tau=0 and 3 samples, truth."""
+    """Rows: test digits; columns: noisy input, baseline probability and sample, flow at temperature 0 and three
+    samples, truth."""
     figure_module = require("matplotlib.figure", "matplotlib", "the binary segmentation figure")
     data = result["_figure"]
-    titles = ["noisy 8x8 input", "Bernoulli p(y=1|x)", "Bernoulli sample", "flow τ=0"]
+    titles = ["noisy 8x8 input", "Bernoulli p(y=1|x)", "Bernoulli sample", "flow T=0"]
     titles += [f"flow sample {i + 1}" for i in range(3)] + ["ground truth"]
     n = len(data["y"])
     figure = figure_module.Figure(figsize=(1.3 * len(titles), 1.3 * n), dpi=100)
@@ -422,7 +429,7 @@ def save_binary_figure(result: dict, path: Path) -> None:
             (data["x"][row, 0] + 0.5, "gray_r"),
             (data["probabilities"][row, 0], "gray_r"),
             (data["bernoulli sample"][row, 0], "gray_r"),
-            (data["flow tau=0"][row, 0], "gray_r"),
+            (data["flow temperature=0"][row, 0], "gray_r"),
             *[(data["flow samples"][row, i], "gray_r") for i in range(3)],
             (data["y"][row, 0], "gray_r"),
         ]
@@ -450,9 +457,38 @@ COLUMNS = {
 }
 # The comparisons the paper makes, per task: (flow method, baseline method, metric, lower is better).
 CLAIMS = {
-    "sr": (("flow tau=0.0", "logistic tau=0.0", "bpd", True), ("flow tau=0.0", "logistic tau=0.0", "psnr", False)),
-    "binary": (("flow tau=0", "bernoulli argmax", "bpd", True), ("flow tau=0", "bernoulli argmax", "f1", False)),
+    "sr": (
+        ("flow temperature=0.0", "logistic temperature=0.0", "bpd", True),
+        ("flow temperature=0.0", "logistic temperature=0.0", "psnr", False),
+    ),
+    "binary": (
+        ("flow temperature=0", "bernoulli argmax", "bpd", True),
+        ("flow temperature=0", "bernoulli argmax", "f1", False),
+    ),
 }
+
+
+# Results written before the README's glossary (issue 22) name the flow's scales "levels" and its steps per scale
+# "steps" in their budgets, and the temperature "tau" in their methods. The runs are the same, so kept runs are
+# read under today's names: a method's seeds must group together, and a budget must match the one it ran at.
+OLD_FLOW_NAMES = {"levels": "num_scales", "steps": "steps_per_scale"}
+
+
+def _current_budget(budget: dict) -> dict:
+    if "flow" not in budget:
+        return budget
+    return budget | {"flow": {OLD_FLOW_NAMES.get(key, key): value for key, value in budget["flow"].items()}}
+
+
+def with_current_names(section: dict | None) -> dict | None:
+    """An experiment's section of a results file (``"budget"``, ``"runs"``) under the names this script writes."""
+    if not section or "runs" not in section:
+        return section
+    runs = []
+    for run in section["runs"]:
+        rows = [row | {"method": row["method"].replace("tau=", "temperature=")} for row in run["rows"]]
+        runs.append(run | {"rows": rows} | ({"budget": _current_budget(run["budget"])} if "budget" in run else {}))
+    return section | {"runs": runs} | ({"budget": _current_budget(section["budget"])} if "budget" in section else {})
 
 
 def summarise(runs: list[dict], kind: str) -> dict:
@@ -532,6 +568,11 @@ def binary_table(result: dict) -> str:
     )
 
 
+def experiment_budget(budgets: dict, experiment: str) -> dict:
+    """The budget of ``experiment`` ("sr2", "sr4" or "binary") in ``budgets`` (:data:`FULL` or :data:`QUICK`)."""
+    return budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
@@ -551,15 +592,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = [] if args.add_seeds is None else [earlier, *args.add_seeds]
     if files and earlier.exists():  # the experiments this run does not do stay as they are
         previous = json.loads(earlier.read_text())
-        results.update({name: previous[name] for name in ("sr2", "sr4", "binary") if name in previous})
+        # ... with the commit and threads they ran at, which the file's machine entry stops saying once rewritten
+        machine = previous.get("machine", {})
+        origin = {"commit": machine.get("commit"), "threads": machine.get("threads")}
+        for name in ("sr2", "sr4", "binary"):
+            if name in previous:
+                results[name] = previous[name] | {"runs": [origin | run for run in previous[name].get("runs", [])]}
     stamp = {"commit": started.get("commit"), "threads": torch.get_num_threads()}
+    # Every experiment's kept runs are read now, before this run rewrites the files (and their machine entry).
+    kept_by_experiment = {}
     for experiment in args.experiments:
-        budget = budgets["sr"][int(experiment[2:])] if experiment.startswith("sr") else budgets["binary"]
+        budget = experiment_budget(budgets, experiment)
         try:
-            kept = runs_by_seed(files, budget, lambda document, name=experiment: document.get(name))
+            kept_by_experiment[experiment] = runs_by_seed(
+                files, budget, lambda document, name=experiment: with_current_names(document.get(name))
+            )
         except ValueError as error:
             print(f"conditional_results: {error}", file=sys.stderr)
             return 2
+    trained = False
+    for experiment in args.experiments:
+        budget, kept = experiment_budget(budgets, experiment), kept_by_experiment[experiment]
         runs = []
         for index, seed in enumerate(seeds):
             if seed in kept:
@@ -574,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_binary(budget, args, seed)
                 if index == 0:
                     save_binary_figure(result, args.out / "conditional_binary.png")
+            trained = True
             fields = {key: value for key, value in result.items() if not key.startswith("_")}
             runs.append({"seed": seed} | stamp | fields)
         results[experiment] = summarise(runs, "sr" if experiment.startswith("sr") else "binary")
@@ -582,7 +636,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(sections[-1] + "\n", flush=True)
         # Written after every experiment, so that a stopped run keeps the experiments it finished.
-        footer = f"Total time {time.perf_counter() - start:.0f} s."
+        footer = (
+            f"Total time {time.perf_counter() - start:.0f} s."
+            if trained
+            else "Nothing trained: every run was kept (--add-seeds); the times per seed are above."
+        )
         (args.out / "conditional_results.md").write_text("\n\n".join([header, *sections, footer]) + "\n")
         results |= {"total_time_s": time.perf_counter() - start, "quick": args.quick, "seeds": seeds}
         write_results(args.out / "conditional_results.json", results, machine=started)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .conditional import ConditionalLoss
-from .training import TrainHistory, evaluating, fit, mean_over
+from .training import TrainHistory, evaluating, fit, mean_over, seeded
 
 __all__ = ["evaluate_conditional", "train_conditional"]
 
@@ -74,9 +74,7 @@ def train_conditional(
     y_train, x_train = y_train.to(device), x_train.to(device)
     if test is not None:
         test = (test[0].to(device), test[1].to(device))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build().to(device)
+    model = seeded(seed, build).to(device)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         index = torch.randperm(len(y_train), generator=generator)[:init_size]

@@ -7,7 +7,7 @@ import torch
 from ..data import DIGITS_LEVELS, load_digits
 from .dequantization import DequantizedFlow, make_dequantizer
 from .glow import CONV_KINDS, Glow
-from .training import TrainHistory, fit
+from .training import TrainHistory, fit, seeded
 
 __all__ = ["train_dequantized"]
 
@@ -64,16 +64,13 @@ def train_dequantized(
         "dequantizer_steps": dequantizer_steps,
     }
     deq_kwargs = {} if dequantizer == "uniform" else {"hidden": dequantizer_hidden, "steps": dequantizer_steps}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+
+    def build() -> DequantizedFlow:
         flow = Glow(1, 2, steps_per_scale, hidden, conv=conv)
-        model = DequantizedFlow(
-            flow,
-            make_dequantizer(dequantizer, 1, data_levels, **deq_kwargs),
-            objective=objective,
-            num_samples=num_samples,
-            alpha=alpha,
-        ).to(device)
+        dequantizer_module = make_dequantizer(dequantizer, 1, data_levels, **deq_kwargs)
+        return DequantizedFlow(flow, dequantizer_module, objective=objective, num_samples=num_samples, alpha=alpha)
+
+    model = seeded(seed, build).to(device)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         # ActNorm's data-dependent initialisation on a large batch, dequantized by the (untrained) q.

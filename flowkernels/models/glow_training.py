@@ -13,7 +13,7 @@ from ..data import DIGITS_LEVELS, load_digits
 from .dequantization import UniformDequantizer, quantize
 from .figures import save_image_grid
 from .glow import Glow
-from .training import TrainHistory, evaluating, fit
+from .training import TrainHistory, evaluating, fit, seeded
 
 __all__ = ["save_sample_grid", "train_glow"]
 
@@ -61,9 +61,7 @@ def train_glow(
         "hidden": hidden,
         "kernel_size": kernel_size,
     }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Glow(1, 2, steps_per_scale, hidden, conv=conv, kernel_size=kernel_size).to(device)
+    model = seeded(seed, lambda: Glow(1, 2, steps_per_scale, hidden, conv=conv, kernel_size=kernel_size)).to(device)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         # ActNorm's data-dependent initialisation, on a larger batch than one step sees for stabler statistics.

@@ -41,7 +41,7 @@ from .hexnet import (
     _check_lattice,
     count_parameters,
 )
-from .training import evaluating, warmup_cosine
+from .training import evaluating, seeded, warmup_cosine
 
 __all__ = [
     "HexNetHistory",
@@ -259,9 +259,8 @@ def train_hexnet(
     x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
     classes = 10 if task == "digits" else len(TEXTURE_NAMES)
     budget = DEFAULT_PARAM_BUDGET if param_budget is None else param_budget
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = HexNet(lattice, 1, classes, blocks=blocks, param_budget=budget, size=x_train.shape[-1]).to(device)
+    size = x_train.shape[-1]
+    model = seeded(seed, lambda: HexNet(lattice, 1, classes, blocks=blocks, param_budget=budget, size=size)).to(device)
     config = {"task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     config["param_budget"] = budget
     config.update({"blocks": blocks, "size": x_train.shape[-1], "weight_decay": weight_decay})

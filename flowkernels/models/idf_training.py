@@ -19,7 +19,7 @@ from torch import nn
 from .._optional import require
 from ..data import DIGITS_LEVELS, PHOTO_LEVELS, load_dataset
 from .idf import IDF
-from .training import TrainHistory, fit, sum_over_processes
+from .training import TrainHistory, fit, seeded, sum_over_processes
 
 __all__ = ["IDFHistory", "IDF_DATASETS", "resume_path", "train_idf"]
 
@@ -228,9 +228,7 @@ def _train(
                 f"{model.config.get('arithmetic', 'float')} {model.patch_shape}"
             )
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = IDF(channels, height, width, data_levels=data_levels, **arch).to(device)
+        model = seeded(seed, lambda: IDF(channels, height, width, data_levels=data_levels, **arch)).to(device)
     train, test = train.to(device=device, dtype=model.dtype), test.to(device=device, dtype=model.dtype)
     distributed = world_size > 1
 
