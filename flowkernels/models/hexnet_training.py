@@ -259,8 +259,8 @@ def train_hexnet(
     x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
     classes = 10 if task == "digits" else len(TEXTURE_NAMES)
     budget = DEFAULT_PARAM_BUDGET if param_budget is None else param_budget
-    size = x_train.shape[-1]
-    model = seeded(seed, lambda: HexNet(lattice, 1, classes, blocks=blocks, param_budget=budget, size=size)).to(device)
+    side = x_train.shape[-1]  # the lattice's side (8 on the square lattices), not the argument ``size``
+    model = seeded(seed, lambda: HexNet(lattice, 1, classes, blocks=blocks, param_budget=budget, size=side)).to(device)
     config = {"task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     config["param_budget"] = budget
     config.update({"blocks": blocks, "size": x_train.shape[-1], "weight_decay": weight_decay})
