@@ -335,6 +335,7 @@ def test_results_script_joins_kept_runs_without_running_any(tmp_path):
     assert script.main([*argv, "--add-seeds", str(committed)]) == 0
     joined = json.loads((tmp_path / "predictive_sampling.json").read_text())
     assert joined["seeds"] == [0] and joined["results"] == [run]
+    assert joined["header"].endswith("joined from kept runs (nothing trained)")
     assert {row["seeds"][0] for row in joined["summary"]} == {0} and not (
         tmp_path / "predictive_sampling_digits-binary.png"
     ).exists()

@@ -405,7 +405,7 @@ def write(args: argparse.Namespace, started: dict, budget: dict, results: list[d
     header = (
         f"Predictive sampling, {'QUICK smoke run' if args.quick else 'full budget'}, seeds {seeds} (mean ± standard "
         f"deviation), batch {budget['batch']}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{total:.0f} s in all"
+        + ("joined from kept runs (nothing trained)" if args.join_only else f"{total:.0f} s in all")
     )
     tables = format_calls(summary, dims, budget["batch"]) + "\n\n" + format_hit_rates(summary)
     verdicts = "\n".join(f"- {c['setting']}: {c['verdict']}" for c in judged)
