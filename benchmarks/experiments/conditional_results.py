@@ -46,7 +46,14 @@ import torch
 
 from flowkernels._optional import require
 from flowkernels.benchmarks.machine import describe, write_results
-from flowkernels.benchmarks.seeds import add_seeds_argument, compare, format_mean_std, runs_by_seed, summarise_seeds
+from flowkernels.benchmarks.seeds import (
+    add_seeds_argument,
+    compare,
+    file_stamp,
+    format_mean_std,
+    runs_by_seed,
+    summarise_seeds,
+)
 from flowkernels.data import PHOTO_LEVELS, load_digits, load_photo_patches, load_photos, photo_names
 from flowkernels.models.conditional import BinaryDequantizer, ConditionalFlow, ConditionNet, Upsample, downsample
 from flowkernels.models.conditional_baselines import FactorizedBernoulli, FactorizedLogistic
@@ -593,8 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if files and earlier.exists():  # the experiments this run does not do stay as they are
         previous = json.loads(earlier.read_text())
         # ... with the commit and threads they ran at, which the file's machine entry stops saying once rewritten
-        machine = previous.get("machine", {})
-        origin = {"commit": machine.get("commit"), "threads": machine.get("threads")}
+        origin = file_stamp(previous)
         for name in ("sr2", "sr4", "binary"):
             if name in previous:
                 results[name] = previous[name] | {"runs": [origin | run for run in previous[name].get("runs", [])]}

@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mean_std", "format_mean_std", "compare", "summarise_seeds", "runs_by_seed", "add_seeds_argument"]
+__all__ = [
+    "mean_std",
+    "format_mean_std",
+    "compare",
+    "summarise_seeds",
+    "runs_by_seed",
+    "file_stamp",
+    "add_seeds_argument",
+]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -164,14 +172,25 @@ def runs_by_seed(
             continue
         if entry.get("budget") != json.loads(json.dumps(budget)):
             raise ValueError(f"{path} ran at another budget ({entry.get('budget')}); rerun every seed")
-        machine = document.get("machine", {})
-        stamp = {"commit": machine.get("commit"), "threads": machine.get("threads")}
+        stamp = file_stamp(document)
         mine: dict[int, list[dict[str, Any]]] = {}
         for run in entry["runs"]:
             mine.setdefault(run["seed"], []).append(stamp | run)
         for seed, runs in mine.items():
             kept.setdefault(seed, runs)
     return kept
+
+
+def file_stamp(document: dict[str, Any]) -> dict[str, Any]:
+    """The ``"commit"`` and ``"threads"`` of a results file's ``machine`` entry: what its runs that carry no stamp
+    of their own ran at. A script that rewrites the file must stamp such runs first, or they would take the new
+    machine entry's commit.
+
+    >>> file_stamp({"machine": {"commit": "abc1234", "threads": 2, "cpu": "AMD EPYC"}})
+    {'commit': 'abc1234', 'threads': 2}
+    """
+    machine = document.get("machine", {})
+    return {"commit": machine.get("commit"), "threads": machine.get("threads")}
 
 
 def add_seeds_argument(parser: argparse.ArgumentParser, results_file: str) -> None:
